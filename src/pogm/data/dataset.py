@@ -1,0 +1,354 @@
+"""`PartialDataset`: a whole data set held in memory as tensors, with observation masks.
+
+A dataset is what a source (``pogm.data.sources``) returns and what a stream
+(``pogm.data.streams``) draws minibatches from. It follows the `Batch` conventions:
+
+* ``x`` maps group names to float32 tensors ``[N, ...]`` (images ``[N, C, H, W]``, vectors ``[N, D]``).
+* ``x_mask`` has the same keys; bool tensors, ``True`` = observed. A mask may have a leading
+  dimension of 1 (and size-1 trailing dimensions) when it is the same for every row: a fully
+  observed group stores a single all-True ``[1, 1, ...]`` mask and costs no memory.
+  ``batch(index)`` always returns masks with ``B`` rows, broadcastable to the group.
+* ``y`` holds int64 class labels ``[N]`` or float32 continuous labels ``[N, D]``, or is None;
+  ``y_mask`` is bool ``[N]``, ``True`` = labelled. Unlabelled rows of ``y`` hold 0.
+
+NaN in raw data is turned into masks once, in `PartialDataset.from_arrays`; after that no tensor
+held here contains NaN.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from pogm.data.batch import Batch
+
+ArrayLike = Union[np.ndarray, Tensor]
+
+
+def _as_tensor(a: Any, what: str) -> Tensor:
+    """A torch tensor sharing memory with ``a`` where possible (numpy, torch, or nested lists)."""
+    if isinstance(a, Tensor):
+        return a.detach()
+    if isinstance(a, np.ndarray):
+        if a.dtype == object:
+            raise ValueError(f"{what} has dtype object; pass a numeric array (float or int)")
+        return torch.from_numpy(np.ascontiguousarray(a))
+    try:
+        return torch.as_tensor(np.asarray(a))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{what} could not be converted to a numeric array: {err}") from err
+
+
+def _full_mask(n: int, dim: int, device: torch.device | str = "cpu") -> Tensor:
+    """An all-True mask ``[n, 1, ..., 1]`` with ``dim`` dimensions."""
+    return torch.ones(n, *([1] * (dim - 1)), dtype=torch.bool, device=device)
+
+
+def _group_from_array(name: str, a: ArrayLike) -> tuple[Tensor, Tensor]:
+    """Convert one raw group to (float32 values zero-filled at NaN, bool mask)."""
+    t = _as_tensor(a, f"x[{name!r}]")
+    if t.dim() < 2:
+        raise ValueError(
+            f"x[{name!r}] has shape {tuple(t.shape)}; it must be at least 2-D, [N, D] for vectors or "
+            f"[N, C, H, W] for images (reshape a single vector with x[None] or a 1-D feature with x[:, None])"
+        )
+    if t.is_complex():
+        raise ValueError(f"x[{name!r}] has dtype {t.dtype}; pass a real float or integer array")
+    t = t.to(torch.float32)
+    nan = torch.isnan(t)
+    if torch.isinf(t).any():
+        raise ValueError(f"x[{name!r}] contains +-inf; mark missing entries with NaN instead, or clip the values")
+    if nan.any():
+        mask = ~nan
+        t = torch.where(nan, torch.zeros((), dtype=t.dtype), t)
+    else:
+        mask = _full_mask(1, t.dim())
+    return t.contiguous(), mask
+
+
+def _labels_from_array(y: ArrayLike, n: int, num_classes: int | None) -> tuple[Tensor, Tensor, int | None]:
+    """Convert raw labels to (y, y_mask, num_classes).
+
+    1-D labels (or ``[N, 1]`` integer labels) are class labels: integers in ``[0, num_classes)``, with
+    -1 or NaN meaning unlabelled. 2-D float labels ``[N, D]`` are continuous; a row with any NaN is
+    unlabelled.
+    """
+    t = _as_tensor(y, "y")
+    if t.dim() == 0 or t.shape[0] != n:
+        raise ValueError(
+            f"y has shape {tuple(t.shape)} but x has {n} rows; y needs one label per row of x "
+            f"(use -1 or NaN for unlabelled rows)"
+        )
+    if t.dim() == 2 and t.shape[1] == 1 and (not t.is_floating_point() or num_classes is not None):
+        t = t[:, 0]
+    if t.dim() == 2 and num_classes is None:
+        # Continuous labels (e.g. landmarks, light direction).
+        t = t.to(torch.float32)
+        if torch.isinf(t).any():
+            raise ValueError("y contains +-inf; mark unlabelled rows with NaN instead")
+        nan = torch.isnan(t)
+        y_mask = ~nan.any(dim=1)
+        t = torch.where(y_mask[:, None], t, torch.zeros((), dtype=t.dtype))
+        return t.contiguous(), y_mask, None
+    if t.dim() != 1:
+        raise ValueError(
+            f"y has shape {tuple(t.shape)}; class labels must be [N] (or [N, 1]), continuous labels "
+            f"[N, D] float without num_classes"
+        )
+    if t.dtype == torch.bool:
+        t = t.to(torch.int64)
+    if t.is_floating_point():
+        t = t.to(torch.float64)
+        unlabelled = torch.isnan(t) | (t == -1)
+        vals = torch.where(unlabelled, torch.zeros((), dtype=t.dtype), t)
+        if torch.isinf(vals).any() or (vals != torch.round(vals)).any():
+            bad = vals[torch.isinf(vals) | (vals != torch.round(vals))][0].item()
+            raise ValueError(
+                f"y contains the non-integer class label {bad}; class labels must be whole numbers in "
+                f"[0, num_classes) with -1 or NaN for unlabelled rows (for continuous labels pass y as [N, D])"
+            )
+        t = vals.to(torch.int64)
+    else:
+        t = t.to(torch.int64)
+        unlabelled = t == -1
+        t = torch.where(unlabelled, torch.zeros((), dtype=t.dtype), t)
+    y_mask = ~unlabelled
+    labelled = t[y_mask]
+    if labelled.numel() and labelled.min() < 0:
+        raise ValueError(
+            f"y contains the negative class label {labelled.min().item()}; class labels must be in "
+            f"[0, num_classes), and only -1 (or NaN) means unlabelled"
+        )
+    if num_classes is None:
+        if labelled.numel() == 0:
+            raise ValueError("y has no labelled rows, so num_classes cannot be inferred; pass num_classes")
+        num_classes = int(labelled.max().item()) + 1
+    elif num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    elif labelled.numel() and labelled.max() >= num_classes:
+        raise ValueError(
+            f"y contains the class label {labelled.max().item()} but num_classes={num_classes}; labels must "
+            f"be in [0, {num_classes}) (raise num_classes, or relabel the classes as 0..K-1)"
+        )
+    return t.contiguous(), y_mask, int(num_classes)
+
+
+@dataclass
+class PartialDataset:
+    """An in-memory data set of named groups with observation masks and (partial) labels.
+
+    Attributes:
+        x: group name -> float32 tensor ``[N, ...]``; zero at unobserved entries.
+        x_mask: group name -> bool tensor broadcastable to the group, leading dimension N or 1.
+        y: int64 ``[N]`` class labels, float32 ``[N, D]`` continuous labels, or None.
+        y_mask: bool ``[N]``, True = labelled (None when ``y`` is None).
+        num_classes: number of classes for class labels, else None.
+        binarize: True if values in [0, 1] are Bernoulli probabilities to be re-sampled each epoch
+            (dynamic binarisation); streams honour it by default.
+        name: a short name for logs and run directories.
+    """
+
+    x: dict[str, Tensor]
+    x_mask: dict[str, Tensor] = field(default_factory=dict)
+    y: Tensor | None = None
+    y_mask: Tensor | None = None
+    num_classes: int | None = None
+    binarize: bool = False
+    name: str = "dataset"
+
+    def __post_init__(self) -> None:
+        if not self.x:
+            raise ValueError("PartialDataset needs at least one group in x")
+        sizes = {k: v.shape[0] for k, v in self.x.items()}
+        n = next(iter(sizes.values()))
+        if any(s != n for s in sizes.values()):
+            raise ValueError(f"every group of x needs the same number of rows, got {sizes}")
+        for k, v in self.x.items():
+            if k not in self.x_mask:
+                self.x_mask[k] = _full_mask(1, v.dim(), v.device)
+            m = self.x_mask[k]
+            if m.dtype != torch.bool:
+                raise ValueError(f"x_mask[{k!r}] has dtype {m.dtype}; masks are bool, True = observed")
+            if m.dim() != v.dim() or m.shape[0] not in (1, n) or any(
+                ms not in (1, vs) for ms, vs in zip(m.shape[1:], v.shape[1:])
+            ):
+                raise ValueError(
+                    f"x_mask[{k!r}] has shape {tuple(m.shape)}, not broadcastable to x[{k!r}] {tuple(v.shape)} "
+                    f"with a leading dimension of {n} or 1"
+                )
+        extra = set(self.x_mask) - set(self.x)
+        if extra:
+            raise ValueError(f"x_mask has groups {sorted(extra)} that x does not have")
+        if self.y is not None:
+            if self.y.shape[0] != n:
+                raise ValueError(f"y has {self.y.shape[0]} rows but x has {n}")
+            if self.y_mask is None:
+                self.y_mask = torch.ones(n, dtype=torch.bool, device=self.y.device)
+            if self.y_mask.shape != (n,) or self.y_mask.dtype != torch.bool:
+                raise ValueError(f"y_mask must be bool [{n}], got {self.y_mask.dtype} {tuple(self.y_mask.shape)}")
+        elif self.y_mask is not None:
+            raise ValueError("y_mask given without y")
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_arrays(
+        cls,
+        x: ArrayLike | Mapping[str, ArrayLike],
+        y: ArrayLike | None = None,
+        group: str = "x",
+        num_classes: int | None = None,
+        binarize: bool = False,
+        name: str = "arrays",
+    ) -> "PartialDataset":
+        """Build a dataset from numpy or torch arrays; NaN entries become unobserved.
+
+        Args:
+            x: an array ``[N, ...]`` (stored as group ``group``) or a dict of such arrays, one per group.
+                Integer arrays are converted to float32 as they are (no scaling). NaN entries get
+                mask False and value 0. A float32 array without NaN is used without a copy (it
+                shares memory with the caller's array).
+            y: optional labels with N rows: class labels ``[N]`` (integers; -1 or NaN = unlabelled), or
+                continuous labels ``[N, D]`` float (a row with NaN = unlabelled).
+            group: the group name when ``x`` is a single array.
+            num_classes: number of classes; inferred as ``max(y) + 1`` when not given.
+            binarize: mark the values as Bernoulli probabilities for dynamic binarisation
+                (they must then lie in [0, 1]).
+            name: the dataset's name.
+
+        Raises:
+            ValueError: on arrays of the wrong dimension, row counts that differ, inf values,
+                non-integer or out-of-range class labels.
+        """
+        groups = dict(x) if isinstance(x, Mapping) else {group: x}
+        xs: dict[str, Tensor] = {}
+        masks: dict[str, Tensor] = {}
+        for k, a in groups.items():
+            xs[k], masks[k] = _group_from_array(k, a)
+        sizes = {k: v.shape[0] for k, v in xs.items()}
+        n = next(iter(sizes.values()))
+        if any(s != n for s in sizes.values()):
+            raise ValueError(f"every group of x needs the same number of rows, got {sizes}")
+        if binarize:
+            for k, v in xs.items():
+                if v.numel() and (v.min() < 0 or v.max() > 1):
+                    raise ValueError(
+                        f"binarize=True needs values in [0, 1] (Bernoulli probabilities) but x[{k!r}] spans "
+                        f"[{v.min().item():g}, {v.max().item():g}]; scale the data (e.g. /255) or pass binarize=False"
+                    )
+        y_t = y_mask = None
+        if y is not None:
+            y_t, y_mask, num_classes = _labels_from_array(y, n, num_classes)
+        elif num_classes is not None and num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        return cls(x=xs, x_mask=masks, y=y_t, y_mask=y_mask, num_classes=num_classes, binarize=binarize, name=name)
+
+    # ------------------------------------------------------------------ access
+    def __len__(self) -> int:
+        return next(iter(self.x.values())).shape[0]
+
+    @property
+    def groups(self) -> list[str]:
+        """The group names, in order."""
+        return list(self.x)
+
+    @property
+    def device(self) -> torch.device:
+        return next(iter(self.x.values())).device
+
+    @property
+    def num_labelled(self) -> int:
+        """How many rows carry a label."""
+        return 0 if self.y_mask is None else int(self.y_mask.sum().item())
+
+    def labelled_index(self) -> Tensor:
+        """Indices (LongTensor, ascending) of the labelled rows."""
+        if self.y_mask is None:
+            return torch.zeros(0, dtype=torch.long)
+        return self.y_mask.nonzero().squeeze(1)
+
+    def _mask_rows(self, m: Tensor, index: Tensor, b: int) -> Tensor:
+        if m.shape[0] == 1 and len(self) != 1:
+            return m.expand(b, *m.shape[1:]).clone()
+        return m[index]
+
+    def batch(self, index: Tensor) -> Batch:
+        """The rows ``index`` (LongTensor or bool mask) as a `Batch`; masks have B rows."""
+        x = {k: v[index] for k, v in self.x.items()}
+        b = next(iter(x.values())).shape[0]
+        x_mask = {k: self._mask_rows(m, index, b) for k, m in self.x_mask.items()}
+        if self.y is None:
+            return Batch(x=x, x_mask=x_mask)
+        return Batch(x=x, x_mask=x_mask, y=self.y[index], y_mask=self.y_mask[index])
+
+    # ------------------------------------------------------------------ derived datasets
+    def subset(self, index: Tensor) -> "PartialDataset":
+        """A new dataset holding the rows ``index`` (LongTensor or bool mask), same metadata."""
+        index = torch.as_tensor(index)
+
+        def rows(m: Tensor) -> Tensor:
+            return m if m.shape[0] == 1 and len(self) != 1 else m[index]
+
+        return replace(
+            self,
+            x={k: v[index] for k, v in self.x.items()},
+            x_mask={k: rows(m) for k, m in self.x_mask.items()},
+            y=None if self.y is None else self.y[index],
+            y_mask=None if self.y_mask is None else self.y_mask[index],
+        )
+
+    def with_labels_hidden(self, keep_index: Tensor | None) -> "PartialDataset":
+        """A copy whose labels are kept only at rows ``keep_index`` (others: y_mask False, y zeroed).
+
+        Rows in ``keep_index`` that were unlabelled stay unlabelled. ``None`` or an empty index hides
+        every label.
+        """
+        if self.y is None:
+            raise ValueError(f"dataset {self.name!r} has no labels to hide")
+        keep = torch.zeros(len(self), dtype=torch.bool, device=self.y_mask.device)
+        if keep_index is not None:
+            keep_index = torch.as_tensor(keep_index, device=keep.device)
+            if keep_index.numel():
+                if keep_index.dtype != torch.bool and (keep_index.min() < 0 or keep_index.max() >= len(self)):
+                    raise ValueError(f"keep_index has entries outside [0, {len(self)})")
+                keep[keep_index] = True
+        y_mask = self.y_mask & keep
+        shape = (-1,) + (1,) * (self.y.dim() - 1)
+        y = torch.where(y_mask.view(shape), self.y, torch.zeros((), dtype=self.y.dtype, device=self.y.device))
+        return replace(self, x=dict(self.x), x_mask=dict(self.x_mask), y=y, y_mask=y_mask)
+
+    def binarized(self, seed: int) -> "PartialDataset":
+        """A copy with every group replaced by one fixed Bernoulli draw (seeded), for evaluation.
+
+        Values must lie in [0, 1]. The copy has ``binarize=False`` so streams do not re-sample it.
+        Unobserved entries (zero-filled) stay 0.
+        """
+        g = torch.Generator(device=self.device).manual_seed(int(seed))
+        x = {}
+        for k, v in self.x.items():
+            if v.numel() and (v.min() < 0 or v.max() > 1):
+                raise ValueError(
+                    f"binarized() needs values in [0, 1] but x[{k!r}] of {self.name!r} spans "
+                    f"[{v.min().item():g}, {v.max().item():g}]"
+                )
+            x[k] = torch.bernoulli(v, generator=g)
+        return replace(self, x=x, x_mask=dict(self.x_mask), binarize=False)
+
+    def to(self, device: torch.device | str) -> "PartialDataset":
+        """The same dataset with every tensor on ``device``."""
+        return replace(
+            self,
+            x={k: v.to(device) for k, v in self.x.items()},
+            x_mask={k: m.to(device) for k, m in self.x_mask.items()},
+            y=None if self.y is None else self.y.to(device),
+            y_mask=None if self.y_mask is None else self.y_mask.to(device),
+        )
+
+    def __repr__(self) -> str:
+        groups = ", ".join(f"{k}: {tuple(v.shape[1:])}" for k, v in self.x.items())
+        labels = "no labels" if self.y is None else f"{self.num_labelled} labelled"
+        return f"PartialDataset({self.name!r}, n={len(self)}, {{{groups}}}, {labels}, binarize={self.binarize})"

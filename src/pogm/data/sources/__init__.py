@@ -1,0 +1,92 @@
+"""Data sources: a small registry mapping a name to a loader that returns `DataSplits`.
+
+    from pogm.data import load_source
+    splits = load_source("mnist")               # looks in $POGM_DATA, ~/.cache/pogm, then downloads
+    splits = load_source("digits", binarize=False)
+    splits = load_source("my_data.npz")         # any user file with keys x (and optionally y)
+
+Each source lives in its own module and is imported only when first loaded. New sources register
+with `register_source(name, "module:function")` (or by decorating a loader with
+`@register_source("name")`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pogm.data.dataset import PartialDataset
+
+
+@dataclass
+class DataSplits:
+    """The train / valid / test datasets of one source, plus JSON-friendly ``info`` about it.
+
+    ``valid`` may be None for sets too small to hold one out.
+    """
+
+    train: PartialDataset
+    valid: PartialDataset | None
+    test: PartialDataset
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+_SOURCES: dict[str, str | Callable[..., DataSplits]] = {
+    "digits": "pogm.data.sources.digits:load_digits",
+    "mnist": "pogm.data.sources.mnist:load_mnist",
+    "moons": "pogm.data.sources.moons:load_moons",
+    "npz": "pogm.data.sources.npz:load_npz",
+}
+
+
+def register_source(name: str, loader: str | Callable[..., DataSplits] | None = None):
+    """Register ``loader`` (a callable or a lazy ``"module:function"`` string) under ``name``.
+
+    Without ``loader`` this returns a decorator.
+    """
+    if loader is None:
+
+        def decorate(fn: Callable[..., DataSplits]) -> Callable[..., DataSplits]:
+            _SOURCES[name] = fn
+            return fn
+
+        return decorate
+    _SOURCES[name] = loader
+    return loader
+
+
+def list_sources() -> list[str]:
+    """The registered source names, sorted."""
+    return sorted(_SOURCES)
+
+
+def _resolve(name: str) -> Callable[..., DataSplits]:
+    loader = _SOURCES[name]
+    if isinstance(loader, str):
+        module, _, attr = loader.partition(":")
+        loader = getattr(importlib.import_module(module), attr)
+        _SOURCES[name] = loader
+    return loader
+
+
+def load_source(name: str, **kwargs: Any) -> DataSplits:
+    """Load the source ``name`` with loader options ``kwargs``.
+
+    A name ending in ``.npz`` is read as a user file (same as ``load_source("npz", path=name)``).
+
+    Raises:
+        ValueError: for an unknown name (the message lists the known ones).
+    """
+    if str(name).endswith(".npz"):
+        return _resolve("npz")(path=name, **kwargs)
+    if name not in _SOURCES:
+        raise ValueError(
+            f"unknown data source {name!r}; known sources: {', '.join(list_sources())} "
+            f"(or give the path of a .npz file with keys x and optionally y)"
+        )
+    return _resolve(name)(**kwargs)
+
+
+__all__ = ["DataSplits", "list_sources", "load_source", "register_source"]

@@ -1,0 +1,94 @@
+"""Label splits: which training rows keep their labels in a semi-supervised run.
+
+Kingma et al. (2014) keep a fixed number of labels per class (e.g. 10 per class = 100 labels on
+MNIST) and hide the rest. `balanced_label_split` chooses them reproducibly from a seed;
+`save_split` / `load_split` store the exact choice in a run directory (JSON list of row indices),
+so a run can be rebuilt even if the sampling code changes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+def balanced_label_split(
+    y: Tensor | np.ndarray,
+    n_per_class: int,
+    num_classes: int,
+    seed: int,
+    y_mask: Tensor | np.ndarray | None = None,
+) -> Tensor:
+    """Indices of ``n_per_class`` rows of each class, chosen with a generator seeded by ``seed``.
+
+    Args:
+        y: int class labels ``[N]``.
+        n_per_class: how many labelled rows to keep per class (>= 0).
+        num_classes: number of classes; every class ``0..num_classes-1`` must have enough rows.
+        seed: seed of the `torch.Generator` that draws the rows.
+        y_mask: optional bool ``[N]``; only rows with True (labelled) are candidates.
+
+    Returns:
+        LongTensor ``[n_per_class * num_classes]`` of row indices, sorted ascending.
+
+    Raises:
+        ValueError: if a class has fewer than ``n_per_class`` candidate rows.
+    """
+    y = torch.as_tensor(y).detach().cpu()
+    if y.dim() != 1:
+        raise ValueError(f"balanced_label_split needs class labels [N], got shape {tuple(y.shape)}")
+    if n_per_class < 0:
+        raise ValueError(f"n_per_class must be >= 0, got {n_per_class}")
+    candidates = torch.ones_like(y, dtype=torch.bool)
+    if y_mask is not None:
+        candidates = torch.as_tensor(y_mask).detach().cpu().to(torch.bool)
+    g = torch.Generator().manual_seed(int(seed))
+    chosen = []
+    for c in range(num_classes):
+        rows = ((y == c) & candidates).nonzero().squeeze(1)
+        if rows.numel() < n_per_class:
+            raise ValueError(
+                f"class {c} has only {rows.numel()} labelled examples but n_per_class={n_per_class} were "
+                f"requested; lower the number of labels per class (or the total --labels)"
+            )
+        chosen.append(rows[torch.randperm(rows.numel(), generator=g)[:n_per_class]])
+    if not chosen:
+        return torch.zeros(0, dtype=torch.long)
+    return torch.sort(torch.cat(chosen)).values
+
+
+def save_split(path: str | os.PathLike, index: Tensor | np.ndarray | list[int]) -> None:
+    """Write row indices to ``path`` atomically: a JSON list, or a ``.npy`` file if the name ends so."""
+    path = Path(path)
+    values = np.asarray(torch.as_tensor(index).detach().cpu().numpy(), dtype=np.int64).reshape(-1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if path.suffix == ".npy":
+                np.save(f, values)
+            else:
+                f.write(json.dumps(values.tolist()).encode())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_split(path: str | os.PathLike) -> Tensor:
+    """Read row indices written by `save_split` as a LongTensor."""
+    path = Path(path)
+    if path.suffix == ".npy":
+        values = np.load(path, allow_pickle=False)
+    else:
+        values = json.loads(path.read_text())
+        if not isinstance(values, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            raise ValueError(f"{path} must hold a JSON list of integer row indices")
+    return torch.as_tensor(np.asarray(values, dtype=np.int64).reshape(-1))

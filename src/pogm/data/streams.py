@@ -1,0 +1,218 @@
+"""Minibatch streams: semi-supervised training batches and sequential evaluation batches.
+
+`SemiSupervisedStream` follows Kingma et al. (2014): every step yields ONE `Batch` whose first rows
+are a labelled minibatch (``y_mask`` True) and whose remaining rows are an unlabelled minibatch
+drawn from the whole training set with its labels hidden (``y_mask`` False, ``y`` zeroed).
+
+* An epoch is one pass over the unlabelled pool in a fresh permutation (the last partial
+  minibatch is dropped).
+* The labelled pool is walked in its own permutations, reshuffled whenever it is exhausted; when
+  ``labelled_batch_size`` is at least the pool size, every step carries the whole pool in a new order.
+* With dynamic binarisation every minibatch is re-sampled with ``torch.bernoulli``, so each epoch
+  sees fresh binary images.
+* ``labelled_index=None`` (or empty) gives a purely unsupervised stream; ``batch_size=0`` gives a
+  purely supervised one (only the labelled pool, an epoch = one pass over it).
+
+All randomness comes from one `torch.Generator` owned by the stream; `state_dict` /
+`load_state_dict` capture it together with the current permutations and positions, so a resumed
+run continues with exactly the same batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from pogm.data.batch import Batch
+from pogm.data.dataset import PartialDataset
+
+
+class SemiSupervisedStream:
+    """An iterable of training `Batch`es mixing a labelled and an unlabelled minibatch.
+
+    Iterating yields the remaining steps of the current epoch; iterate again for the next epoch.
+    `next_batch` draws single steps across epoch boundaries.
+
+    Args:
+        dataset: the training set (its labels are used only at ``labelled_index``).
+        labelled_index: rows whose labels are visible (LongTensor); None or empty = unsupervised.
+        batch_size: unlabelled rows per step; 0 = fully supervised (no unlabelled part).
+        labelled_batch_size: labelled rows per step (capped at the pool size).
+        seed: seed of the stream's generator.
+        device: where the data is moved once, at construction; batches are produced there.
+        binarize: dynamic binarisation; None = ``dataset.binarize``.
+    """
+
+    def __init__(
+        self,
+        dataset: PartialDataset,
+        labelled_index: Tensor | None = None,
+        batch_size: int = 100,
+        labelled_batch_size: int = 100,
+        seed: int = 0,
+        device: torch.device | str = "cpu",
+        binarize: bool | None = None,
+    ) -> None:
+        self.device = torch.device(device)
+        self.binarize = dataset.binarize if binarize is None else bool(binarize)
+        self.batch_size = int(batch_size)
+        n = len(dataset)
+        if self.batch_size < 0:
+            raise ValueError(f"batch_size must be >= 0, got {batch_size}")
+
+        if labelled_index is None:
+            labelled_index = torch.zeros(0, dtype=torch.long)
+        labelled_index = torch.as_tensor(labelled_index).detach().cpu().reshape(-1)
+        if labelled_index.dtype == torch.bool:
+            labelled_index = labelled_index.nonzero().squeeze(1)
+        labelled_index = labelled_index.to(torch.long)
+        if labelled_index.numel():
+            if dataset.y is None:
+                raise ValueError(f"labelled_index given but dataset {dataset.name!r} has no labels")
+            if labelled_index.min() < 0 or labelled_index.max() >= n:
+                raise ValueError(f"labelled_index has entries outside [0, {n})")
+            unlabelled = ~dataset.y_mask.cpu()[labelled_index]
+            if unlabelled.any():
+                raise ValueError(
+                    f"labelled_index includes {int(unlabelled.sum())} rows without a label in {dataset.name!r} "
+                    f"(e.g. row {labelled_index[unlabelled][0].item()}); choose labelled rows only"
+                )
+        self.num_labelled = int(labelled_index.numel())
+        self.labelled_batch_size = min(int(labelled_batch_size), self.num_labelled)
+        if self.num_labelled and self.labelled_batch_size <= 0:
+            raise ValueError(f"labelled_batch_size must be >= 1 when labels are given, got {labelled_batch_size}")
+        if self.batch_size == 0 and self.num_labelled == 0:
+            raise ValueError("batch_size=0 (supervised only) needs a non-empty labelled_index")
+        if self.batch_size > n:
+            raise ValueError(f"batch_size={batch_size} is larger than the dataset ({n} rows); lower batch_size")
+
+        if self.binarize:
+            for k, v in dataset.x.items():
+                if v.numel() and (v.min() < 0 or v.max() > 1):
+                    raise ValueError(
+                        f"dynamic binarisation needs values in [0, 1] but x[{k!r}] spans "
+                        f"[{v.min().item():g}, {v.max().item():g}]; pass binarize=False"
+                    )
+
+        self.dataset = dataset.to(self.device)
+        self.labelled_index = labelled_index.to(self.device)
+        self.generator = torch.Generator(device=self.device).manual_seed(int(seed))
+        self.epoch = 0
+        self._pos = 0  # step within the current epoch
+        self._perm: Tensor | None = None  # the current epoch's permutation (None: not started)
+        self._lab_perm: Tensor | None = None  # positions into labelled_index
+        self._lab_pos = 0
+
+    # ------------------------------------------------------------------ sizes
+    @property
+    def steps_per_epoch(self) -> int:
+        """Steps in one epoch: unlabelled rows // batch_size (labelled rows when supervised only)."""
+        if self.batch_size == 0:
+            return max(1, self.num_labelled // self.labelled_batch_size)
+        return len(self.dataset) // self.batch_size
+
+    def __len__(self) -> int:
+        return self.steps_per_epoch
+
+    # ------------------------------------------------------------------ drawing
+    def _randperm(self, n: int) -> Tensor:
+        return torch.randperm(n, generator=self.generator, device=self.device)
+
+    def _labelled_rows(self) -> Tensor:
+        """The next labelled minibatch (row indices into the dataset)."""
+        k, pool = self.labelled_batch_size, self.num_labelled
+        if k >= pool:
+            return self.labelled_index[self._randperm(pool)]
+        if self._lab_perm is None or self._lab_pos + k > pool:
+            self._lab_perm = self._randperm(pool)
+            self._lab_pos = 0
+        rows = self.labelled_index[self._lab_perm[self._lab_pos : self._lab_pos + k]]
+        self._lab_pos += k
+        return rows
+
+    def next_batch(self) -> Batch:
+        """Draw one step's `Batch` and advance (rolling over into the next epoch when one ends)."""
+        supervised_only = self.batch_size == 0
+        if self._perm is None and not supervised_only:
+            self._perm = self._randperm(len(self.dataset))
+        parts = []
+        if self.num_labelled:
+            parts.append(self.dataset.batch(self._labelled_rows()))
+        if not supervised_only:
+            rows = self._perm[self._pos * self.batch_size : (self._pos + 1) * self.batch_size]
+            b = self.dataset.batch(rows)
+            if b.y is not None:
+                b.y = torch.zeros_like(b.y)
+                b.y_mask = torch.zeros_like(b.y_mask)
+            parts.append(b)
+        batch = parts[0] if len(parts) == 1 else Batch.cat(parts)
+        if self.binarize:
+            batch.x = {k: torch.bernoulli(v, generator=self.generator) for k, v in batch.x.items()}
+        self._pos += 1
+        if self._pos >= self.steps_per_epoch:
+            self.epoch += 1
+            self._pos = 0
+            self._perm = None
+        return batch
+
+    def __iter__(self) -> Iterator[Batch]:
+        """Yield the remaining batches of the current epoch."""
+        epoch = self.epoch
+        while self.epoch == epoch:
+            yield self.next_batch()
+
+    # ------------------------------------------------------------------ resume
+    def state_dict(self) -> dict[str, Any]:
+        """Generator state, epoch, position and permutations (tensors and ints; safe for weights_only)."""
+        return {
+            "generator": self.generator.get_state(),
+            "epoch": self.epoch,
+            "pos": self._pos,
+            "perm": None if self._perm is None else self._perm.cpu(),
+            "lab_perm": None if self._lab_perm is None else self._lab_perm.cpu(),
+            "lab_pos": self._lab_pos,
+            "batch_size": self.batch_size,
+            "labelled_batch_size": self.labelled_batch_size,
+            "num_examples": len(self.dataset),
+            "num_labelled": self.num_labelled,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a `state_dict` taken from a stream built with the same dataset and sizes."""
+        expected = {
+            "batch_size": self.batch_size,
+            "labelled_batch_size": self.labelled_batch_size,
+            "num_examples": len(self.dataset),
+            "num_labelled": self.num_labelled,
+        }
+        for key, value in expected.items():
+            if key in state and int(state[key]) != value:
+                raise ValueError(
+                    f"stream state has {key}={state[key]} but this stream has {value}; resume with the same "
+                    f"data, label split and batch sizes"
+                )
+        self.generator.set_state(state["generator"].cpu() if isinstance(state["generator"], Tensor) else state["generator"])
+        self.epoch = int(state["epoch"])
+        self._pos = int(state["pos"])
+        self._perm = None if state["perm"] is None else state["perm"].to(self.device)
+        self._lab_perm = None if state["lab_perm"] is None else state["lab_perm"].to(self.device)
+        self._lab_pos = int(state["lab_pos"])
+
+
+def iterate_batches(
+    dataset: PartialDataset, batch_size: int = 1000, device: torch.device | str = "cpu"
+) -> Iterator[Batch]:
+    """Yield the dataset in order as `Batch`es of ``batch_size`` rows (the last may be smaller).
+
+    No shuffling and no binarisation (use `PartialDataset.binarized` for a fixed binary test set);
+    labels and masks are as stored. Each batch is moved to ``device``.
+    """
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    n = len(dataset)
+    for start in range(0, n, batch_size):
+        index = torch.arange(start, min(start + batch_size, n), device=dataset.device)
+        yield dataset.batch(index).to(device)

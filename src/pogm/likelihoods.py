@@ -1,0 +1,125 @@
+"""Masked likelihoods p(x | params).
+
+Every likelihood offers ``log_prob(params, x, mask)``: the log density of each row of ``x`` under
+``params``, summed over the observed entries only. ``x`` is a batch ``[B, ...]``; ``params`` may
+carry extra leading dimensions (samples, enumerated classes) and broadcasts against ``x``; the
+result has the leading shape of the broadcast, e.g. ``[K, B]``. Unobserved entries are removed
+with ``torch.where`` (not a multiplication), so they contribute exactly zero value and zero
+gradient even where the density would be infinite.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+def masked_sum(log_prob_elements: Tensor, mask: Tensor | None, event_ndim: int) -> Tensor:
+    """Sum per-element log densities over the last ``event_ndim`` dims, keeping observed entries only."""
+    if mask is not None:
+        log_prob_elements = torch.where(mask, log_prob_elements, torch.zeros((), dtype=log_prob_elements.dtype, device=log_prob_elements.device))
+    if event_ndim == 0:
+        return log_prob_elements
+    return log_prob_elements.sum(dim=tuple(range(-event_ndim, 0)))
+
+
+class Bernoulli(nn.Module):
+    """p(x | logits) = prod_i sigmoid(l_i)^x_i (1 - sigmoid(l_i))^(1 - x_i), parameterised by logits."""
+
+    def num_params(self, dim: int) -> int:
+        return dim
+
+    def log_prob(self, logits: Tensor, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        # x * l - log(1 + e^l): the stable form of binary cross-entropy with logits.
+        log_prob_elements = x * logits - F.softplus(logits)
+        return masked_sum(log_prob_elements, mask, x.dim() - 1)
+
+    def mean(self, logits: Tensor) -> Tensor:
+        return torch.sigmoid(logits)
+
+    def sample(self, logits: Tensor) -> Tensor:
+        return torch.bernoulli(torch.sigmoid(logits))
+
+
+class Gaussian(nn.Module):
+    """Diagonal Gaussian p(x | mean, log_var).
+
+    ``scale`` chooses how the log-variance is obtained:
+
+    * ``"fixed"``: a constant ``log_var`` (default 0, i.e. unit variance);
+    * ``"learned"``: one free log-variance per dimension, a parameter of this module;
+    * ``"predicted"``: the network predicts it; ``params`` is then the pair ``(mean, log_var)``
+      and :meth:`num_params` asks the network for twice as many outputs.
+    """
+
+    def __init__(self, dim: int | None = None, scale: str = "fixed", log_var: float = 0.0) -> None:
+        super().__init__()
+        if scale not in ("fixed", "learned", "predicted"):
+            raise ValueError(f"Gaussian scale must be 'fixed', 'learned' or 'predicted', got {scale!r}")
+        self.scale = scale
+        if scale == "learned":
+            if dim is None:
+                raise ValueError("Gaussian(scale='learned') needs the data dimension `dim`")
+            self.log_var = nn.Parameter(torch.full((dim,), float(log_var)))
+        else:
+            self.register_buffer("log_var", torch.tensor(float(log_var)), persistent=False)
+
+    def num_params(self, dim: int) -> int:
+        return 2 * dim if self.scale == "predicted" else dim
+
+    def split(self, params: Tensor | tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+        if self.scale == "predicted":
+            if isinstance(params, tuple):
+                return params
+            mean, log_var = params.chunk(2, dim=-1)
+            return mean, log_var
+        return params, self.log_var
+
+    def log_prob(self, params: Tensor | tuple[Tensor, Tensor], x: Tensor, mask: Tensor | None = None) -> Tensor:
+        mean, log_var = self.split(params)
+        log_prob_elements = -0.5 * (LOG_2PI + log_var + (x - mean) ** 2 * torch.exp(-log_var))
+        return masked_sum(log_prob_elements, mask, x.dim() - 1)
+
+    def mean(self, params: Tensor | tuple[Tensor, Tensor]) -> Tensor:
+        return self.split(params)[0]
+
+    def sample(self, params: Tensor | tuple[Tensor, Tensor]) -> Tensor:
+        mean, log_var = self.split(params)
+        return mean + torch.exp(0.5 * log_var) * torch.randn_like(mean)
+
+
+class Categorical(nn.Module):
+    """p(y | logits) over ``K`` classes; ``log_prob`` uses log-softmax, never probabilities."""
+
+    def num_params(self, num_classes: int) -> int:
+        return num_classes
+
+    def log_prob(self, logits: Tensor, y: Tensor, mask: Tensor | None = None) -> Tensor:
+        log_p = torch.log_softmax(logits, dim=-1)
+        log_p_y = log_p.gather(-1, y.unsqueeze(-1).expand(*log_p.shape[:-1], 1)).squeeze(-1)
+        return masked_sum(log_p_y, mask, 0)
+
+    def mean(self, logits: Tensor) -> Tensor:
+        return torch.softmax(logits, dim=-1)
+
+    def sample(self, logits: Tensor) -> Tensor:
+        return torch.distributions.Categorical(logits=logits).sample()
+
+
+def make_likelihood(name: str, dim: int) -> nn.Module:
+    """Likelihood by config name: ``bernoulli``, ``gaussian`` (unit variance), ``gaussian-learned``
+    (one learned log-variance per dimension) or ``gaussian-predicted`` (heteroscedastic)."""
+    if name == "bernoulli":
+        return Bernoulli()
+    if name == "gaussian":
+        return Gaussian(dim, scale="fixed")
+    if name == "gaussian-learned":
+        return Gaussian(dim, scale="learned")
+    if name == "gaussian-predicted":
+        return Gaussian(dim, scale="predicted")
+    raise ValueError(f"unknown likelihood {name!r}: choose bernoulli, gaussian, gaussian-learned or gaussian-predicted")

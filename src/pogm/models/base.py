@@ -1,0 +1,70 @@
+"""What every model shares: a frozen config dataclass and the helpers that read a `Batch`."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from pogm.data.batch import Batch
+
+
+def config_from_dict(config_cls: type, values: dict[str, Any]) -> Any:
+    """Build a frozen config dataclass; unknown keys are an error that lists the known ones."""
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(f"unknown config keys for {config_cls.__qualname__}: {unknown}; known keys: {sorted(names)}")
+    converted = {}
+    for f in dataclasses.fields(config_cls):
+        if f.name in values:
+            value = values[f.name]
+            if isinstance(value, list):
+                value = tuple(value)  # YAML gives lists; configs are frozen and hashable
+            converted[f.name] = value
+    return config_cls(**converted)
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+
+
+class Model(nn.Module):
+    """Base class: holds ``self.config`` and turns a Batch's main group into flat vectors."""
+
+    Config: ClassVar[type]
+    registry_name: ClassVar[str]
+    group: ClassVar[str] = "x"
+    # Whether loss() reads labels; semi-supervised models need y and y_mask.
+    uses_labels: ClassVar[bool] = False
+
+    def __init__(self, config: Any) -> None:
+        super().__init__()
+        self.config = config
+
+    @classmethod
+    def data_fields(cls, x_dim: int, num_classes: int | None, num_train: int, num_labelled: int) -> dict[str, Any]:
+        """Config values that come from the data (dimensions, class count, default alpha)."""
+        return {"x_dim": x_dim}
+
+    def flat_x(self, batch: Batch) -> tuple[Tensor, Tensor]:
+        """The main group as ``[B, D]`` with its mask broadcast to ``[B, D]`` (or ``[B, 1]``)."""
+        if self.group not in batch.x:
+            raise KeyError(f"{type(self).__name__} reads group {self.group!r}; the batch has {sorted(batch.x)}")
+        x = batch.x[self.group]
+        mask = batch.x_mask[self.group]
+        x = x.reshape(x.shape[0], -1)  # [B, D]
+        if x.shape[1] != self.config.x_dim:
+            raise ValueError(f"{type(self).__name__} was built for x_dim={self.config.x_dim} but the batch has {x.shape[1]} features per example")
+        mask = mask.reshape(mask.shape[0], -1) if mask.numel() // mask.shape[0] == x.shape[1] else mask.reshape(mask.shape[0], 1)
+        return x, mask
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+
+def as_batch(x: Tensor | Batch, group: str = "x") -> Batch:
+    return x if isinstance(x, Batch) else Batch(x={group: x})

@@ -1,0 +1,84 @@
+"""Fully connected networks. Plain modules: no likelihoods, no objectives."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+ACTIVATIONS = {"softplus": nn.Softplus, "relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU}
+
+
+def activation(name: str) -> nn.Module:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]()
+
+
+class MultiInputMLP(nn.Module):
+    """MLP over several inputs that are concatenated in meaning but never in memory.
+
+    The first layer is a sum of one linear map per input, ``W [a; b] = W_a a + W_b b``, so the
+    inputs may have different but broadcastable leading shapes: an ``x`` of ``[B, D]`` and a
+    one-hot ``y`` of ``[K, 1, K]`` give ``[K, B, out]`` while the ``x`` part is computed once.
+    This is what makes exact enumeration over classes a single vectorised pass.
+    """
+
+    def __init__(
+        self,
+        in_dims: Sequence[int],
+        hidden: Sequence[int],
+        out_dim: int,
+        act: str = "softplus",
+        batch_norm: bool = False,
+    ) -> None:
+        super().__init__()
+        if not hidden:
+            raise ValueError("an MLP needs at least one hidden layer")
+        self.inputs = nn.ModuleList(nn.Linear(d, hidden[0], bias=(i == 0)) for i, d in enumerate(in_dims))
+        layers: list[nn.Module] = []
+        widths = list(hidden)
+        for i, width in enumerate(widths):
+            if batch_norm:
+                layers.append(_FeatureBatchNorm(width))
+            layers.append(activation(act))
+            if i + 1 < len(widths):
+                layers.append(nn.Linear(width, widths[i + 1]))
+        self.body = nn.Sequential(*layers)
+        self.out = nn.Linear(widths[-1], out_dim)
+
+    def forward(self, *inputs: Tensor) -> Tensor:
+        if len(inputs) != len(self.inputs):
+            raise ValueError(f"expected {len(self.inputs)} inputs, got {len(inputs)}")
+        h = self.inputs[0](inputs[0])
+        for layer, value in zip(self.inputs[1:], inputs[1:]):
+            h = h + layer(value)  # broadcasts: [K, B, H] from [B, H] + [K, 1, H]
+        return self.out(self.body(h))
+
+
+class MLP(MultiInputMLP):
+    """A plain MLP: ``in_dim -> hidden... -> out_dim``."""
+
+    def __init__(self, in_dim: int, hidden: Sequence[int], out_dim: int, act: str = "softplus", batch_norm: bool = False) -> None:
+        super().__init__([in_dim], hidden, out_dim, act=act, batch_norm=batch_norm)
+
+
+class GaussianHead(nn.Module):
+    """Maps features to the mean and unconstrained log-variance of a diagonal Gaussian."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, *inputs: Tensor) -> tuple[Tensor, Tensor]:
+        mean, log_var = self.net(*inputs).chunk(2, dim=-1)
+        return mean, log_var
+
+
+class _FeatureBatchNorm(nn.BatchNorm1d):
+    """BatchNorm1d over the last dim for inputs with any number of leading dims."""
+
+    def forward(self, h: Tensor) -> Tensor:
+        shape = h.shape
+        return super().forward(h.reshape(-1, shape[-1])).reshape(shape)

@@ -1,0 +1,19 @@
+"""Objectives that models compose: bounds, semi-supervised terms."""
+
+from pogm.objectives.bounds import chunked_importance_weighted_bound, elbo, importance_weighted_bound
+from pogm.objectives.semi_supervised import (
+    classification_loss,
+    default_alpha,
+    semi_supervised_loss,
+    unlabelled_bound,
+)
+
+__all__ = [
+    "elbo",
+    "importance_weighted_bound",
+    "chunked_importance_weighted_bound",
+    "unlabelled_bound",
+    "classification_loss",
+    "default_alpha",
+    "semi_supervised_loss",
+]

@@ -1,0 +1,211 @@
+"""Runs: build a model and its data from a config, train into a run directory, load it back.
+
+This is the Python API behind ``pogm train`` / ``pogm eval``::
+
+    from pogm import train, load_run
+    run_dir = train("m2", data="mnist", labels=10, epochs=50, out="runs/m2")
+    run = load_run(run_dir)
+    run.model.classify(run.data.test.x["x"][:5]).argmax(-1)
+
+``config.yaml`` records the model name and its full config, the data source and its options,
+the labels per class and the seed (the labelled indices themselves are saved in
+``labelled_index.json``), and the training config, so that ``--resume`` and ``pogm eval``
+rebuild exactly the same run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+import pogm
+from pogm.data.sources import DataSplits, load_source
+from pogm.data.splits import balanced_label_split
+from pogm.data.streams import SemiSupervisedStream
+from pogm.models import get_model
+from pogm.models.base import config_from_dict, config_to_dict
+from pogm.train import checkpoint
+from pogm.train.trainer import TrainConfig, Trainer
+
+
+@dataclass
+class Run:
+    """A trained run loaded back: its model (best validation weights), data and config."""
+
+    run_dir: Path
+    config: dict[str, Any]
+    model: torch.nn.Module
+    data: DataSplits
+    labelled_index: torch.Tensor | None
+
+
+def parse_overrides(pairs: list[str] | None) -> dict[str, dict[str, Any]]:
+    """``["z_dim=32", "train.lr=1e-3", "data.binarize=false"]`` -> ``{"model": {...}, "train": {...}, "data": {...}}``.
+
+    Keys without a section prefix go to the model config; values are parsed as YAML scalars.
+    """
+    sections: dict[str, dict[str, Any]] = {"model": {}, "train": {}, "data": {}}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise ValueError(f"--set expects key=value, got {pair!r}")
+        key, value = pair.split("=", 1)
+        section, _, name = key.rpartition(".")
+        section = section or "model"
+        if section not in sections:
+            raise ValueError(f"--set {key}: the section must be one of model., train., data. (or none for model)")
+        sections[section][name] = yaml.safe_load(value)
+    return sections
+
+
+def _merge(*dicts: dict[str, Any] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for d in dicts:
+        out.update(d or {})
+    return out
+
+
+def load_config_file(path: str | Path | None) -> dict[str, dict[str, Any]]:
+    """A YAML recipe with optional ``model:``, ``train:`` and ``data:`` sections."""
+    if path is None:
+        return {}
+    content = yaml.safe_load(Path(path).read_text()) or {}
+    unknown = set(content) - {"model", "train", "data", "labels", "description"}
+    if unknown:
+        raise ValueError(f"{path}: unknown sections {sorted(unknown)}; a config file has model:, train:, data: (and labels:)")
+    return content
+
+
+def choose_labels(data: DataSplits, labels_per_class: int | None, seed: int, uses_labels: bool) -> torch.Tensor | None:
+    """Indices of the training examples whose labels the model may see (None = unsupervised)."""
+    train = data.train
+    if not uses_labels or train.y is None:
+        return None
+    if labels_per_class is None:
+        return train.labelled_index
+    return balanced_label_split(train.y, labels_per_class, train.num_classes, seed, y_mask=train.y_mask)
+
+
+def build_model(name: str, data: DataSplits, num_labelled: int, overrides: dict[str, Any] | None = None) -> torch.nn.Module:
+    entry = get_model(name)
+    train = data.train
+    x_dim = int(train.x["x"][0].numel())
+    fields = entry.cls.data_fields(x_dim, train.num_classes, len(train), num_labelled)
+    config = config_from_dict(entry.cls.Config, _merge(fields, overrides))
+    return entry.cls(config)
+
+
+def train(
+    model: str,
+    data: str = "digits",
+    labels: int | None = None,
+    epochs: int | None = None,
+    out: str | Path | None = None,
+    seed: int = 0,
+    config_file: str | Path | None = None,
+    overrides: list[str] | dict[str, dict[str, Any]] | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Train ``model`` on the source ``data`` with ``labels`` labelled examples per class.
+
+    Returns the run directory (``runs/<model>-<data>-<time>`` unless ``out`` is given).
+    With ``resume=True`` the run in ``out`` continues exactly from its last checkpoint, and
+    ``epochs`` may raise its epoch limit.
+    """
+    if resume:
+        if out is None:
+            raise ValueError("--resume needs the run directory (--out DIR)")
+        return _resume(Path(out), epochs, progress)
+    recipe = load_config_file(config_file)
+    sets = overrides if isinstance(overrides, dict) else parse_overrides(overrides)
+    if labels is None:
+        labels = recipe.get("labels")
+    train_values = _merge(recipe.get("train"), sets.get("train"))
+    if epochs is not None:
+        train_values["epochs"] = epochs
+    train_values.setdefault("progress", progress)
+    train_config = config_from_dict(TrainConfig, train_values)
+    data_kwargs = _merge(recipe.get("data"), sets.get("data"))
+    model_overrides = _merge(recipe.get("model"), sets.get("model"))
+
+    run_dir = Path(out) if out is not None else Path("runs") / f"{model}-{Path(data).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if (run_dir / "config.yaml").exists():
+        raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    torch.manual_seed(seed)
+    splits = load_source(data, **data_kwargs)
+    entry = get_model(model)
+    labelled_index = choose_labels(splits, labels, seed, entry.cls.uses_labels)
+    if labelled_index is not None:
+        checkpoint.atomic_write(run_dir / "labelled_index.json", lambda tmp: Path(tmp).write_text(json.dumps(labelled_index.tolist())))
+    net = build_model(model, splits, 0 if labelled_index is None else len(labelled_index), model_overrides)
+    config = {
+        "pogm_version": pogm.__version__,
+        "model": model,
+        "model_config": config_to_dict(net.config),
+        "data": {"name": str(data), "options": data_kwargs, "labels_per_class": labels},
+        "seed": seed,
+        "train": config_to_dict(train_config),
+    }
+    checkpoint.write_config(run_dir, config)
+    trainer = _make_trainer(net, splits, labelled_index, train_config, seed, run_dir)
+    trainer.fit()
+    return run_dir
+
+
+def _make_trainer(net, splits: DataSplits, labelled_index, train_config: TrainConfig, seed: int, run_dir: Path) -> Trainer:
+    if train_config.threads:
+        torch.set_num_threads(train_config.threads)
+    net.to(train_config.device)
+    stream = SemiSupervisedStream(
+        splits.train,
+        labelled_index,
+        batch_size=train_config.batch_size,
+        labelled_batch_size=train_config.labelled_batch_size,
+        seed=seed,
+        device=train_config.device,
+    )
+    return Trainer(net, stream, train_config, run_dir, valid=splits.valid, test=splits.test)
+
+
+def _rebuild(run_dir: Path) -> tuple[dict[str, Any], torch.nn.Module, DataSplits, torch.Tensor | None]:
+    config = checkpoint.read_config(run_dir)
+    entry = get_model(config["model"])
+    net = entry.cls(config_from_dict(entry.cls.Config, config["model_config"]))
+    splits = load_source(config["data"]["name"], **(config["data"].get("options") or {}))
+    index_file = run_dir / "labelled_index.json"
+    labelled_index = torch.tensor(json.loads(index_file.read_text()), dtype=torch.long) if index_file.is_file() else None
+    return config, net, splits, labelled_index
+
+
+def _resume(run_dir: Path, epochs: int | None, progress: bool) -> Path:
+    config, net, splits, labelled_index = _rebuild(run_dir)
+    train_values = dict(config["train"])
+    if epochs is not None:
+        train_values["epochs"] = epochs
+    train_values["progress"] = progress
+    train_config = config_from_dict(TrainConfig, train_values)
+    trainer = _make_trainer(net, splits, labelled_index, train_config, config["seed"], run_dir)
+    trainer.resume()
+    trainer.fit()
+    return run_dir
+
+
+def load_run(run_dir: str | Path, weights: str = "best", device: str = "cpu") -> Run:
+    """Load a run directory; ``weights`` is ``"best"`` (best validation score) or ``"latest"``."""
+    run_dir = Path(run_dir)
+    config, net, splits, labelled_index = _rebuild(run_dir)
+    path = run_dir / ("best.safetensors" if weights == "best" else "model.safetensors")
+    if weights == "best" and not path.is_file():
+        path = run_dir / "model.safetensors"
+    checkpoint.load_weights(path, net)
+    net.to(device).eval()
+    return Run(run_dir=run_dir, config=config, model=net, data=splits, labelled_index=labelled_index)

@@ -1,0 +1,222 @@
+"""The Trainer: Adam, KL warm-up by optimizer step, gradient clipping, evaluation on the
+validation split for model selection, progress bars, ``metrics.jsonl``, atomic checkpoints and
+exact resume.
+
+A crash loses at most the work since the last checkpoint, which is written at every evaluation
+(every ``eval_every`` epochs) and when training ends.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from pogm.data.dataset import PartialDataset
+from pogm.data.streams import SemiSupervisedStream
+from pogm.evaluate.metrics import classification_error, mean_elbo
+from pogm.train import checkpoint
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 10
+    max_steps: int | None = None  # stop after this many optimizer steps (overrides epochs)
+    batch_size: int = 100  # unlabelled examples per step
+    labelled_batch_size: int = 100  # labelled examples per step
+    lr: float = 3e-4
+    lr_decay: float = 1.0  # multiplicative learning-rate decay per epoch
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    kl_warmup_steps: int = 0  # KL weight rises linearly from 0 to 1 over these optimizer steps
+    grad_clip: float | None = None  # max global gradient norm; None = no clipping
+    eval_every: int = 1  # epochs between evaluations and checkpoints
+    eval_batch_size: int = 1000
+    eval_elbo_limit: int | None = 2000  # examples of the validation split used for the ELBO
+    device: str = "cpu"
+    precision: str = "fp32"  # "bf16": autocast matmuls to bfloat16 (fp32 accumulation and losses)
+    threads: int | None = None  # torch.set_num_threads; None = PyTorch's default
+    cpu_budget_seconds: float | None = None  # stop when training (not evaluation) has used this much CPU time
+    progress: bool = True
+
+
+class Trainer:
+    """Trains ``model`` on ``stream`` and keeps the run directory up to date."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        stream: SemiSupervisedStream,
+        config: TrainConfig,
+        run_dir: Path,
+        valid: PartialDataset | None = None,
+        test: PartialDataset | None = None,
+    ) -> None:
+        if config.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {config.precision!r}")
+        self.model = model
+        self.stream = stream
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.valid = valid
+        self.test = test
+        params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(params, lr=config.lr, betas=config.adam_betas)
+        self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=config.lr_decay)
+        self.step = 0
+        self.best_score: float | None = None
+        self.train_cpu_seconds = 0.0
+        self.train_wall_seconds = 0.0
+
+    # ------------------------------------------------------------------ schedule
+    def kl_weight(self) -> float:
+        if self.config.kl_warmup_steps <= 0:
+            return 1.0
+        return min(1.0, (self.step + 1) / self.config.kl_warmup_steps)
+
+    def _autocast(self):
+        if self.config.precision == "bf16":
+            return torch.autocast(device_type=torch.device(self.config.device).type, dtype=torch.bfloat16)
+        return nullcontext()
+
+    def _budget_left(self) -> bool:
+        budget = self.config.cpu_budget_seconds
+        return budget is None or self.train_cpu_seconds < budget
+
+    def _done(self) -> bool:
+        if self.config.max_steps is not None and self.step >= self.config.max_steps:
+            return True
+        if self.config.max_steps is None and self.stream.epoch >= self.config.epochs:
+            return True
+        return not self._budget_left()
+
+    # ------------------------------------------------------------------ training
+    def train_step(self, batch) -> dict[str, float]:
+        self.model.train()
+        with self._autocast():
+            terms = self.model.loss(batch, kl_weight=self.kl_weight(), step=self.step)
+        loss = terms["loss"]
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"the loss became {loss.item()} at step {self.step}; lower the learning rate (--set train.lr=...) or "
+                f"set train.grad_clip; the last checkpoint in {self.run_dir} is intact (resume with --resume)"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        self.step += 1
+        return {name: float(value.detach()) for name, value in terms.items()}
+
+    def fit(self) -> dict[str, Any]:
+        """Train until the epoch, step or CPU budget runs out; returns the last evaluation record."""
+        record: dict[str, Any] = {}
+        while not self._done():
+            epoch = self.stream.epoch
+            sums: dict[str, float] = {}
+            count = 0
+            bar = tqdm(total=self.stream.steps_per_epoch, initial=self.stream._pos, desc=f"epoch {epoch + 1}", disable=not self.config.progress, leave=False)
+            while self.stream.epoch == epoch and not self._done():
+                batch = self.stream.next_batch()
+                cpu0, wall0 = time.process_time(), time.perf_counter()
+                terms = self.train_step(batch)
+                self.train_cpu_seconds += time.process_time() - cpu0
+                self.train_wall_seconds += time.perf_counter() - wall0
+                for name, value in terms.items():
+                    sums[name] = sums.get(name, 0.0) + value
+                count += 1
+                bar.update(1)
+                if count % 10 == 0:
+                    bar.set_postfix(loss=f"{sums['loss'] / count:.3f}")
+            bar.close()
+            epoch_finished = self.stream.epoch > epoch
+            if epoch_finished:
+                self.scheduler.step()
+            if (epoch_finished and self.stream.epoch % self.config.eval_every == 0) or self._done():
+                train_terms = {f"train_{k}": v / max(count, 1) for k, v in sums.items()}
+                record = self.evaluate_and_checkpoint(train_terms)
+        return record
+
+    # ------------------------------------------------------------------ evaluation and checkpoints
+    def evaluate(self) -> dict[str, float]:
+        """Validation metrics (used for model selection) and test metrics (only reported)."""
+        metrics: dict[str, float] = {}
+        can_classify = getattr(self.model, "classify", None) is not None
+        self.model.eval()
+        for split, data in (("valid", self.valid), ("test", self.test)):
+            if data is None or len(data) == 0:
+                continue
+            if can_classify and data.y is not None:
+                metrics[f"{split}_error"] = classification_error(self.model, data, self.config.eval_batch_size)
+            if split == "valid" and hasattr(self.model, "log_weights"):
+                metrics["valid_elbo"] = mean_elbo(self.model, data, self.config.eval_batch_size, self.config.eval_elbo_limit)
+        return metrics
+
+    def selection_score(self, metrics: dict[str, float]) -> float | None:
+        """Higher is better: minus the validation error if there is one, else the validation ELBO."""
+        if "valid_error" in metrics:
+            return -metrics["valid_error"]
+        return metrics.get("valid_elbo")
+
+    def evaluate_and_checkpoint(self, train_terms: dict[str, float]) -> dict[str, Any]:
+        metrics = self.evaluate()
+        record = {
+            "step": self.step,
+            "epoch": self.stream.epoch,
+            "train_cpu_seconds": round(self.train_cpu_seconds, 3),
+            "train_wall_seconds": round(self.train_wall_seconds, 3),
+            "lr": self.optimizer.param_groups[0]["lr"],
+            **train_terms,
+            **metrics,
+        }
+        score = self.selection_score(metrics)
+        if score is not None and not math.isnan(score) and (self.best_score is None or score > self.best_score):
+            self.best_score = score
+            record["best"] = True
+            checkpoint.save_weights(self.run_dir / "best.safetensors", self.model)
+        self.save()
+        checkpoint.append_metrics(self.run_dir, record)
+        if self.config.progress:
+            shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in record.items() if k in ("epoch", "step", "train_loss", "valid_error", "test_error", "valid_elbo")}
+            tqdm.write(f"[pogm] {shown}")
+        return record
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "stream": self.stream.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "best_score": self.best_score,
+            "train_cpu_seconds": self.train_cpu_seconds,
+            "train_wall_seconds": self.train_wall_seconds,
+        }
+
+    def save(self) -> None:
+        """Latest weights and training state, each written atomically."""
+        checkpoint.save_weights(self.run_dir / "model.safetensors", self.model)
+        checkpoint.save_state(self.run_dir / "state.pt", self.state_dict())
+
+    def resume(self) -> None:
+        """Restore the latest checkpoint so training continues exactly where it stopped."""
+        checkpoint.load_weights(self.run_dir / "model.safetensors", self.model)
+        state = checkpoint.load_state(self.run_dir / "state.pt")
+        self.step = int(state["step"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.stream.load_state_dict(state["stream"])
+        torch.set_rng_state(state["torch_rng"])
+        self.best_score = state["best_score"]
+        self.train_cpu_seconds = float(state["train_cpu_seconds"])
+        self.train_wall_seconds = float(state["train_wall_seconds"])
+        # Drop metric lines written after this checkpoint (a crash between the two writes).
+        records = [r for r in checkpoint.read_metrics(self.run_dir) if r["step"] <= self.step]
+        checkpoint.atomic_write(self.run_dir / "metrics.jsonl", lambda tmp: Path(tmp).write_text("".join(json.dumps(r) + "\n" for r in records)))
