@@ -49,8 +49,8 @@ class Model(nn.Module):
         """Config values that come from the data (dimensions, class count, default alpha)."""
         return {"x_dim": x_dim}
 
-    def flat_x(self, batch: Batch) -> tuple[Tensor, Tensor]:
-        """The main group as ``[B, D]`` with its mask broadcast to ``[B, D]`` (or ``[B, 1]``)."""
+    def flat_x(self, batch: Batch) -> tuple[Tensor, Tensor | None]:
+        """The main group as ``[B, D]`` with its mask as ``[B, D]``, ``[B, 1]``, or None when fully observed."""
         if self.group not in batch.x:
             raise KeyError(f"{type(self).__name__} reads group {self.group!r}; the batch has {sorted(batch.x)}")
         x = batch.x[self.group]
@@ -58,8 +58,14 @@ class Model(nn.Module):
         x = x.reshape(x.shape[0], -1)  # [B, D]
         if x.shape[1] != self.config.x_dim:
             raise ValueError(f"{type(self).__name__} was built for x_dim={self.config.x_dim} but the batch has {x.shape[1]} features per example")
-        mask = mask.reshape(mask.shape[0], -1) if mask.numel() // mask.shape[0] == x.shape[1] else mask.reshape(mask.shape[0], 1)
-        return x, mask
+        if mask.numel() // max(mask.shape[0], 1) == x.shape[1]:
+            mask = mask.reshape(mask.shape[0], -1)  # [B, D]
+            # Zero-fill again here so that a mask always removes the information, whatever the caller left there.
+            return torch.where(mask, x, torch.zeros((), dtype=x.dtype, device=x.device)), mask
+        mask = mask.reshape(mask.shape[0], 1)  # one flag per row: the whole group observed or not
+        if bool(mask.all()):
+            return x, None  # fully observed: skip the masking work
+        return torch.where(mask, x, torch.zeros((), dtype=x.dtype, device=x.device)), mask
 
     @property
     def device(self) -> torch.device:

@@ -160,6 +160,6 @@ class M2(Model):
         return self.p_x.mean(self.p_x_yz(z, y)).reshape(batch.x[self.group].shape)
 
 
-def _rows(mask: Tensor, rows: Tensor) -> Tensor:
-    """Select rows of a mask that may be a shared ``[1, 1]`` broadcast mask."""
-    return mask if mask.shape[0] == 1 else mask[rows]
+def _rows(mask: Tensor | None, rows: Tensor) -> Tensor | None:
+    """Select rows of a mask (None = fully observed)."""
+    return None if mask is None else mask[rows]

@@ -35,6 +35,7 @@ def atomic_write(path: Path, write: Any) -> None:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes the file private; run directories are meant to be shared
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

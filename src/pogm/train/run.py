@@ -60,8 +60,19 @@ def parse_overrides(pairs: list[str] | None) -> dict[str, dict[str, Any]]:
         section = section or "model"
         if section not in sections:
             raise ValueError(f"--set {key}: the section must be one of model., train., data. (or none for model)")
-        sections[section][name] = yaml.safe_load(value)
+        sections[section][name] = parse_value(value)
     return sections
+
+
+def parse_value(text: str) -> Any:
+    """A YAML scalar, with numbers such as ``3e-4`` read as floats (YAML 1.1 reads them as strings)."""
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def _merge(*dicts: dict[str, Any] | None) -> dict[str, Any]:

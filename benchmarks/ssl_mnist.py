@@ -1,0 +1,150 @@
+"""MNIST with 100 labels (10 per class): M2 and M1+M2 for a fixed CPU-time budget.
+
+Trains each model with pogm's own Trainer on the standard 50,000 / 10,000 / 10,000 split,
+evaluating after every epoch, and writes JSON with test error against training CPU and wall time
+(the model is selected on the validation error; test error is only reported), the throughput in
+unlabelled examples per second, and the papers' numbers beside ours.
+
+    POGM_DATA=../shared/data python benchmarks/ssl_mnist.py --models m2 m1m2 --budget-minutes 60 10
+
+Every (model, budget) pair is one run in its own process with ``--threads`` threads (1 by
+default, so two runs share a 2-core machine fairly); the budget counts the training process's CPU
+time only (evaluation excluded). For M2 a single run of the longest budget is read off at every
+shorter budget: its schedule does not depend on the budget. M1+M2 splits its budget between the
+M1 phase and the M2 phase (``--m1-fraction``), so it gets one run per budget.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+PAPER = {
+    "m2": {"test_error": 0.1197, "source": "Kingma et al. 2014, Table 1, M2, 100 labels (11.97% +- 1.71)"},
+    "m1m2": {"test_error": 0.0333, "source": "Kingma et al. 2014, Table 1, M1+M2, 100 labels (3.33% +- 0.14)"},
+}
+PUBLIC_REFERENCE = {
+    "m2": {"test_error_after_10_minutes": 0.485, "unlabelled_per_second": 1560, "source": "a public PyTorch M2 ([784, 10, 50, [600, 600]]) run on this machine for 10 minutes with its own recipe (issue 2)"},
+}
+
+
+def _m1_steps_for(budget_seconds: float, fraction: float, threads: int) -> int:
+    """Optimizer steps of M1 that fit in ``fraction`` of the budget, from a short timing run."""
+    import torch
+
+    from pogm.data.batch import Batch
+    from pogm.models.vae import VAE, VAEConfig
+
+    torch.set_num_threads(threads)
+    model = VAE(VAEConfig())
+    optimizer = torch.optim.Adam(model.parameters(), 3e-4)
+    batch = Batch(x={"x": torch.bernoulli(torch.full((200, 784), 0.13))})
+    for i in range(25):
+        if i == 5:
+            start = time.process_time()
+        loss = model.loss(batch)["loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    seconds_per_step = (time.process_time() - start) / 20
+    return max(1, int(fraction * budget_seconds / seconds_per_step))
+
+
+def run_one(model: str, budget_minutes: float, args: argparse.Namespace) -> dict:
+    import torch
+
+    import pogm
+    from pogm.train.checkpoint import read_metrics
+
+    torch.set_num_threads(args.threads)
+    out = Path(args.runs) / f"{model}-{budget_minutes:g}min-seed{args.seed}"
+    overrides = {
+        "model": {},
+        "train": {"cpu_budget_seconds": budget_minutes * 60, "threads": args.threads, "lr": args.lr, "precision": args.precision, "progress": False},
+        "data": {},
+    }
+    if model == "m1m2":
+        overrides["model"]["m1_steps"] = _m1_steps_for(budget_minutes * 60, args.m1_fraction, args.threads)
+    start = time.time()
+    pogm.train(model, data="mnist", labels=10, epochs=100000, out=out, seed=args.seed, overrides=overrides, progress=False)
+    wall = time.time() - start
+    records = read_metrics(out)
+    return {"model": model, "budget_minutes": budget_minutes, "run_dir": str(out), "wall_seconds": wall, "model_config": overrides["model"], "records": records}
+
+
+def summarise(run: dict, budget_minutes: float, batch_size: int = 100) -> dict:
+    """Numbers at ``budget_minutes`` of training CPU time: test error of the best-validation epoch."""
+    records = [r for r in run["records"] if r["train_cpu_seconds"] <= budget_minutes * 60 + 1e-6]
+    if not records:
+        return {"budget_minutes": budget_minutes, "note": "no evaluation inside this budget"}
+    best = min(records, key=lambda r: (r["valid_error"], -r["step"]))
+    last = records[-1]
+    return {
+        "budget_minutes": budget_minutes,
+        "test_error": best["test_error"],
+        "valid_error": best["valid_error"],
+        "selected_step": best["step"],
+        "last_test_error": last["test_error"],
+        "steps": last["step"],
+        "epochs": last["epoch"],
+        "train_cpu_seconds": last["train_cpu_seconds"],
+        "train_wall_seconds": last["train_wall_seconds"],
+        "unlabelled_per_second": last["step"] * batch_size / last["train_wall_seconds"],
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=["m2", "m1m2"], choices=["m2", "m1m2"])
+    parser.add_argument("--budget-minutes", nargs="+", type=float, default=[60, 10], help="CPU-minute budgets to report")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (processes)")
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    parser.add_argument("--m1-fraction", type=float, default=0.5, help="share of the M1+M2 budget spent on M1")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--runs", default="benchmarks/runs")
+    parser.add_argument("--out", default="benchmarks/results/ssl_mnist.json")
+    args = parser.parse_args(argv)
+    if "POGM_DATA" not in os.environ:
+        print("note: POGM_DATA is not set; mnist.npz is looked up in ~/.cache/pogm or downloaded", file=sys.stderr)
+
+    budgets = sorted(args.budget_minutes, reverse=True)
+    jobs = []
+    for model in args.models:
+        for budget in budgets if model == "m1m2" else budgets[:1]:
+            jobs.append((model, budget))
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        runs = list(pool.map(run_one, [m for m, _ in jobs], [b for _, b in jobs], [args] * len(jobs)))
+
+    results = {}
+    for model in args.models:
+        rows = []
+        for budget in budgets:
+            run = next(r for r in runs if r["model"] == model and (model != "m1m2" or r["budget_minutes"] == budget))
+            rows.append({**summarise(run, budget), "run_dir": run["run_dir"]})
+        curve = [{k: r[k] for k in ("step", "epoch", "train_cpu_seconds", "train_wall_seconds", "valid_error", "test_error")} for r in runs[[m for m, _ in jobs].index(model)]["records"]]
+        results[model] = {"budgets": rows, "curve_longest_run": curve, "paper": PAPER[model], "public_reference": PUBLIC_REFERENCE.get(model)}
+    report = {
+        "benchmark": "ssl_mnist",
+        "labels": 100,
+        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count(), "threads_per_run": args.threads, "parallel_runs": args.jobs},
+        "settings": {"lr": args.lr, "precision": args.precision, "m1_fraction": args.m1_fraction, "seed": args.seed},
+        "results": results,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2))
+    for model, result in results.items():
+        for row in result["budgets"]:
+            print(f"{model:5s} {row['budget_minutes']:>4g} CPU-min: test error {row.get('test_error', float('nan')):.2%} (paper {result['paper']['test_error']:.2%}), {row.get('unlabelled_per_second', 0):.0f} unlabelled/s")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,178 @@
+"""The ``pogm`` command line: models, train, eval, sample, demo.
+
+    pogm models
+    pogm train m2 --data mnist --labels 10 --epochs 50 --out runs/m2
+    pogm eval runs/m2 --iw-samples 5000
+    pogm sample runs/m2 --per-class
+    pogm demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from pogm.models import get_model, list_models
+
+    print(f"{'model':8s} {'offers':55s} paper")
+    for name in list_models():
+        entry = get_model(name)
+        print(f"{name:8s} {', '.join(['loss'] + entry.offers):55s} {entry.paper}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from pogm.train import train
+
+    overrides = list(args.set or [])
+    if args.device:
+        overrides.append(f"train.device={args.device}")
+    run_dir = train(
+        args.model,
+        data=args.data,
+        labels=args.labels,
+        epochs=args.epochs,
+        out=args.out,
+        seed=args.seed,
+        config_file=args.config,
+        overrides=overrides,
+        resume=args.resume,
+    )
+    print(f"run directory: {run_dir}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from pogm.evaluate import classification_error, mean_elbo, mean_log_likelihood
+    from pogm.train import load_run
+
+    run = load_run(args.run_dir, weights=args.weights)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data = getattr(run.data, args.split)
+    if data is None:
+        raise SystemExit(f"the data set has no {args.split} split")
+    results: dict = {"split": args.split, "weights": args.weights, "examples": len(data)}
+    torch.manual_seed(args.seed)
+    if getattr(run.model, "classify", None) is not None and data.y is not None:
+        results["error"] = classification_error(run.model, data)
+    if hasattr(run.model, "log_weights"):
+        results["elbo"] = mean_elbo(run.model, data, limit=args.limit)
+    if args.iw_samples:
+        start = time.time()
+        results["iw_log_likelihood"] = mean_log_likelihood(run.model, data, k=args.iw_samples, batch_size=args.batch_size, limit=args.limit, progress=True)
+        results["iw_samples"] = args.iw_samples
+        results["iw_examples"] = min(len(data), args.limit or len(data))
+        results["iw_seconds"] = round(time.time() - start, 1)
+    path = Path(args.run_dir) / "eval.json"
+    path.write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from pogm.evaluate.figures import save_image_grid
+    from pogm.train import load_run
+
+    run = load_run(args.run_dir)
+    torch.manual_seed(args.seed)
+    path = Path(args.out) if args.out else Path(args.run_dir) / "figures" / ("samples-per-class.png" if args.per_class else "samples.png")
+    write_samples(run, path, args.n, args.y, args.per_class)
+    print(f"wrote {path}")
+    return 0
+
+
+def write_samples(run, path: Path, n: int = 64, y: int | None = None, per_class: bool = False) -> Path:
+    """A PNG grid of samples; ``per_class`` gives one row per class."""
+    from pogm.evaluate.figures import save_image_grid
+
+    shape = run.data.train.x["x"].shape[1:]
+    num_classes = getattr(run.model.config, "num_classes", None)
+    if (per_class or y is not None) and not num_classes:
+        raise SystemExit(f"{run.config['model']} has no classes to condition on; drop --y / --per-class")
+    if y is not None and not 0 <= y < num_classes:
+        raise SystemExit(f"--y must be a class in [0, {num_classes}), got {y}")
+    if per_class:
+        per_row = max(1, n // num_classes)
+        labels = torch.arange(num_classes).repeat_interleave(per_row)
+        images = run.model.sample(len(labels), labels)
+        return save_image_grid(images.reshape(len(labels), *shape), path, nrow=per_row)
+    images = run.model.sample(n, y)
+    return save_image_grid(images.reshape(n, *shape), path)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pogm.demo import run_demo
+
+    run_demo(out=args.out, epochs=args.epochs, seed=args.seed)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pogm", description="Partially observed generative models (PyTorch).")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("models", help="list the registered models, their papers and what they offer")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("train", help="train a model into a run directory")
+    p.add_argument("model", help="a registered model (see `pogm models`)")
+    p.add_argument("--data", default="digits", help="digits, mnist, moons, or a path to a .npz file (default: digits)")
+    p.add_argument("--labels", type=int, default=None, help="labelled examples per class (default: all labels)")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--config", default=None, help="YAML file with model:, train:, data: sections")
+    p.add_argument("--out", default=None, help="run directory (default: runs/MODEL-DATA-TIME)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="cpu or cuda")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value: z_dim=32, train.lr=1e-3, data.binarize=false")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out exactly from its last checkpoint")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a run on its test split; writes DIR/eval.json")
+    p.add_argument("run_dir")
+    p.add_argument("--iw-samples", type=int, default=0, help="importance samples for log p(x) (e.g. 5000); 0 = skip")
+    p.add_argument("--limit", type=int, default=None, help="evaluate the likelihoods on the first N examples only")
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--split", default="test", choices=["test", "valid"])
+    p.add_argument("--weights", default="best", choices=["best", "latest"])
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("sample", help="write a PNG grid of samples")
+    p.add_argument("run_dir")
+    p.add_argument("--n", type=int, default=64)
+    p.add_argument("--y", type=int, default=None, help="class to condition on")
+    p.add_argument("--per-class", action="store_true", help="one row per class")
+    p.add_argument("--out", default=None, help="PNG path (default: DIR/figures/samples.png)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("demo", help="M2 on the bundled digits with 10 labels per class, against a labels-only classifier")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, KeyError, FileNotFoundError, FileExistsError, RuntimeError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"pogm {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""``pogm demo``: M2 on the bundled 8x8 digits with 10 labels per class.
+
+Trains M2 (Kingma et al. 2014) on the 1,197 training digits of which 100 carry labels, trains a
+classifier shaped like M2's q(y|x) on the 100 labelled digits alone, prints both test errors and
+writes a grid of class-conditional samples. Needs no download; about a minute on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from pogm.evaluate.baselines import error_of, labels_only_classifier
+from pogm.evaluate.metrics import classification_error
+from pogm.train import load_run, train
+
+DEMO_SETTINGS = {
+    "model": {"hidden": [256], "z_dim": 16},
+    "train": {"lr": 1e-3, "eval_every": 10, "progress": False},
+}
+
+
+def _fresh(out: Path) -> Path:
+    if not (out / "config.yaml").exists():
+        return out
+    return out.with_name(f"{out.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def run_demo(out: str | Path = "runs/demo", epochs: int | None = None, seed: int = 0) -> dict:
+    start = time.time()
+    run_dir = _fresh(Path(out))
+    epochs = epochs or 150
+    print(f"pogm demo: M2 on digits (1,197 training images, 10 labels per class), {epochs} epochs -> {run_dir}")
+    train("m2", data="digits", labels=10, epochs=epochs, out=run_dir, seed=seed, overrides={k: dict(v) for k, v in DEMO_SETTINGS.items()}, progress=True)
+    run = load_run(run_dir)
+    m2_error = classification_error(run.model, run.data.test)
+
+    baseline, _ = labels_only_classifier(run.data.train, run.labelled_index, run.data.valid, hidden=tuple(run.model.config.hidden), seed=seed)
+    baseline_error = error_of(baseline, run.data.test)
+
+    from pogm.cli import write_samples
+
+    torch.manual_seed(seed)
+    figure = write_samples(run, run_dir / "figures" / "samples-per-class.png", n=100, per_class=True)
+    result = {
+        "m2_test_accuracy": 1 - m2_error,
+        "labels_only_test_accuracy": 1 - baseline_error,
+        "labelled_examples": len(run.labelled_index),
+        "test_examples": len(run.data.test),
+        "seconds": round(time.time() - start, 1),
+        "samples": str(figure),
+    }
+    (run_dir / "demo.json").write_text(json.dumps(result, indent=2))
+    print(f"M2 (semi-supervised)        test accuracy {1 - m2_error:.1%}")
+    print(f"labels-only classifier      test accuracy {1 - baseline_error:.1%}   (same network as q(y|x), trained on the 100 labels)")
+    print(f"class-conditional samples:  {figure}")
+    print(f"done in {result['seconds']:.0f} s; run directory {run_dir}")
+    return result
