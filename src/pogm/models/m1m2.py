@@ -93,5 +93,17 @@ class M1M2(Model):
         return self.m1.p_x.mean(self.m1.p_x_z(z1))
 
     @torch.no_grad()
+    def reconstruct(self, batch: Tensor | Batch) -> Tensor:
+        batch = as_batch(batch)
+        z1 = self.m2.reconstruct(self.features(batch, sample=False))  # [B, Z1]
+        return self.m1.p_x.mean(self.m1.p_x_z(z1)).reshape(batch.x[self.group].shape)
+
+    @torch.no_grad()
+    def impute(self, batch: Batch) -> Tensor:
+        """Fill unobserved entries with the reconstruction's mean; observed entries stay bit for bit."""
+        x = batch.x[self.group]
+        return torch.where(batch.x_mask[self.group], x, self.reconstruct(batch))
+
+    @torch.no_grad()
     def encode(self, batch: Tensor | Batch) -> Tensor:
         return self.m2.encode(self.features(as_batch(batch), sample=False))

@@ -159,6 +159,12 @@ class M2(Model):
         z = self.q_z_xy(x, y)[0]
         return self.p_x.mean(self.p_x_yz(z, y)).reshape(batch.x[self.group].shape)
 
+    @torch.no_grad()
+    def impute(self, batch: Batch) -> Tensor:
+        """Fill unobserved entries with the reconstruction's mean; observed entries stay bit for bit."""
+        x = batch.x[self.group]
+        return torch.where(batch.x_mask[self.group], x, self.reconstruct(batch))
+
 
 def _rows(mask: Tensor | None, rows: Tensor) -> Tensor | None:
     """Select rows of a mask (None = fully observed)."""
