@@ -133,6 +133,21 @@ def test_resume_continues_exactly(tmp_path, monkeypatch, steps_per_epoch):
     assert control.train_step(control.stream.next_batch())["loss"] != losses[next_index]
 
 
+def test_resume_from_a_mid_epoch_checkpoint_is_exact(tmp_path):
+    def run(name: str, max_steps: int) -> Path:
+        return pogm.train("m2", data="digits", labels=10, out=tmp_path / name, overrides=overrides({"max_steps": max_steps}), progress=False)
+
+    continuous, stopped = run("continuous", 20), run("stopped", 7)
+    # `resume` keeps the stored max_steps, so continue with a Trainer whose limit is raised.
+    config, net, splits, labelled_index = _rebuild(stopped)
+    train_config = config_from_dict(TrainConfig, {**config["train"], "max_steps": 20, "progress": False})
+    trainer = _make_trainer(net, splits, labelled_index, train_config, config["seed"], stopped)
+    trainer.resume()
+    trainer.fit()
+    assert trainer.step == 20
+    tensors_bitwise_equal(continuous / "model.safetensors", stopped / "model.safetensors")
+
+
 def test_resume_needs_out_and_a_run(tmp_path):
     with pytest.raises(ValueError, match="--resume"):
         pogm.train("vae", resume=True, progress=False)

@@ -21,10 +21,11 @@ import torch
 def cmd_models(args: argparse.Namespace) -> int:
     from pogm.models import get_model, list_models
 
-    print(f"{'model':8s} {'offers':55s} paper")
-    for name in list_models():
-        entry = get_model(name)
-        print(f"{name:8s} {', '.join(['loss'] + entry.offers):55s} {entry.paper}")
+    rows = [(name, ", ".join(["loss"] + get_model(name).offers), get_model(name).paper) for name in list_models()]
+    width = max(len("offers"), *(len(offers) for _, offers, _ in rows))
+    print(f"{'model':8s} {'offers':{width}s}  paper")
+    for name, offers, paper in rows:
+        print(f"{name:8s} {offers:{width}s}  {paper}")
     return 0
 
 
@@ -58,7 +59,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     data = getattr(run.data, args.split)
     if data is None:
-        raise SystemExit(f"the data set has no {args.split} split")
+        raise ValueError(f"the data set has no {args.split} split")
     results: dict = {"split": args.split, "weights": args.weights, "examples": len(data)}
     torch.manual_seed(args.seed)
     if getattr(run.model, "classify", None) is not None and data.y is not None:
@@ -97,9 +98,9 @@ def write_samples(run, path: Path, n: int = 64, y: int | None = None, per_class:
     shape = run.data.train.x["x"].shape[1:]
     num_classes = getattr(run.model.config, "num_classes", None)
     if (per_class or y is not None) and not num_classes:
-        raise SystemExit(f"{run.config['model']} has no classes to condition on; drop --y / --per-class")
+        raise ValueError(f"{run.config['model']} has no classes to condition on; drop --y / --per-class")
     if y is not None and not 0 <= y < num_classes:
-        raise SystemExit(f"--y must be a class in [0, {num_classes}), got {y}")
+        raise ValueError(f"--y must be a class in [0, {num_classes}), got {y}")
     if per_class:
         per_row = max(1, n // num_classes)
         labels = torch.arange(num_classes).repeat_interleave(per_row)
@@ -168,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, KeyError, FileNotFoundError, FileExistsError, RuntimeError) as error:
+    except (ValueError, KeyError, FileNotFoundError, FileExistsError, RuntimeError, ArithmeticError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"pogm {args.command}: error: {message}", file=sys.stderr)
         return 2

@@ -37,6 +37,7 @@ class M1M2Config:
     hidden: tuple[int, ...] = (500,)
     activation: str = "softplus"
     m2_likelihood: str = "gaussian-learned"
+    batch_norm: bool = False  # batch normalisation in M2's networks (M1 is plain, as in Kingma et al.)
     alpha: float = 50.0
 
 
@@ -51,7 +52,7 @@ class M1M2(Model):
         super().__init__(config)
         c = config
         self.m1 = VAE(VAEConfig(x_dim=c.x_dim, z_dim=c.m1_z_dim, hidden=c.m1_hidden, activation=c.activation, likelihood=c.m1_likelihood))
-        self.m2 = M2(M2Config(x_dim=c.m1_z_dim, num_classes=c.num_classes, z_dim=c.z_dim, hidden=c.hidden, activation=c.activation, likelihood=c.m2_likelihood, alpha=c.alpha))
+        self.m2 = M2(M2Config(x_dim=c.m1_z_dim, num_classes=c.num_classes, z_dim=c.z_dim, hidden=c.hidden, activation=c.activation, likelihood=c.m2_likelihood, batch_norm=c.batch_norm, alpha=c.alpha))
 
     data_fields = classmethod(M2.data_fields.__func__)
 

@@ -149,15 +149,16 @@ def train(
     run_dir = Path(out) if out is not None else Path("runs") / f"{model}-{Path(data).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     if (run_dir / "config.yaml").exists():
         raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
 
+    # Everything that can be wrong is checked before the run directory is made.
+    entry = get_model(model)
     torch.manual_seed(seed)
     splits = load_source(data, **data_kwargs)
-    entry = get_model(model)
     labelled_index = choose_labels(splits, labels, seed, entry.cls.uses_labels)
+    net = build_model(model, splits, 0 if labelled_index is None else len(labelled_index), model_overrides)
+    run_dir.mkdir(parents=True, exist_ok=True)
     if labelled_index is not None:
         checkpoint.atomic_write(run_dir / "labelled_index.json", lambda tmp: Path(tmp).write_text(json.dumps(labelled_index.tolist())))
-    net = build_model(model, splits, 0 if labelled_index is None else len(labelled_index), model_overrides)
     config = {
         "pogm_version": pogm.__version__,
         "model": model,
@@ -201,7 +202,9 @@ def _resume(run_dir: Path, epochs: int | None, progress: bool) -> Path:
     config, net, splits, labelled_index = _rebuild(run_dir)
     train_values = dict(config["train"])
     if epochs is not None:
-        train_values["epochs"] = epochs
+        # A new epoch limit replaces the old stopping rule, whatever it was.
+        train_values.update(epochs=epochs, max_steps=None, cpu_budget_seconds=None)
+        checkpoint.write_config(run_dir, {**{k: v for k, v in config.items() if k != "format"}, "train": {**train_values, "progress": config["train"].get("progress", True)}})
     train_values["progress"] = progress
     train_config = config_from_dict(TrainConfig, train_values)
     trainer = _make_trainer(net, splits, labelled_index, train_config, config["seed"], run_dir)

@@ -103,9 +103,13 @@ class Trainer:
             terms = self.model.loss(batch, kl_weight=self.kl_weight(), step=self.step)
         loss = terms["loss"]
         if not torch.isfinite(loss):
+            if (self.run_dir / "state.pt").exists():
+                saved = f"the last checkpoint in {self.run_dir} is intact (resume with --resume)"
+            else:
+                saved = "no checkpoint had been written yet"
             raise FloatingPointError(
                 f"the loss became {loss.item()} at step {self.step}; lower the learning rate (--set train.lr=...) or "
-                f"set train.grad_clip; the last checkpoint in {self.run_dir} is intact (resume with --resume)"
+                f"set train.grad_clip; {saved}"
             )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -150,13 +154,17 @@ class Trainer:
         metrics: dict[str, float] = {}
         can_classify = getattr(self.model, "classify", None) is not None
         self.model.eval()
-        for split, data in (("valid", self.valid), ("test", self.test)):
-            if data is None or len(data) == 0:
-                continue
-            if can_classify and data.y is not None:
-                metrics[f"{split}_error"] = classification_error(self.model, data, self.config.eval_batch_size)
-            if split == "valid" and hasattr(self.model, "log_weights"):
-                metrics["valid_elbo"] = mean_elbo(self.model, data, self.config.eval_batch_size, self.config.eval_elbo_limit)
+        # Evaluation draws random numbers (ELBO samples); fork the RNG so that training continues
+        # with the same stream whether or not an evaluation happened (exact resume mid-epoch).
+        devices = [torch.device(self.config.device)] if torch.device(self.config.device).type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            for split, data in (("valid", self.valid), ("test", self.test)):
+                if data is None or len(data) == 0:
+                    continue
+                if can_classify and data.y is not None:
+                    metrics[f"{split}_error"] = classification_error(self.model, data, self.config.eval_batch_size)
+                if split == "valid" and hasattr(self.model, "log_weights"):
+                    metrics["valid_elbo"] = mean_elbo(self.model, data, self.config.eval_batch_size, self.config.eval_elbo_limit)
         return metrics
 
     def selection_score(self, metrics: dict[str, float]) -> float | None:

@@ -1,0 +1,326 @@
+"""End-to-end tests of the ``pogm`` command line: models, train, eval, sample and its errors.
+
+Commands run in-process through ``pogm.cli.main`` (one thread, tiny networks, the bundled digits);
+``pogm models`` also runs once through the installed console script.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from pogm.cli import main
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+SMALL = ["--set", "hidden=[32]", "--set", "z_dim=4"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def call(argv: list) -> tuple[int, str, str]:
+    """Run ``pogm ARGV`` in-process as the console script would: (exit code, stdout, stderr).
+
+    A ``SystemExit`` is turned into the exit code the interpreter would give it (a string code
+    means: printed on stderr, status 1).
+    """
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in argv])
+        except SystemExit as exit:
+            if exit.code is None:
+                code = 0
+            elif isinstance(exit.code, int):
+                code = exit.code
+            else:
+                print(exit.code, file=sys.stderr)
+                code = 1
+    return code, out.getvalue(), err.getvalue()
+
+
+def read_png(path: Path) -> np.ndarray:
+    import matplotlib.image
+
+    assert path.read_bytes()[:8] == PNG_MAGIC
+    return matplotlib.image.imread(path)
+
+
+def grid_size(rows: int, cols: int, tile: int = 8, pad: int = 1) -> tuple[int, int]:
+    """Pixel size (height, width) of a grid of ``tile``-pixel images with ``pad`` between them."""
+    return rows * (tile + pad) + pad, cols * (tile + pad) + pad
+
+
+# ---------------------------------------------------------------------------------------- runs shared by tests
+
+
+@pytest.fixture(scope="module")
+def vae_run(tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("cli") / "vae"
+    code, out, err = call(["train", "vae", "--data", "digits", "--epochs", 1, "--out", run, *SMALL])
+    assert code == 0, err
+    assert f"run directory: {run}" in out
+    return run
+
+
+@pytest.fixture(scope="module")
+def m2_run(tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("cli") / "m2"
+    code, out, err = call(["train", "m2", "--data", "digits", "--labels", 5, "--epochs", 1, "--out", run, *SMALL])
+    assert code == 0, err
+    return run
+
+
+# ---------------------------------------------------------------------------------------- pogm models
+
+
+CAPABILITY = re.compile(r"\b(loss|classify|sample|encode|reconstruct|impute|log_likelihood)\b")
+
+
+def offers_by_model(text: str) -> dict[str, set[str]]:
+    table = {}
+    for line in text.splitlines()[1:]:  # after the header
+        name = line.split()[0]
+        table[name] = set(CAPABILITY.findall(line))
+    return table
+
+
+def check_models_table(text: str) -> None:
+    from pogm.models import get_model
+
+    table = offers_by_model(text)
+    assert sorted(table) == ["m1m2", "m2", "vae"]
+    for name, offers in table.items():
+        assert offers == {"loss", *get_model(name).offers}, name  # the table shows what the registry offers
+    # What each model is, whatever else it gains: only the semi-supervised models classify.
+    assert "classify" not in table["vae"]
+    assert {"classify", "sample", "encode", "log_likelihood"} <= table["m2"] & table["m1m2"]
+    assert {"sample", "encode", "reconstruct", "impute", "log_likelihood"} <= table["vae"]
+
+
+def test_models_console_script():
+    script = Path(sys.executable).parent / "pogm"
+    if not script.exists():
+        script = Path(shutil.which("pogm") or "pogm")
+    result = subprocess.run([str(script), "models"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    header = result.stdout.splitlines()[0].split()
+    assert header == ["model", "offers", "paper"]
+    check_models_table(result.stdout)
+    assert "Kingma" in result.stdout  # the papers column
+
+
+def test_models_in_process():
+    code, out, err = call(["models"])
+    assert code == 0 and err == ""
+    check_models_table(out)
+
+
+# ---------------------------------------------------------------------------------------- VAE: train, eval, sample
+
+
+def test_train_writes_a_run(vae_run):
+    config = yaml.safe_load((vae_run / "config.yaml").read_text())
+    assert config["model"] == "vae" and config["model_config"]["hidden"] == [32] and config["model_config"]["z_dim"] == 4
+    assert config["train"]["epochs"] == 1
+    records = [json.loads(line) for line in (vae_run / "metrics.jsonl").read_text().splitlines()]
+    assert len(records) == 1 and records[0]["epoch"] == 1 and math.isfinite(records[0]["train_loss"])
+    for name in ("model.safetensors", "best.safetensors", "state.pt"):
+        assert (vae_run / name).is_file()
+
+
+def test_eval_vae_writes_eval_json(vae_run):
+    code, out, err = call(["eval", vae_run, "--iw-samples", 20, "--limit", 50])
+    assert code == 0, err
+    results = json.loads((vae_run / "eval.json").read_text())
+    assert {"split", "weights", "examples", "elbo", "iw_log_likelihood", "iw_samples", "iw_examples"} <= set(results)
+    assert results["split"] == "test" and results["weights"] == "best"
+    assert results["examples"] == 300 and results["iw_samples"] == 20 and results["iw_examples"] == 50
+    assert math.isfinite(results["elbo"]) and math.isfinite(results["iw_log_likelihood"])
+    assert "error" not in results  # a VAE does not classify
+    assert "eval.json" in out
+    assert json.loads(out[: out.rindex("}") + 1]) == results  # the printed results are the written ones
+
+
+def test_sample_vae_writes_a_png_grid(vae_run):
+    code, out, err = call(["sample", vae_run, "--n", 16])
+    assert code == 0, err
+    path = vae_run / "figures" / "samples.png"
+    assert str(path) in out
+    image = read_png(path)
+    assert image.shape[:2] == grid_size(4, 4)  # 16 samples of 8x8 pixels, 4 x 4
+    assert float(image[..., 0].std()) > 0  # not a blank picture
+
+
+def test_sample_to_a_chosen_path(vae_run, tmp_path):
+    path = tmp_path / "more" / "grid.png"
+    code, _, err = call(["sample", vae_run, "--n", 6, "--out", path])
+    assert code == 0, err
+    assert read_png(path).shape[:2] == grid_size(2, 3)  # 3 per row (ceil sqrt 6), 2 rows
+
+
+# ---------------------------------------------------------------------------------------- M2: train, eval, sample
+
+
+def test_m2_run_keeps_five_labels_per_class(m2_run):
+    config = yaml.safe_load((m2_run / "config.yaml").read_text())
+    assert config["data"]["labels_per_class"] == 5
+    index = json.loads((m2_run / "labelled_index.json").read_text())
+    assert len(index) == len(set(index)) == 50
+
+
+def test_eval_m2_reports_a_classification_error(m2_run):
+    code, _, err = call(["eval", m2_run])
+    assert code == 0, err
+    results = json.loads((m2_run / "eval.json").read_text())
+    assert 0.0 <= results["error"] <= 1.0
+    assert math.isfinite(results["elbo"])
+    assert "iw_log_likelihood" not in results  # --iw-samples defaults to 0 = skip
+
+
+def test_sample_m2_per_class(m2_run):
+    code, out, err = call(["sample", m2_run, "--per-class"])
+    assert code == 0, err
+    path = m2_run / "figures" / "samples-per-class.png"
+    assert str(path) in out
+    # --n 64 over 10 classes: 6 per class, one row per class.
+    assert read_png(path).shape[:2] == grid_size(10, 6)
+
+
+def test_sample_m2_one_class(m2_run, tmp_path):
+    code, _, err = call(["sample", m2_run, "--y", 3, "--n", 4, "--out", tmp_path / "three.png"])
+    assert code == 0, err
+    assert read_png(tmp_path / "three.png").shape[:2] == grid_size(2, 2)
+
+
+# ---------------------------------------------------------------------------------------- resume
+
+
+def test_train_twice_needs_resume(tmp_path):
+    run = tmp_path / "run"
+    args = ["train", "vae", "--epochs", 1, "--out", run, *SMALL, "--set", "train.progress=false"]
+    assert call(args)[0] == 0
+    code, _, err = call(args)
+    assert code == 2 and "--resume" in err
+    code, _, err = call(["train", "vae", "--out", run, "--resume", "--epochs", 2])
+    assert code == 0, err
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2]
+
+
+# ---------------------------------------------------------------------------------------- errors
+
+
+def error_cases(vae_run: Path, tmp_path: Path) -> dict[str, tuple[list, str, str]]:
+    not_a_run = tmp_path / "not-a-run"
+    not_a_run.mkdir()
+    (not_a_run / "notes.txt").write_text("hello")
+    out = tmp_path / "out"
+    return {
+        "unknown model": (["train", "nonsense", "--out", out], "train", "nonsense"),
+        "unknown data": (["train", "vae", "--data", "nodata", "--out", out], "train", "nodata"),
+        "too many labels": (["train", "m2", "--labels", 1000, "--out", out], "train", "class"),
+        "set without =": (["train", "vae", "--set", "train.lr", "--out", out], "train", "train.lr"),
+        "unknown key": (["train", "vae", "--set", "nonsense=1", "--out", out], "train", "known keys"),
+        "eval non-run": (["eval", not_a_run], "eval", "config.yaml"),
+        "eval missing dir": (["eval", tmp_path / "missing"], "eval", "missing"),
+        "vae has no classes": (["sample", vae_run, "--y", 3], "sample", "class"),
+    }
+
+
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "unknown model",
+        "unknown data",
+        "too many labels",
+        "set without =",
+        "unknown key",
+        "eval non-run",
+        "eval missing dir",
+        "vae has no classes",
+    ],
+)
+def test_errors_exit_2_with_one_line(case, vae_run, tmp_path):
+    argv, command, keyword = error_cases(vae_run, tmp_path)[case]
+    code, out, err = call(argv)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"pogm {command}: error: ")
+    assert keyword in lines[0]
+    assert not (tmp_path / "out" / "config.yaml").exists()
+
+
+def test_sample_with_a_class_on_a_vae_is_refused(vae_run, tmp_path):
+    # What holds today whatever the exit code: a non-zero status, a clear message, no picture.
+    target = tmp_path / "never.png"
+    code, _, err = call(["sample", vae_run, "--y", 3, "--out", target])
+    assert code != 0
+    assert "no classes" in err
+    assert not target.exists()
+    code, _, err = call(["sample", vae_run, "--per-class", "--out", target])
+    assert code != 0 and not target.exists()
+
+
+def test_diverging_training_exits_2(tmp_path):
+    code, _, err = call(["train", "vae", "--epochs", 3, "--out", tmp_path / "run", *SMALL, "--set", "train.lr=1e6", "--set", "train.progress=false"])
+    assert code == 2
+    assert "learning rate" in err and len(err.strip().splitlines()) == 1
+
+
+def test_eval_of_a_corrupt_run_exits_2(vae_run, tmp_path):
+    run = Path(shutil.copytree(vae_run, tmp_path / "run"))
+    (run / "best.safetensors").write_bytes(b"\x00" * 100)
+    code, _, err = call(["eval", run])
+    assert code == 2
+    assert "best.safetensors" in err and len(err.strip().splitlines()) == 1
+
+
+# ---------------------------------------------------------------------------------------- user .npz
+
+
+def test_train_m2_on_a_user_npz(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.random((200, 16)).astype(np.float32)
+    x[rng.integers(0, 200, 12), rng.integers(0, 16, 12)] = np.nan  # a few missing entries
+    y = np.arange(200) % 2
+    data = tmp_path / "mine.npz"
+    np.savez(data, x=x, y=y)
+
+    run = tmp_path / "run"
+    code, out, err = call(["train", "m2", "--data", data, "--labels", 5, "--epochs", 1, "--out", run, *SMALL])
+    assert code == 0, err
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["data"]["name"] == str(data)
+    assert config["model_config"]["x_dim"] == 16 and config["model_config"]["num_classes"] == 2
+    index = json.loads((run / "labelled_index.json").read_text())
+    assert len(index) == 10
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert len(records) == 1
+    for key in ("train_loss", "valid_elbo", "valid_error", "test_error"):
+        assert math.isfinite(records[0][key]), key
+
+    code, _, err = call(["eval", run])
+    assert code == 0, err
+    results = json.loads((run / "eval.json").read_text())
+    assert 0.0 <= results["error"] <= 1.0 and math.isfinite(results["elbo"])
