@@ -80,34 +80,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from pogm.evaluate.figures import save_image_grid
+    from pogm.evaluate.figures import write_samples
     from pogm.train import load_run
 
     run = load_run(args.run_dir)
     torch.manual_seed(args.seed)
     path = Path(args.out) if args.out else Path(args.run_dir) / "figures" / ("samples-per-class.png" if args.per_class else "samples.png")
-    write_samples(run, path, args.n, args.y, args.per_class)
+    write_samples(run, path, args.n, args.y, args.per_class, args.scale)
     print(f"wrote {path}")
     return 0
-
-
-def write_samples(run, path: Path, n: int = 64, y: int | None = None, per_class: bool = False) -> Path:
-    """A PNG grid of samples; ``per_class`` gives one row per class."""
-    from pogm.evaluate.figures import save_image_grid
-
-    shape = run.data.train.x["x"].shape[1:]
-    num_classes = getattr(run.model.config, "num_classes", None)
-    if (per_class or y is not None) and not num_classes:
-        raise ValueError(f"{run.config['model']} has no classes to condition on; drop --y / --per-class")
-    if y is not None and not 0 <= y < num_classes:
-        raise ValueError(f"--y must be a class in [0, {num_classes}), got {y}")
-    if per_class:
-        per_row = max(1, n // num_classes)
-        labels = torch.arange(num_classes).repeat_interleave(per_row)
-        images = run.model.sample(len(labels), labels)
-        return save_image_grid(images.reshape(len(labels), *shape), path, nrow=per_row)
-    images = run.model.sample(n, y)
-    return save_image_grid(images.reshape(n, *shape), path)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -154,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--y", type=int, default=None, help="class to condition on")
     p.add_argument("--per-class", action="store_true", help="one row per class")
     p.add_argument("--out", default=None, help="PNG path (default: DIR/figures/samples.png)")
+    p.add_argument("--scale", type=int, default=1, help="enlarge every pixel this many times")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_sample)
 

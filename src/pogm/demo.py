@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from pogm.evaluate.baselines import error_of, labels_only_classifier
+from pogm.evaluate.figures import write_samples
 from pogm.evaluate.metrics import classification_error
 from pogm.train import load_run, train
 
@@ -21,7 +22,7 @@ from pogm.train import load_run, train
 # a small latent z so that the class must be carried by y, batch normalisation, Adam at 1e-3.
 DEMO_SETTINGS = {
     "model": {"hidden": [256], "z_dim": 4, "batch_norm": True},
-    "train": {"lr": 1e-3, "eval_every": 10, "progress": False},
+    "train": {"lr": 1e-3, "eval_every": 10, "progress": False, "threads": 1},
     "data": {"binarize": False},
 }
 
@@ -44,10 +45,8 @@ def run_demo(out: str | Path = "runs/demo", epochs: int | None = None, seed: int
     baseline, _ = labels_only_classifier(run.data.train, run.labelled_index, run.data.valid, hidden=tuple(run.model.config.hidden), seed=seed)
     baseline_error = error_of(baseline, run.data.test)
 
-    from pogm.cli import write_samples
-
     torch.manual_seed(seed)
-    figure = write_samples(run, run_dir / "figures" / "samples-per-class.png", n=100, per_class=True)
+    figure = write_samples(run, run_dir / "figures" / "samples-per-class.png", n=100, per_class=True, scale=4)
     result = {
         "m2_test_accuracy": 1 - m2_error,
         "labels_only_test_accuracy": 1 - baseline_error,

@@ -27,8 +27,8 @@ def image_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 1) -> n
     return grid[0] if c == 1 else grid.transpose(1, 2, 0)
 
 
-def save_image_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None) -> Path:
-    """Write an image grid as a PNG (grey levels for one channel)."""
+def save_image_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None, scale: int = 1) -> Path:
+    """Write an image grid as a PNG (grey levels for one channel); ``scale`` enlarges each pixel."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -37,5 +37,24 @@ def save_image_grid(images: torch.Tensor, path: str | Path, nrow: int | None = N
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     grid = image_grid(images, nrow)
+    if scale > 1:
+        grid = grid.repeat(scale, axis=0).repeat(scale, axis=1)
     plt.imsave(path, grid, cmap="gray" if grid.ndim == 2 else None, vmin=0.0, vmax=1.0)
     return path
+
+
+def write_samples(run, path: Path, n: int = 64, y: int | None = None, per_class: bool = False, scale: int = 1) -> Path:
+    """A PNG grid of samples; ``per_class`` gives one row per class."""
+    shape = run.data.train.x["x"].shape[1:]
+    num_classes = getattr(run.model.config, "num_classes", None)
+    if (per_class or y is not None) and not num_classes:
+        raise ValueError(f"{run.config['model']} has no classes to condition on; drop --y / --per-class")
+    if y is not None and not 0 <= y < num_classes:
+        raise ValueError(f"--y must be a class in [0, {num_classes}), got {y}")
+    if per_class:
+        per_row = max(1, n // num_classes)
+        labels = torch.arange(num_classes).repeat_interleave(per_row)
+        images = run.model.sample(len(labels), labels)
+        return save_image_grid(images.reshape(len(labels), *shape), path, nrow=per_row, scale=scale)
+    images = run.model.sample(n, y)
+    return save_image_grid(images.reshape(n, *shape), path, scale=scale)

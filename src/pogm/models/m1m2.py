@@ -22,7 +22,7 @@ from pogm.models.base import Model, as_batch
 from pogm.models.m2 import M2, M2Config
 from pogm.models.registry import register_model
 from pogm.models.vae import VAE, VAEConfig
-from pogm.objectives import chunked_importance_weighted_bound, default_alpha
+from pogm.objectives import chunked_importance_weighted_bound
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ bounds. The unlabelled bound enumerates every class in one vectorised pass: the 
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 

@@ -15,7 +15,6 @@ rebuild exactly the same run.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from dataclasses import dataclass
