@@ -134,8 +134,8 @@ class Trainer:
             count = 0
             bar = tqdm(total=self.stream.steps_per_epoch, initial=self.stream._pos, desc=f"epoch {epoch + 1}", disable=not self.config.progress, leave=False)
             while self.stream.epoch == epoch and not self._done():
-                batch = self.stream.next_batch()
                 cpu0, wall0 = time.process_time(), time.perf_counter()
+                batch = self.stream.next_batch()
                 terms = self.train_step(batch)
                 self.train_cpu_seconds += time.process_time() - cpu0
                 self.train_wall_seconds += time.perf_counter() - wall0
