@@ -18,21 +18,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import yaml
 
 from pogm.cli import main
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SMALL = ["--set", "hidden=[32]", "--set", "z_dim=4"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def call(argv: list) -> tuple[int, str, str]:

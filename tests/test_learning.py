@@ -13,14 +13,6 @@ from pogm.evaluate.baselines import error_of, labels_only_classifier
 from pogm.evaluate.metrics import classification_error
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # deterministic summation order and no oversubscription on 2 cores
-    yield
-    torch.set_num_threads(threads)
-
-
 def held_out(run) -> PartialDataset:
     """Validation and test digits together (600), for a less noisy comparison."""
     valid, test = run.data.valid, run.data.test

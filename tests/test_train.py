@@ -32,14 +32,6 @@ SMALL = {"hidden": [32], "z_dim": 4}
 TIMING_KEYS = {"train_cpu_seconds", "train_wall_seconds"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def digits():
     return load_source("digits")
