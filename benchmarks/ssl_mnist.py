@@ -84,12 +84,24 @@ def run_one(model: str, budget_minutes: float, args: argparse.Namespace) -> dict
     return {"model": model, "budget_minutes": budget_minutes, "run_dir": str(out), "wall_seconds": wall, "model_config": overrides["model"], "records": records}
 
 
+def read_run(model: str, budget_minutes: float, args: argparse.Namespace) -> dict:
+    """A finished run's records, read back from its run directory."""
+    import yaml
+
+    from pogm.train.checkpoint import read_metrics
+
+    out = Path(args.runs) / f"{model}-{budget_minutes:g}min-seed{args.seed}"
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    overrides = {k: config["model_config"][k] for k in ("batch_norm", "m1_steps") if k in config["model_config"]}
+    return {"model": model, "budget_minutes": budget_minutes, "run_dir": str(out), "wall_seconds": None, "model_config": overrides, "records": read_metrics(out)}
+
+
 def summarise(run: dict, budget_minutes: float, batch_size: int = 100) -> dict:
     """Numbers at ``budget_minutes`` of training CPU time: test error of the best-validation epoch."""
     records = [r for r in run["records"] if r["train_cpu_seconds"] <= budget_minutes * 60 + 1e-6]
     if not records:
         return {"budget_minutes": budget_minutes, "note": "no evaluation inside this budget"}
-    best = min(records, key=lambda r: (r["valid_error"], -r["step"]))
+    best = min(records, key=lambda r: (r["valid_error"], r["step"]))  # the first best, as the Trainer keeps it
     last = records[-1]
     return {
         "budget_minutes": budget_minutes,
@@ -118,6 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--runs", default="benchmarks/runs")
     parser.add_argument("--out", default="benchmarks/results/ssl_mnist.json")
+    parser.add_argument("--summarise-only", action="store_true", help="rewrite the JSON from the run directories in --runs without training")
     args = parser.parse_args(argv)
     if "POGM_DATA" not in os.environ:
         print("note: POGM_DATA is not set; mnist.npz is looked up in ~/.cache/pogm or downloaded", file=sys.stderr)
@@ -127,8 +140,11 @@ def main(argv: list[str] | None = None) -> None:
     for model in args.models:
         for budget in budgets if model == "m1m2" else budgets[:1]:
             jobs.append((model, budget))
-    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        runs = list(pool.map(run_one, [m for m, _ in jobs], [b for _, b in jobs], [args] * len(jobs)))
+    if args.summarise_only:
+        runs = [read_run(model, budget, args) for model, budget in jobs]
+    else:
+        with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+            runs = list(pool.map(run_one, [m for m, _ in jobs], [b for _, b in jobs], [args] * len(jobs)))
 
     results = {}
     for model in args.models:
