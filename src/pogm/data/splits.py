@@ -75,6 +75,7 @@ def save_split(path: str | os.PathLike, index: Tensor | np.ndarray | list[int]) 
                 np.save(f, values)
             else:
                 f.write(json.dumps(values.tolist()).encode())
+        os.chmod(tmp, 0o644)  # mkstemp makes the file private; a split is meant to be shared
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

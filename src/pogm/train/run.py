@@ -15,7 +15,6 @@ rebuild exactly the same run.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ import yaml
 
 import pogm
 from pogm.data.sources import DataSplits, load_source
-from pogm.data.splits import balanced_label_split
+from pogm.data.splits import balanced_label_split, load_split, save_split
 from pogm.data.streams import SemiSupervisedStream
 from pogm.models import get_model
 from pogm.models.base import config_from_dict, config_to_dict
@@ -157,7 +156,7 @@ def train(
     net = build_model(model, splits, 0 if labelled_index is None else len(labelled_index), model_overrides)
     run_dir.mkdir(parents=True, exist_ok=True)
     if labelled_index is not None:
-        checkpoint.atomic_write(run_dir / "labelled_index.json", lambda tmp: Path(tmp).write_text(json.dumps(labelled_index.tolist())))
+        save_split(run_dir / "labelled_index.json", labelled_index)
     config = {
         "pogm_version": pogm.__version__,
         "model": model,
@@ -193,7 +192,7 @@ def _rebuild(run_dir: Path) -> tuple[dict[str, Any], torch.nn.Module, DataSplits
     net = entry.cls(config_from_dict(entry.cls.Config, config["model_config"]))
     splits = load_source(config["data"]["name"], **(config["data"].get("options") or {}))
     index_file = run_dir / "labelled_index.json"
-    labelled_index = torch.tensor(json.loads(index_file.read_text()), dtype=torch.long) if index_file.is_file() else None
+    labelled_index = load_split(index_file) if index_file.is_file() else None
     return config, net, splits, labelled_index
 
 
