@@ -110,6 +110,8 @@ def test_offered_methods_work_with_the_right_shapes(name):
         mask = batch.x_mask["x"]
         assert torch.equal(filled[mask], batch.x["x"][mask])  # observed entries kept bit for bit
         assert not torch.equal(filled[~mask], batch.x["x"][~mask])  # unobserved ones filled in
+        complete = Batch(x={"x": batch.x["x"]})  # nothing missing: impute returns the data unchanged
+        assert torch.equal(model.impute(complete), batch.x["x"])
 
 
 @pytest.mark.parametrize("name", [n for n in list_models() if get_model(n).cls.uses_labels])

@@ -72,5 +72,15 @@ class Model(nn.Module):
         return next(self.parameters()).device
 
 
+class ImputesByReconstruction:
+    """``impute`` for models with ``reconstruct``: unobserved entries take the reconstruction's
+    mean, observed entries stay bit for bit."""
+
+    @torch.no_grad()
+    def impute(self, batch: Batch) -> Tensor:
+        x = batch.x[self.group]
+        return torch.where(batch.x_mask[self.group], x, self.reconstruct(batch))
+
+
 def as_batch(x: Tensor | Batch, group: str = "x") -> Batch:
     return x if isinstance(x, Batch) else Batch(x={group: x})

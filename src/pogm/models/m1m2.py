@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from pogm.data.batch import Batch
-from pogm.models.base import Model, as_batch
+from pogm.models.base import ImputesByReconstruction, Model, as_batch
 from pogm.models.m2 import M2, M2Config
 from pogm.models.registry import register_model
 from pogm.models.vae import VAE, VAEConfig
@@ -42,7 +42,7 @@ class M1M2Config:
 
 
 @register_model("m1m2", paper="Kingma et al. 2014, Semi-supervised learning with deep generative models", summary="Stacked M1+M2: M2 on the latent features of a pretrained VAE")
-class M1M2(Model):
+class M1M2(ImputesByReconstruction, Model):
     """Stacked M1+M2: M2 on the latent features of a pretrained VAE."""
 
     Config = M1M2Config
@@ -98,12 +98,6 @@ class M1M2(Model):
         batch = as_batch(batch)
         z1 = self.m2.reconstruct(self.features(batch, sample=False))  # [B, Z1]
         return self.m1.p_x.mean(self.m1.p_x_z(z1)).reshape(batch.x[self.group].shape)
-
-    @torch.no_grad()
-    def impute(self, batch: Batch) -> Tensor:
-        """Fill unobserved entries with the reconstruction's mean; observed entries stay bit for bit."""
-        x = batch.x[self.group]
-        return torch.where(batch.x_mask[self.group], x, self.reconstruct(batch))
 
     @torch.no_grad()
     def encode(self, batch: Tensor | Batch) -> Tensor:

@@ -30,7 +30,7 @@ from torch import Tensor
 from pogm.data.batch import Batch
 from pogm.latents import DiagonalGaussian, standard_normal_log_prob
 from pogm.likelihoods import make_likelihood
-from pogm.models.base import Model, as_batch
+from pogm.models.base import ImputesByReconstruction, Model, as_batch
 from pogm.models.registry import register_model
 from pogm.nn import MLP, GaussianHead, MultiInputMLP
 from pogm.objectives import (
@@ -55,7 +55,7 @@ class M2Config:
 
 
 @register_model("m2", paper="Kingma et al. 2014, Semi-supervised learning with deep generative models; poster 002", summary="Semi-supervised generative model M2")
-class M2(Model):
+class M2(ImputesByReconstruction, Model):
     """Semi-supervised generative model M2 with exact enumeration of unobserved labels."""
 
     Config = M2Config
@@ -158,12 +158,6 @@ class M2(Model):
         y = self.one_hot(self.q_y_x(x).argmax(-1))
         z = self.q_z_xy(x, y)[0]
         return self.p_x.mean(self.p_x_yz(z, y)).reshape(batch.x[self.group].shape)
-
-    @torch.no_grad()
-    def impute(self, batch: Batch) -> Tensor:
-        """Fill unobserved entries with the reconstruction's mean; observed entries stay bit for bit."""
-        x = batch.x[self.group]
-        return torch.where(batch.x_mask[self.group], x, self.reconstruct(batch))
 
 
 def _rows(mask: Tensor | None, rows: Tensor) -> Tensor | None:

@@ -18,7 +18,7 @@ from torch import Tensor
 from pogm.data.batch import Batch
 from pogm.latents import DiagonalGaussian, standard_normal_log_prob
 from pogm.likelihoods import make_likelihood
-from pogm.models.base import Model, as_batch
+from pogm.models.base import ImputesByReconstruction, Model, as_batch
 from pogm.models.registry import register_model
 from pogm.nn import MLP, GaussianHead
 from pogm.objectives import chunked_importance_weighted_bound, elbo
@@ -35,7 +35,7 @@ class VAEConfig:
 
 
 @register_model("vae", paper="Kingma & Welling 2013; Kingma et al. 2014 (M1); poster 002", summary="Variational auto-encoder (M1)")
-class VAE(Model):
+class VAE(ImputesByReconstruction, Model):
     """Variational auto-encoder (M1)."""
 
     Config = VAEConfig
@@ -82,13 +82,6 @@ class VAE(Model):
         x, _ = self.flat_x(batch)
         mean = self.p_x.mean(self.p_x_z(self.posterior(x).mean))
         return mean.reshape(batch.x[self.group].shape)
-
-    @torch.no_grad()
-    def impute(self, batch: Batch) -> Tensor:
-        """Fill unobserved entries with the reconstruction's mean; observed entries stay bit for bit."""
-        x, mask = self.flat_x(batch)
-        filled = torch.where(mask, x, self.p_x.mean(self.p_x_z(self.posterior(x).mean)))
-        return filled.reshape(batch.x[self.group].shape)
 
     @torch.no_grad()
     def sample(self, n: int, y: Tensor | None = None) -> Tensor:

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from pogm.data.dataset import PartialDataset
 from pogm.data.streams import SemiSupervisedStream
-from pogm.evaluate.metrics import classification_error, mean_elbo
+from pogm.evaluate.metrics import classification_error, evaluation_view, mean_elbo
 from pogm.train import checkpoint
 
 
@@ -68,8 +68,9 @@ class Trainer:
         self.stream = stream
         self.config = config
         self.run_dir = Path(run_dir)
-        self.valid = valid
-        self.test = test
+        # Binarised once here, not at every evaluation (evaluation_view of a view is the view itself).
+        self.valid = None if valid is None else evaluation_view(valid)
+        self.test = None if test is None else evaluation_view(test)
         params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(params, lr=config.lr, betas=config.adam_betas)
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=config.lr_decay)
