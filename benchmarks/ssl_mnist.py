@@ -1,4 +1,4 @@
-"""MNIST with 100 labels (10 per class): M2 and M1+M2 for a fixed CPU-time budget.
+"""MNIST with 100 labels (10 per class): M2, M1+M2, ADGM and SDGM for a fixed CPU-time budget.
 
 Trains each model with pogm's own Trainer on the standard 50,000 / 10,000 / 10,000 split,
 evaluating after every epoch, and writes JSON with test error against training CPU and wall time
@@ -6,10 +6,13 @@ evaluating after every epoch, and writes JSON with test error against training C
 unlabelled examples per second, and the papers' numbers beside ours.
 
     POGM_DATA=../shared/data python benchmarks/ssl_mnist.py --models m2 m1m2 --budget-minutes 60 10
+    POGM_DATA=../shared/data python benchmarks/ssl_mnist.py --models adgm sdgm --budget-minutes 60 10 \
+        --out benchmarks/results/ssl_mnist_auxiliary.json
 
 Every (model, budget) pair is one run in its own process with ``--threads`` threads (1 by
 default, so two runs share a 2-core machine fairly); the budget counts the training process's CPU
-time only (evaluation excluded). For M2 a single run of the longest budget is read off at every
+time only (evaluation excluded). ADGM and SDGM train with their packaged CPU-budget recipes
+(``pogm recipes``: adgm-mnist100-cpu, sdgm-mnist100-cpu). For M2, ADGM and SDGM a single run of the longest budget is read off at every
 shorter budget: its schedule does not depend on the budget. M1+M2 splits its budget between the
 M1 phase and the M2 phase (``--m1-fraction``), so it gets one run per budget.
 """
@@ -28,15 +31,20 @@ from pathlib import Path
 PAPER = {
     "m2": {"test_error": 0.1197, "source": "Kingma et al. 2014, Table 1, M2, 100 labels (11.97% +- 1.71)"},
     "m1m2": {"test_error": 0.0333, "source": "Kingma et al. 2014, Table 1, M1+M2, 100 labels (3.33% +- 0.14)"},
+    "adgm": {"test_error": 0.0096, "source": "Maaløe et al. 2016, poster Table 1, ADGM, 100 labels (0.96% +- 0.02)"},
+    "sdgm": {"test_error": 0.0132, "source": "Maaløe et al. 2016, poster Table 1, SDGM, 100 labels (1.32% +- 0.07)"},
 }
+RECIPES = {"adgm": "adgm-mnist100-cpu", "sdgm": "sdgm-mnist100-cpu"}
 # pogm's settings for this benchmark: Kingma et al.'s networks (M2: one hidden layer of 500
 # softplus units, z of 50; M1: two layers of 600, z of 50), plus batch normalisation in M2's
 # networks and Adam at 1e-3, which train faster on a CPU budget (measured: 19% vs 24% test error
 # after 6 and 5 epochs of M2 without it, at the same settings otherwise).
-MODEL_SETTINGS = {"m2": {"batch_norm": True}, "m1m2": {"batch_norm": True}}
+MODEL_SETTINGS = {"m2": {"batch_norm": True}, "m1m2": {"batch_norm": True}, "adgm": {}, "sdgm": {}}
+TRAIN_SETTINGS = {"m2": {"lr": 1e-3}, "m1m2": {"lr": 1e-3}, "adgm": {}, "sdgm": {}}
 
 PUBLIC_REFERENCE = {
     "m2": {"test_error_after_10_minutes": 0.485, "unlabelled_per_second": 1560, "source": "a public PyTorch M2 ([784, 10, 50, [600, 600]]) run on this machine for 10 minutes with its own recipe (issue 2)"},
+    "adgm": {"test_error_after_10_minutes": 0.74, "unlabelled_per_second": 840, "source": "a public PyTorch ADGM run on this machine for 10 minutes with its own recipe (issue 3)"},
 }
 
 
@@ -72,13 +80,19 @@ def run_one(model: str, budget_minutes: float, args: argparse.Namespace) -> dict
     out = Path(args.runs) / f"{model}-{budget_minutes:g}min-seed{args.seed}"
     overrides = {
         "model": dict(MODEL_SETTINGS[model]),
-        "train": {"cpu_budget_seconds": budget_minutes * 60, "threads": args.threads, "lr": args.lr, "precision": args.precision, "progress": False},
+        "train": {**TRAIN_SETTINGS[model], "cpu_budget_seconds": budget_minutes * 60, "threads": args.threads, "progress": False},
         "data": {},
     }
+    if args.lr is not None:
+        overrides["train"]["lr"] = args.lr
+    if args.precision is not None:
+        overrides["train"]["precision"] = args.precision
     if model == "m1m2":
         overrides["model"]["m1_steps"] = _m1_steps_for(budget_minutes * 60, args.m1_fraction, args.threads)
     start = time.time()
-    pogm.train(model, data="mnist", labels=10, epochs=100000, out=out, seed=args.seed, overrides=overrides, progress=False)
+    recipe = RECIPES.get(model)
+    epochs = None if recipe else 100000  # the recipes set their own epochs (the budget ends the run first)
+    pogm.train(model, data="mnist", labels=10, epochs=epochs, out=out, seed=args.seed, config_file=recipe, overrides=overrides, progress=False)
     wall = time.time() - start
     records = read_metrics(out)
     return {"model": model, "budget_minutes": budget_minutes, "run_dir": str(out), "wall_seconds": wall, "model_config": overrides["model"], "records": records}
@@ -92,7 +106,7 @@ def read_run(model: str, budget_minutes: float, args: argparse.Namespace) -> dic
 
     out = Path(args.runs) / f"{model}-{budget_minutes:g}min-seed{args.seed}"
     config = yaml.safe_load((out / "config.yaml").read_text())
-    overrides = {k: config["model_config"][k] for k in ("batch_norm", "m1_steps") if k in config["model_config"]}
+    overrides = {k: config["model_config"][k] for k in ("batch_norm", "m1_steps", "a_samples") if k in config["model_config"]}
     return {"model": model, "budget_minutes": budget_minutes, "run_dir": str(out), "wall_seconds": None, "model_config": overrides, "records": read_metrics(out)}
 
 
@@ -120,12 +134,12 @@ def summarise(run: dict, budget_minutes: float, batch_size: int = 100) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=["m2", "m1m2"], choices=["m2", "m1m2"])
+    parser.add_argument("--models", nargs="+", default=["m2", "m1m2"], choices=["m2", "m1m2", "adgm", "sdgm"])
     parser.add_argument("--budget-minutes", nargs="+", type=float, default=[60, 10], help="CPU-minute budgets to report")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (processes)")
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    parser.add_argument("--lr", type=float, default=None, help="override every model's learning rate (default: M2 and M1+M2 1e-3, ADGM/SDGM their recipe's)")
+    parser.add_argument("--precision", default=None, choices=["fp32", "bf16"], help="override the precision (default: fp32, the recipes' for ADGM/SDGM)")
     parser.add_argument("--m1-fraction", type=float, default=0.5, help="share of the M1+M2 budget spent on M1")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--runs", default="benchmarks/runs")
@@ -158,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
         "benchmark": "ssl_mnist",
         "labels": 100,
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count(), "threads_per_run": args.threads, "parallel_runs": args.jobs},
-        "settings": {"lr": args.lr, "precision": args.precision, "m1_fraction": args.m1_fraction, "seed": args.seed},
+        "settings": {"lr": args.lr, "precision": args.precision, "m1_fraction": args.m1_fraction, "seed": args.seed, "recipes": {m: RECIPES[m] for m in args.models if m in RECIPES}},
         "results": results,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -97,12 +97,12 @@ def check_models_table(text: str) -> None:
     from pogm.models import get_model
 
     table = offers_by_model(text)
-    assert sorted(table) == ["m1m2", "m2", "vae"]
+    assert sorted(table) == ["adgm", "avae", "m1m2", "m2", "sdgm", "vae"]
     for name, offers in table.items():
         assert offers == {"loss", *get_model(name).offers}, name  # the table shows what the registry offers
     # What each model is, whatever else it gains: only the semi-supervised models classify.
-    assert "classify" not in table["vae"]
-    assert {"classify", "sample", "encode", "log_likelihood"} <= table["m2"] & table["m1m2"]
+    assert "classify" not in table["vae"] | table["avae"]
+    assert {"classify", "sample", "encode", "log_likelihood"} <= table["m2"] & table["m1m2"] & table["adgm"] & table["sdgm"]
     assert {"sample", "encode", "reconstruct", "impute", "log_likelihood"} <= table["vae"]
 
 
@@ -315,3 +315,48 @@ def test_train_m2_on_a_user_npz(tmp_path):
     assert code == 0, err
     results = json.loads((run / "eval.json").read_text())
     assert 0.0 <= results["error"] <= 1.0 and math.isfinite(results["elbo"])
+
+
+# ---------------------------------------------------------------------------------------- recipes and figures
+
+
+def test_recipes_lists_every_packaged_recipe_with_its_model():
+    from pogm.recipes import list_recipes
+
+    code, out, err = call(["recipes"])
+    assert code == 0, err
+    names = list_recipes()
+    assert {"adgm-mnist100", "adgm-mnist100-cpu", "sdgm-mnist100", "sdgm-mnist100-cpu", "avae-mnist", "avae2-mnist"} <= set(names)
+    for name in names:
+        line = next(line for line in out.splitlines() if line.startswith(name + " "))
+        assert line.split()[1] in {"adgm", "sdgm", "avae", "m2", "m1m2", "vae"}
+    code, out, _ = call(["train", "--help"])
+    assert code == 0 and all(name in " ".join(out.split()) for name in names)
+
+
+def test_train_from_a_packaged_recipe_takes_its_model_and_settings(tmp_path):
+    run = tmp_path / "recipe"
+    small = ["--set", "hidden=[16]", "--set", "a_dim=4", "--set", "z_dim=4", "--set", "train.max_steps=3", "--set", "train.precision=fp32", "--set", "train.cpu_budget_seconds=null"]
+    code, out, err = call(["train", "--recipe", "sdgm-mnist100-cpu", "--data", "digits", "--out", run, *small])
+    assert code == 0, err
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["model"] == "sdgm" and config["data"]["labels_per_class"] == 10
+    assert config["model_config"]["batch_norm"] is True and config["model_config"]["hidden"] == [16]  # recipe, then --set
+    assert config["train"]["lr"] == 1e-3 and config["train"]["lr_decay"] == 0.95 and config["train"]["max_steps"] == 3
+
+
+def test_unknown_recipe_exits_2_naming_the_packaged_ones(tmp_path):
+    code, _, err = call(["train", "--recipe", "no-such-recipe", "--out", tmp_path / "r"])
+    assert code == 2 and "adgm-mnist100" in err and len(err.strip().splitlines()) == 1
+
+
+def test_figures_of_a_moons_run_show_decision_regions_and_the_auxiliary_space(tmp_path):
+    run = tmp_path / "moons"
+    code, _, err = call(["train", "adgm", "--data", "moons", "--labels", 3, "--epochs", 1, "--out", run, "--set", "hidden=[16]", "--set", "a_dim=2", "--set", "z_dim=2"])
+    assert code == 0, err
+    assert yaml.safe_load((run / "config.yaml").read_text())["model_config"]["likelihood"] == "gaussian-learned"  # the source's hint
+    code, out, err = call(["figures", run])
+    assert code == 0, err
+    for name in ("decision-regions.png", "auxiliary-latent-space.png"):
+        image = read_png(run / "figures" / name)
+        assert image.shape[0] > 100 and image[..., :3].std() > 0.05  # a real picture, not a blank page

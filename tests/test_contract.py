@@ -14,7 +14,7 @@ from pogm.models.base import config_from_dict
 from pogm.train.checkpoint import load_weights, save_weights
 
 X_DIM, K = 16, 3
-SMALL = {"hidden": (16,), "z_dim": 3, "m1_hidden": (16,), "m1_z_dim": 4, "m1_steps": 2}
+SMALL = {"hidden": (16,), "z_dim": 3, "a_dim": 2, "top_hidden": (8,), "m1_hidden": (16,), "m1_z_dim": 4, "m1_steps": 2}
 
 
 def build(name: str, seed: int = 0):

@@ -469,3 +469,15 @@ def test_cpu_budget_stops_training_early(tmp_path, steps_per_epoch):
     state = torch.load(run / "state.pt", weights_only=True)
     assert state["step"] == last["step"]  # the final record has its checkpoint
     pogm.load_run(run, weights="latest")
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before")
+def test_learning_rate_steps_down_every_n_epochs_to_a_floor(digits, tmp_path):
+    trainer = small_trainer(digits, tmp_path, lr=1e-3, lr_decay=0.5, lr_decay_every=2, lr_min=2e-4)
+    lrs = []
+    for _ in range(8):
+        lrs.append(trainer.optimizer.param_groups[0]["lr"])
+        trainer.scheduler.step()
+    assert lrs == pytest.approx([1e-3, 1e-3, 5e-4, 5e-4, 2.5e-4, 2.5e-4, 2e-4, 2e-4])
+    with pytest.raises(ValueError, match="lr_decay"):
+        small_trainer(digits, tmp_path, lr_decay=1.5)

@@ -1,6 +1,9 @@
 """The ``pogm`` command line: models, train, eval, sample, demo.
 
     pogm models
+    pogm recipes
+    pogm train --recipe adgm-mnist100
+    pogm train adgm --data moons --labels 3 && pogm figures runs/adgm-moons-...
     pogm train m2 --data mnist --labels 10 --epochs 50 --out runs/m2
     pogm eval runs/m2 --iw-samples 5000
     pogm sample runs/m2 --per-class
@@ -26,6 +29,31 @@ def cmd_models(args: argparse.Namespace) -> int:
     print(f"{'model':8s} {'offers':{width}s}  paper")
     for name, offers, paper in rows:
         print(f"{name:8s} {offers:{width}s}  {paper}")
+    return 0
+
+
+def cmd_recipes(args: argparse.Namespace) -> int:
+    from pogm.recipes import describe_recipes
+
+    rows = describe_recipes()
+    width = max(len(name) for name, _, _ in rows)
+    for name, model, description in rows:
+        print(f"{name:{width}s}  {model:6s}  {description}")
+    print("\nuse: pogm train --recipe NAME [--set key=value ...]")
+    return 0
+
+
+def cmd_figures(args: argparse.Namespace) -> int:
+    from pogm.evaluate.figures import write_run_figures
+    from pogm.train import load_run
+
+    run = load_run(args.run_dir)
+    torch.manual_seed(args.seed)
+    paths = write_run_figures(run, Path(args.out) if args.out else None)
+    if not paths:
+        print("this run's model and data offer no figures yet")
+    for path in paths:
+        print(f"wrote {path}")
     return 0
 
 
@@ -105,12 +133,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="list the registered models, their papers and what they offer")
     p.set_defaults(func=cmd_models)
 
-    p = sub.add_parser("train", help="train a model into a run directory")
-    p.add_argument("model", help="a registered model (see `pogm models`)")
-    p.add_argument("--data", default="digits", help="digits, mnist, moons, or a path to a .npz file (default: digits)")
+    p = sub.add_parser("recipes", help="list the packaged recipes (paper settings) for `pogm train --recipe`")
+    p.set_defaults(func=cmd_recipes)
+
+    p = sub.add_parser("train", help="train a model into a run directory", epilog=_recipes_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", nargs="?", default=None, help="a registered model (see `pogm models`); optional with a recipe that names one")
+    p.add_argument("--data", default=None, help="digits, mnist, moons, or a path to a .npz file (default: the recipe's, else digits)")
     p.add_argument("--labels", type=int, default=None, help="labelled examples per class (default: all labels)")
     p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--config", default=None, help="YAML file with model:, train:, data: sections")
+    p.add_argument("--recipe", "--config", dest="config", default=None, help="a packaged recipe name (`pogm recipes`) or a YAML file with model:, train:, data: sections")
     p.add_argument("--out", default=None, help="run directory (default: runs/MODEL-DATA-TIME)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu or cuda")
@@ -139,12 +170,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_sample)
 
+    p = sub.add_parser("figures", help="write the figures a run offers (decision regions, auxiliary latent space) to DIR/figures")
+    p.add_argument("run_dir")
+    p.add_argument("--out", default=None, help="directory (default: DIR/figures)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_figures)
+
     p = sub.add_parser("demo", help="M2 on the bundled digits with 10 labels per class, against a labels-only classifier")
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo)
     return parser
+
+
+def _recipes_epilog() -> str:
+    from pogm.recipes import list_recipes
+
+    return "packaged recipes (pogm recipes describes them): " + ", ".join(list_recipes())
 
 
 def main(argv: list[str] | None = None) -> int:

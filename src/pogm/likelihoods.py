@@ -112,14 +112,23 @@ class Categorical(nn.Module):
 
 
 def make_likelihood(name: str, dim: int) -> nn.Module:
-    """Likelihood by config name: ``bernoulli``, ``gaussian`` (unit variance), ``gaussian-learned``
-    (one learned log-variance per dimension) or ``gaussian-predicted`` (heteroscedastic)."""
+    """Likelihood by config name: ``bernoulli``, ``gaussian`` (unit variance), ``gaussian:STD``
+    (fixed standard deviation STD, e.g. ``gaussian:0.1``), ``gaussian-learned`` (one learned
+    log-variance per dimension) or ``gaussian-predicted`` (heteroscedastic)."""
     if name == "bernoulli":
         return Bernoulli()
     if name == "gaussian":
         return Gaussian(dim, scale="fixed")
+    if name.startswith("gaussian:"):
+        try:
+            std = float(name.partition(":")[2])
+        except ValueError:
+            std = -1.0
+        if not std > 0:
+            raise ValueError(f"likelihood {name!r}: the fixed standard deviation after 'gaussian:' must be a positive number, e.g. gaussian:0.1")
+        return Gaussian(dim, scale="fixed", log_var=2.0 * math.log(std))
     if name == "gaussian-learned":
         return Gaussian(dim, scale="learned")
     if name == "gaussian-predicted":
         return Gaussian(dim, scale="predicted")
-    raise ValueError(f"unknown likelihood {name!r}: choose bernoulli, gaussian, gaussian-learned or gaussian-predicted")
+    raise ValueError(f"unknown likelihood {name!r}: choose bernoulli, gaussian, gaussian:STD, gaussian-learned or gaussian-predicted")

@@ -15,6 +15,7 @@ rebuild exactly the same run.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from pogm.data.splits import balanced_label_split, load_split, save_split
 from pogm.data.streams import SemiSupervisedStream
 from pogm.models import get_model
 from pogm.models.base import config_from_dict, config_to_dict
+from pogm.recipes import load_recipe
 from pogm.train import checkpoint
 from pogm.train.trainer import TrainConfig, Trainer
 
@@ -80,17 +82,6 @@ def _merge(*dicts: dict[str, Any] | None) -> dict[str, Any]:
     return out
 
 
-def load_config_file(path: str | Path | None) -> dict[str, dict[str, Any]]:
-    """A YAML recipe with optional ``model:``, ``train:`` and ``data:`` sections."""
-    if path is None:
-        return {}
-    content = yaml.safe_load(Path(path).read_text()) or {}
-    unknown = set(content) - {"model", "train", "data", "labels", "description"}
-    if unknown:
-        raise ValueError(f"{path}: unknown sections {sorted(unknown)}; a config file has model:, train:, data: (and labels:)")
-    return content
-
-
 def choose_labels(data: DataSplits, labels_per_class: int | None, seed: int, uses_labels: bool) -> torch.Tensor | None:
     """Indices of the training examples whose labels the model may see (None = unsupervised)."""
     train = data.train
@@ -102,17 +93,24 @@ def choose_labels(data: DataSplits, labels_per_class: int | None, seed: int, use
 
 
 def build_model(name: str, data: DataSplits, num_labelled: int, overrides: dict[str, Any] | None = None) -> torch.nn.Module:
+    """The model ``name`` sized for ``data``; ``overrides`` win over values taken from the data.
+
+    A source may suggest a likelihood in its ``info`` (the moons are real-valued: a Gaussian);
+    it is used by models that have a ``likelihood`` option unless the caller sets one.
+    """
     entry = get_model(name)
     train = data.train
     x_dim = int(train.x["x"][0].numel())
     fields = entry.cls.data_fields(x_dim, train.num_classes, len(train), num_labelled)
+    if "likelihood" in data.info and "likelihood" in {f.name for f in dataclasses.fields(entry.cls.Config)}:
+        fields["likelihood"] = data.info["likelihood"]
     config = config_from_dict(entry.cls.Config, _merge(fields, overrides))
     return entry.cls(config)
 
 
 def train(
-    model: str,
-    data: str = "digits",
+    model: str | None = None,
+    data: str | None = None,
     labels: int | None = None,
     epochs: int | None = None,
     out: str | Path | None = None,
@@ -124,6 +122,9 @@ def train(
 ) -> Path:
     """Train ``model`` on the source ``data`` with ``labels`` labelled examples per class.
 
+    ``config_file`` is a recipe: a packaged name (``pogm recipes``) or a YAML path; the model
+    and data it names are used when ``model`` / ``data`` are not given (data defaults to digits).
+
     Returns the run directory (``runs/<model>-<data>-<time>`` unless ``out`` is given).
     With ``resume=True`` the run in ``out`` continues exactly from its last checkpoint, and
     ``epochs`` may raise its epoch limit.
@@ -132,7 +133,11 @@ def train(
         if out is None:
             raise ValueError("--resume needs the run directory (--out DIR)")
         return _resume(Path(out), epochs, progress)
-    recipe = load_config_file(config_file)
+    recipe = load_recipe(config_file)
+    model = model or recipe.get("model_name")
+    if model is None:
+        raise ValueError("name a model (`pogm models` lists them) or give a recipe that names one (`pogm recipes`)")
+    data = data or recipe.get("source") or "digits"
     sets = overrides if isinstance(overrides, dict) else parse_overrides(overrides)
     if labels is None:
         labels = recipe.get("labels")

@@ -32,7 +32,9 @@ class TrainConfig:
     batch_size: int = 100  # unlabelled examples per step
     labelled_batch_size: int = 100  # labelled examples per step
     lr: float = 3e-4
-    lr_decay: float = 1.0  # multiplicative learning-rate decay per epoch
+    lr_decay: float = 1.0  # multiply the learning rate by this every `lr_decay_every` epochs
+    lr_decay_every: int = 1
+    lr_min: float = 0.0  # the decay stops at this learning rate (the ADGM recipe: 0.75 every 200 epochs, down to 3e-5)
     adam_betas: tuple[float, float] = (0.9, 0.999)
     kl_warmup_steps: int = 0  # KL weight rises linearly from 0 to 1 over these optimizer steps
     grad_clip: float | None = None  # max global gradient norm; None = no clipping
@@ -73,13 +75,20 @@ class Trainer:
         self.test = None if test is None else evaluation_view(test)
         params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(params, lr=config.lr, betas=config.adam_betas)
-        self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=config.lr_decay)
+        if config.lr_decay_every < 1 or not 0 < config.lr_decay <= 1:
+            raise ValueError(f"need lr_decay in (0, 1] and lr_decay_every >= 1; got {config.lr_decay} and {config.lr_decay_every}")
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.step = 0
         self.best_score: float | None = None
         self.train_cpu_seconds = 0.0
         self.train_wall_seconds = 0.0
 
     # ------------------------------------------------------------------ schedule
+    def _lr_factor(self, epoch: int) -> float:
+        """Step decay: lr * lr_decay ** (epoch // lr_decay_every), never below lr_min."""
+        c = self.config
+        return max(c.lr_decay ** (epoch // c.lr_decay_every), min(1.0, c.lr_min / c.lr))
+
     def kl_weight(self) -> float:
         if self.config.kl_warmup_steps <= 0:
             return 1.0

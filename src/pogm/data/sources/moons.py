@@ -44,5 +44,6 @@ def load_moons(
             "mean": mean.tolist(),
             "std": std.tolist(),
             "num_classes": 2,
+            "likelihood": "gaussian-learned",  # real-valued points: models with a likelihood option use a Gaussian
         },
     )
