@@ -174,3 +174,14 @@ def test_unlabelled_bound_is_a_lower_bound_on_the_labelled_log_sum():
     for log_q in (torch.log_softmax(torch.randn(3, 5), -1), torch.log_softmax(bounds, -1)):
         assert (unlabelled_bound(log_q, bounds) <= torch.logsumexp(bounds, -1) + 1e-5).all()
     torch.testing.assert_close(unlabelled_bound(torch.log_softmax(bounds, -1), bounds), torch.logsumexp(bounds, -1))
+
+
+def test_gaussian_with_a_fixed_standard_deviation_by_name():
+    from pogm.likelihoods import make_likelihood
+
+    x, mean = torch.randn(4, 3), torch.randn(4, 3)
+    expected = torch.distributions.Normal(mean, 0.25).log_prob(x).sum(-1)
+    assert torch.allclose(make_likelihood("gaussian:0.25", 3).log_prob(mean, x, None), expected, atol=1e-5)
+    for bad in ("gaussian:0", "gaussian:-1", "gaussian:wide"):
+        with pytest.raises(ValueError, match="standard deviation"):
+            make_likelihood(bad, 3)

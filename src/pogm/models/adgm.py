@@ -35,20 +35,17 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from pogm.data.batch import Batch
 from pogm.latents import DiagonalGaussian, standard_normal_log_prob
 from pogm.likelihoods import make_likelihood
-from pogm.models.base import ImputesByReconstruction, Model, as_batch
-from pogm.models.m2 import _rows
+from pogm.models.base import ImputesByReconstruction, Model, SemiSupervised, as_batch, rows
 from pogm.models.registry import register_model
 from pogm.nn import MLP, GaussianHead, MultiInputMLP
 from pogm.objectives import (
     chunked_importance_weighted_bound,
     classification_loss,
-    default_alpha,
     semi_supervised_loss,
     unlabelled_bound,
 )
@@ -70,11 +67,10 @@ class ADGMConfig:
 
 
 @register_model("adgm", paper="Maaløe et al. 2016, Auxiliary deep generative models; poster 004", summary="Auxiliary deep generative model (semi-supervised)")
-class ADGM(ImputesByReconstruction, Model):
+class ADGM(SemiSupervised, ImputesByReconstruction, Model):
     """Auxiliary deep generative model: q(a|x) q(y|a,x) q(z|a,y,x), p(x|y,z) p(a|x,y,z)."""
 
     Config = ADGMConfig
-    uses_labels = True
     skip = False  # SDGM: p(x|a,y,z) and p(a|y,z)
 
     def __init__(self, config: ADGMConfig) -> None:
@@ -97,15 +93,6 @@ class ADGM(ImputesByReconstruction, Model):
         self.register_buffer("every_class", torch.eye(K).reshape(K, 1, 1, K), persistent=False)  # [K, 1, 1, K]
         self.log_p_y = -math.log(K)  # uniform prior p(y)
 
-    @classmethod
-    def data_fields(cls, x_dim, num_classes, num_train, num_labelled):
-        if not num_classes:
-            raise ValueError(f"{cls.__name__} needs class labels; the data set has none")
-        fields = {"x_dim": x_dim, "num_classes": num_classes}
-        if num_labelled:
-            fields["alpha"] = default_alpha(num_train, num_labelled)
-        return fields
-
     # ------------------------------------------------------------------ the two generative variants
     def p_a(self, x: Tensor, y_one_hot: Tensor, z: Tensor) -> DiagonalGaussian:
         """p(a | x, y, z) (ADGM) or p(a | y, z) (SDGM)."""
@@ -120,11 +107,6 @@ class ADGM(ImputesByReconstruction, Model):
         return self.p_x_yz(z, y_one_hot)
 
     # ------------------------------------------------------------------ bounds
-    def one_hot(self, y: Tensor) -> Tensor:
-        if y.dtype.is_floating_point or (y.numel() and (y.min() < 0 or y.max() >= self.config.num_classes)):
-            raise ValueError(f"labels must be integers in [0, {self.config.num_classes}); got dtype {y.dtype}, range [{y.min().item() if y.numel() else '-'}, {y.max().item() if y.numel() else '-'}]")
-        return F.one_hot(y, self.config.num_classes).to(self.every_class.dtype)
-
     def bound_given_a(self, x: Tensor, mask: Tensor | None, a: Tensor, y_one_hot: Tensor, kl_weight: float = 1.0) -> Tensor:
         """log p(x|.) + log p(y) + w [log p(a|.) - KL(q(z|a,y,x) || p(z))] at given samples of a.
 
@@ -140,20 +122,19 @@ class ADGM(ImputesByReconstruction, Model):
 
     def loss(self, batch: Batch, kl_weight: float = 1.0, step: int = 0) -> dict[str, Tensor]:
         x, mask = self.flat_x(batch)  # [B, D]
-        labelled = batch.y_mask if batch.y is not None else torch.zeros(len(batch), dtype=torch.bool, device=x.device)
+        labelled, y_l = self.labelled_rows(batch, x.device)
         S = self.config.a_samples
         q_a_x = DiagonalGaussian(*self.q_a_x(x))  # [B, A]
         a = q_a_x.rsample(S)  # [S, B, A], drawn once and shared by the classifier and every class
         entropy_a = q_a_x.entropy()  # [B]
         logits_y = self.q_y_ax(x, a)  # [S, B, K]
 
-        x_l, mask_l, a_l = x[labelled], _rows(mask, labelled), a[:, labelled]
-        y_l = batch.y[labelled] if batch.y is not None else x.new_zeros(0, dtype=torch.long)
+        x_l, mask_l, a_l = x[labelled], rows(mask, labelled), a[:, labelled]
         bound_l = self.bound_given_a(x_l, mask_l, a_l, self.one_hot(y_l), kl_weight).mean(0) + kl_weight * entropy_a[labelled]  # [B_l]
         # alpha * E_q(a|x)[-log q(y|a,x)] with the same samples of a
         classification = classification_loss(logits_y[:, labelled].reshape(-1, logits_y.shape[-1]), y_l.repeat(S)).reshape(S, -1).mean(0)  # [B_l]
 
-        x_u, mask_u, a_u = x[~labelled], _rows(mask, ~labelled), a[:, ~labelled]
+        x_u, mask_u, a_u = x[~labelled], rows(mask, ~labelled), a[:, ~labelled]
         bound_all_classes = self.bound_given_a(x_u, mask_u, a_u, self.every_class, kl_weight)  # [K, S, B_u]
         log_q_y_ax = torch.log_softmax(logits_y[:, ~labelled], dim=-1)  # [S, B_u, K]
         bound_u = unlabelled_bound(log_q_y_ax, bound_all_classes.permute(1, 2, 0)).mean(0) + kl_weight * entropy_a[~labelled]  # [B_u]

@@ -6,9 +6,11 @@ import dataclasses
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pogm.data.batch import Batch
+from pogm.objectives import default_alpha
 
 
 def config_from_dict(config_cls: type, values: dict[str, Any]) -> Any:
@@ -80,6 +82,43 @@ class ImputesByReconstruction:
     def impute(self, batch: Batch) -> Tensor:
         x = batch.x[self.group]
         return torch.where(batch.x_mask[self.group], x, self.reconstruct(batch))
+
+
+class SemiSupervised:
+    """What the semi-supervised models (M2, ADGM, SDGM) share: class labels from the data, the
+    default alpha, range-checked one-hot labels, and the split of a batch into its labelled and
+    unlabelled rows."""
+
+    uses_labels: ClassVar[bool] = True
+
+    @classmethod
+    def data_fields(cls, x_dim: int, num_classes: int | None, num_train: int, num_labelled: int) -> dict[str, Any]:
+        if not num_classes:
+            raise ValueError(f"{cls.__name__} needs class labels; the data set has none")
+        fields: dict[str, Any] = {"x_dim": x_dim, "num_classes": num_classes}
+        if num_labelled:
+            fields["alpha"] = default_alpha(num_train, num_labelled)
+        return fields
+
+    def one_hot(self, y: Tensor) -> Tensor:
+        """``[..., K]`` one-hot labels in the model's float dtype; labels outside [0, K) are an error."""
+        K = self.config.num_classes
+        if y.dtype.is_floating_point or (y.numel() and (y.min() < 0 or y.max() >= K)):
+            low, high = (y.min().item(), y.max().item()) if y.numel() else ("-", "-")
+            raise ValueError(f"labels must be integers in [0, {K}); got dtype {y.dtype}, range [{low}, {high}]")
+        return F.one_hot(y, K).to(self.every_class.dtype)
+
+    @staticmethod
+    def labelled_rows(batch: Batch, device: torch.device) -> tuple[Tensor, Tensor]:
+        """``(is_labelled [B] bool, labels of the labelled rows [B_l])``."""
+        if batch.y is None:
+            return torch.zeros(len(batch), dtype=torch.bool, device=device), torch.zeros(0, dtype=torch.long, device=device)
+        return batch.y_mask, batch.y[batch.y_mask]
+
+
+def rows(mask: Tensor | None, index: Tensor) -> Tensor | None:
+    """Select rows of a mask (None = fully observed stays None)."""
+    return None if mask is None else mask[index]
 
 
 def as_batch(x: Tensor | Batch, group: str = "x") -> Batch:

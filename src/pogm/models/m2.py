@@ -24,19 +24,17 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from pogm.data.batch import Batch
 from pogm.latents import DiagonalGaussian, standard_normal_log_prob
 from pogm.likelihoods import make_likelihood
-from pogm.models.base import ImputesByReconstruction, Model, as_batch
+from pogm.models.base import ImputesByReconstruction, Model, SemiSupervised, as_batch, rows
 from pogm.models.registry import register_model
 from pogm.nn import MLP, GaussianHead, MultiInputMLP
 from pogm.objectives import (
     chunked_importance_weighted_bound,
     classification_loss,
-    default_alpha,
     semi_supervised_loss,
     unlabelled_bound,
 )
@@ -55,11 +53,10 @@ class M2Config:
 
 
 @register_model("m2", paper="Kingma et al. 2014, Semi-supervised learning with deep generative models; poster 002", summary="Semi-supervised generative model M2")
-class M2(ImputesByReconstruction, Model):
+class M2(SemiSupervised, ImputesByReconstruction, Model):
     """Semi-supervised generative model M2 with exact enumeration of unobserved labels."""
 
     Config = M2Config
-    uses_labels = True
 
     def __init__(self, config: M2Config) -> None:
         super().__init__(config)
@@ -72,20 +69,6 @@ class M2(ImputesByReconstruction, Model):
         self.register_buffer("every_class", torch.eye(K).unsqueeze(1), persistent=False)  # [K, 1, K]
         self.log_p_y = -math.log(K)  # uniform prior p(y)
 
-    @classmethod
-    def data_fields(cls, x_dim, num_classes, num_train, num_labelled):
-        if not num_classes:
-            raise ValueError(f"{cls.__name__} needs class labels; the data set has none")
-        fields = {"x_dim": x_dim, "num_classes": num_classes}
-        if num_labelled:
-            fields["alpha"] = default_alpha(num_train, num_labelled)
-        return fields
-
-    def one_hot(self, y: Tensor) -> Tensor:
-        if y.dtype.is_floating_point or (y.numel() and (y.min() < 0 or y.max() >= self.config.num_classes)):
-            raise ValueError(f"labels must be integers in [0, {self.config.num_classes}); got dtype {y.dtype}, range [{y.min().item() if y.numel() else '-'}, {y.max().item() if y.numel() else '-'}]")
-        return F.one_hot(y, self.config.num_classes).to(self.every_class.dtype)
-
     def labelled_bound(self, x: Tensor, mask: Tensor, y_one_hot: Tensor, kl_weight: float = 1.0) -> Tensor:
         """-L(x, y) of eq. 6 with one sample of z; ``y_one_hot`` ``[B, K]`` or ``[K, 1, K]`` (all classes)."""
         q_z_xy = DiagonalGaussian(*self.q_z_xy(x, y_one_hot))  # [B, Z] or [K, B, Z]
@@ -96,14 +79,10 @@ class M2(ImputesByReconstruction, Model):
 
     def loss(self, batch: Batch, kl_weight: float = 1.0, step: int = 0) -> dict[str, Tensor]:
         x, mask = self.flat_x(batch)  # [B, D]
-        if batch.y is None:
-            labelled = torch.zeros(len(batch), dtype=torch.bool, device=x.device)
-        else:
-            labelled = batch.y_mask
+        labelled, y_l = self.labelled_rows(batch, x.device)
         logits_y = self.q_y_x(x)  # [B, K]
-        x_l, mask_l = x[labelled], _rows(mask, labelled)
-        x_u, mask_u = x[~labelled], _rows(mask, ~labelled)
-        y_l = batch.y[labelled] if batch.y is not None else x.new_zeros(0, dtype=torch.long)
+        x_l, mask_l = x[labelled], rows(mask, labelled)
+        x_u, mask_u = x[~labelled], rows(mask, ~labelled)
 
         bound_l = self.labelled_bound(x_l, mask_l, self.one_hot(y_l), kl_weight)  # [B_l]
         bound_all_classes = self.labelled_bound(x_u, mask_u, self.every_class, kl_weight)  # [K, B_u]
@@ -159,7 +138,3 @@ class M2(ImputesByReconstruction, Model):
         z = self.q_z_xy(x, y)[0]
         return self.p_x.mean(self.p_x_yz(z, y)).reshape(batch.x[self.group].shape)
 
-
-def _rows(mask: Tensor | None, rows: Tensor) -> Tensor | None:
-    """Select rows of a mask (None = fully observed)."""
-    return None if mask is None else mask[rows]
