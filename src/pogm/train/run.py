@@ -89,21 +89,24 @@ def choose_labels(data: DataSplits, labels_per_class: int | None, seed: int, use
         return None
     if labels_per_class is None:
         return train.labelled_index
+    if data.label_split is not None:
+        return data.label_split(labels_per_class, seed)
     return balanced_label_split(train.y, labels_per_class, train.num_classes, seed, y_mask=train.y_mask)
 
 
 def build_model(name: str, data: DataSplits, num_labelled: int, overrides: dict[str, Any] | None = None) -> torch.nn.Module:
     """The model ``name`` sized for ``data``; ``overrides`` win over values taken from the data.
 
-    A source may suggest a likelihood in its ``info`` (the moons are real-valued: a Gaussian);
-    it is used by models that have a ``likelihood`` option unless the caller sets one.
+    A source may suggest model settings in ``info["model_defaults"]`` (the two moons: a Gaussian
+    likelihood with the data's noise level, a one-dimensional z, small networks); each is used by
+    models that have that option unless ``overrides`` set it.
     """
     entry = get_model(name)
     train = data.train
     x_dim = int(train.x["x"][0].numel())
     fields = entry.cls.data_fields(x_dim, train.num_classes, len(train), num_labelled)
-    if "likelihood" in data.info and "likelihood" in {f.name for f in dataclasses.fields(entry.cls.Config)}:
-        fields["likelihood"] = data.info["likelihood"]
+    options = {f.name for f in dataclasses.fields(entry.cls.Config)}
+    fields.update({k: v for k, v in (data.info.get("model_defaults") or {}).items() if k in options})
     config = config_from_dict(entry.cls.Config, _merge(fields, overrides))
     return entry.cls(config)
 
@@ -141,11 +144,6 @@ def train(
     sets = overrides if isinstance(overrides, dict) else parse_overrides(overrides)
     if labels is None:
         labels = recipe.get("labels")
-    train_values = _merge(recipe.get("train"), sets.get("train"))
-    if epochs is not None:
-        train_values["epochs"] = epochs
-    train_values.setdefault("progress", progress)
-    train_config = config_from_dict(TrainConfig, train_values)
     data_kwargs = _merge(recipe.get("data"), sets.get("data"))
     model_overrides = _merge(recipe.get("model"), sets.get("model"))
 
@@ -157,6 +155,12 @@ def train(
     entry = get_model(model)
     torch.manual_seed(seed)
     splits = load_source(data, **data_kwargs)
+    # A source's suggested training settings (small sets need more epochs), then the recipe, then --set.
+    train_values = _merge(splits.info.get("train_defaults"), recipe.get("train"), sets.get("train"))
+    if epochs is not None:
+        train_values["epochs"] = epochs
+    train_values.setdefault("progress", progress)
+    train_config = config_from_dict(TrainConfig, train_values)
     labelled_index = choose_labels(splits, labels, seed, entry.cls.uses_labels)
     net = build_model(model, splits, 0 if labelled_index is None else len(labelled_index), model_overrides)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -24,13 +24,16 @@ from pogm.data.dataset import PartialDataset
 class DataSplits:
     """The train / valid / test datasets of one source, plus JSON-friendly ``info`` about it.
 
-    ``valid`` may be None for sets too small to hold one out.
+    ``valid`` may be None for sets too small to hold one out. ``label_split(n_per_class, seed)``,
+    when a source sets it, chooses the labelled training examples the way its paper does (the
+    half-moons: spread along each moon); otherwise they are drawn class-balanced at random.
     """
 
     train: PartialDataset
     valid: PartialDataset | None
     test: PartialDataset
     info: dict[str, Any] = field(default_factory=dict)
+    label_split: Callable[[int, int], Any] | None = None
 
 
 _SOURCES: dict[str, str | Callable[..., DataSplits]] = {
