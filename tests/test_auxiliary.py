@@ -21,6 +21,8 @@ from pogm.models.avae import AuxiliaryVAE, AuxiliaryVAEConfig
 D, K = 6, 2
 GRID = torch.linspace(-9, 9, 1801, dtype=torch.float64)  # quadrature nodes for z and a
 STEP = float(GRID[1] - GRID[0])
+GRID_2D = torch.linspace(-9, 9, 601, dtype=torch.float64)  # per axis of a 2-D integral (SDGM: a and z)
+STEP_2D = float(GRID_2D[1] - GRID_2D[0])
 
 
 def _x(n: int = 3, seed: int = 0) -> torch.Tensor:
@@ -50,15 +52,17 @@ def exact_log_p_x_ssl(model: ADGM, x: torch.Tensor) -> torch.Tensor:
     for y in range(K):
         y_one_hot = torch.nn.functional.one_hot(torch.tensor(y), K).double()
         if model.skip:
-            z = GRID.reshape(-1, 1, 1, 1)  # [Gz, 1, 1, 1]
-            a = GRID.reshape(1, -1, 1, 1)  # [1, Ga, 1, 1]
+            grid, step = GRID_2D, STEP_2D
+            z = grid.reshape(-1, 1, 1, 1)  # [Gz, 1, 1, 1]
+            a = grid.reshape(1, -1, 1, 1)  # [1, Ga, 1, 1]
             log_p_x = model.p_x.log_prob(model.p_x_ayz(z.expand(-1, a.shape[1], 1, 1), y_one_hot, a.expand(z.shape[0], -1, 1, 1)), x, None)  # [Gz, Ga, B]
             log_p_a = DiagonalGaussian(*model.p_a_yz(z, y_one_hot)).log_prob(a)  # [Gz, Ga, 1]
-            inner = torch.logsumexp(log_p_x + log_p_a, 1) + math.log(STEP)  # [Gz, B]
+            inner = torch.logsumexp(log_p_x + log_p_a, 1) + math.log(step)  # [Gz, B]
         else:
-            z = GRID.reshape(-1, 1, 1)
-            inner = model.p_x.log_prob(model.p_x_yz(z, y_one_hot), x, None)  # [Gz, B]
-        per_class.append(torch.logsumexp(inner + standard_normal_log_prob(GRID.reshape(-1, 1, 1)), 0) + math.log(STEP) - math.log(K))
+            grid, step = GRID, STEP
+            inner = model.p_x.log_prob(model.p_x_yz(grid.reshape(-1, 1, 1), y_one_hot), x, None)  # [Gz, B]
+        log_p_z = standard_normal_log_prob(grid.reshape(-1, 1, 1))  # [Gz, 1]
+        per_class.append(torch.logsumexp(inner + log_p_z, 0) + math.log(step) - math.log(K))
     return torch.logsumexp(torch.stack(per_class), 0)
 
 
