@@ -1,10 +1,10 @@
 """ADGM and SDGM: the auxiliary and skip deep generative models of Maaløe, Sønderby, Sønderby &
 Winther (ICML 2016; poster 004), for semi-supervised classification.
 
-ADGM (poster Fig. 4; paper sec. 2.3), y one-hot over K classes, a and z diagonal Gaussians:
+ADGM (poster Fig. 4), y one-hot over K classes, a and z diagonal Gaussians:
     generative  p(y) p(z) p(x | y, z) p(a | x, y, z),   p(y) = Cat(1/K),  p(z) = N(0, I)
     inference   q(a | x) q(y | a, x) q(z | a, y, x)
-SDGM (paper sec. 2.4, "skip connection"): the auxiliary variable becomes a second stochastic layer
+SDGM (the skip connection of the poster and paper): the auxiliary variable becomes a second stochastic layer
 of the generative model,
     generative  p(y) p(z) p(a | y, z) p(x | a, y, z),   inference as in the ADGM.
 
