@@ -40,11 +40,10 @@ from torch import Tensor
 from pogm.data.batch import Batch
 from pogm.latents import DiagonalGaussian, standard_normal_log_prob
 from pogm.likelihoods import make_likelihood
-from pogm.models.base import ImputesByReconstruction, Model, SemiSupervised, as_batch, rows
+from pogm.models.base import ImportanceWeighted, ImputesByReconstruction, Model, SemiSupervised, as_batch, rows
 from pogm.models.registry import register_model
 from pogm.nn import MLP, GaussianHead, MultiInputMLP
 from pogm.objectives import (
-    chunked_importance_weighted_bound,
     classification_loss,
     semi_supervised_loss,
     unlabelled_bound,
@@ -67,7 +66,7 @@ class ADGMConfig:
 
 
 @register_model("adgm", paper="Maaløe et al. 2016, Auxiliary deep generative models; poster 004", summary="Auxiliary deep generative model (semi-supervised)")
-class ADGM(SemiSupervised, ImputesByReconstruction, Model):
+class ADGM(SemiSupervised, ImportanceWeighted, ImputesByReconstruction, Model):
     """Auxiliary deep generative model: q(a|x) q(y|a,x) q(z|a,y,x), p(x|y,z) p(a|x,y,z)."""
 
     Config = ADGMConfig
@@ -155,10 +154,6 @@ class ADGM(SemiSupervised, ImputesByReconstruction, Model):
         log_p = log_p_x + self.log_p_y + standard_normal_log_prob(z) + self.p_a(x, y_one_hot, z).log_prob(a)
         log_q = q_a_x.log_prob(a) + log_q_y_ax + q_z_axy.log_prob(z)
         return log_p - log_q
-
-    @torch.no_grad()
-    def log_likelihood(self, batch: Batch, k: int = 5000, chunk_size: int = 500, progress: bool = False) -> Tensor:
-        return chunked_importance_weighted_bound(lambda n: self.log_weights(batch, n), k, chunk_size, progress)
 
     # ------------------------------------------------------------------ prediction and generation
     def _a_for_prediction(self, x: Tensor) -> Tensor:

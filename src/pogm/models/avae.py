@@ -29,10 +29,9 @@ from torch import Tensor
 from pogm.data.batch import Batch
 from pogm.latents import DiagonalGaussian, standard_normal_log_prob
 from pogm.likelihoods import make_likelihood
-from pogm.models.base import ImputesByReconstruction, Model, as_batch
+from pogm.models.base import ImportanceWeighted, ImputesByReconstruction, Model, as_batch
 from pogm.models.registry import register_model
 from pogm.nn import MLP, GaussianHead, MultiInputMLP
-from pogm.objectives import chunked_importance_weighted_bound
 
 
 @dataclass(frozen=True)
@@ -49,7 +48,7 @@ class AuxiliaryVAEConfig:
 
 
 @register_model("avae", paper="Maaløe et al. 2016, Auxiliary deep generative models; poster 004", summary="Auxiliary variational auto-encoder (unsupervised, 1 or 2 stochastic layers)")
-class AuxiliaryVAE(ImputesByReconstruction, Model):
+class AuxiliaryVAE(ImportanceWeighted, ImputesByReconstruction, Model):
     """Auxiliary VAE: q(a|x) q(z|a,x) [q(z2|z1)], p(a|z,x) p(x|z) p(z) [p(z1|z2) p(z2)]."""
 
     Config = AuxiliaryVAEConfig
@@ -108,10 +107,6 @@ class AuxiliaryVAE(ImputesByReconstruction, Model):
         else:
             log_p = log_p + standard_normal_log_prob(z)
         return log_p - log_q
-
-    @torch.no_grad()
-    def log_likelihood(self, batch: Batch, k: int = 5000, chunk_size: int = 500, progress: bool = False) -> Tensor:
-        return chunked_importance_weighted_bound(lambda n: self.log_weights(batch, n), k, chunk_size, progress)
 
     @torch.no_grad()
     def encode(self, batch: Tensor | Batch) -> Tensor:

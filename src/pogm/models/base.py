@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pogm.data.batch import Batch
-from pogm.objectives import default_alpha
+from pogm.objectives import chunked_importance_weighted_bound, default_alpha
 
 
 def config_from_dict(config_cls: type, values: dict[str, Any]) -> Any:
@@ -82,6 +82,16 @@ class ImputesByReconstruction:
     def impute(self, batch: Batch) -> Tensor:
         x = batch.x[self.group]
         return torch.where(batch.x_mask[self.group], x, self.reconstruct(batch))
+
+
+class ImportanceWeighted:
+    """``log_likelihood`` for models with ``log_weights(batch, k)`` (``[k, B]`` values of
+    log p(x, h) - log q(h | x)): the importance-weighted bound of Burda et al. (2015), drawn
+    ``chunk_size`` samples at a time so that k = 5000 fits in memory."""
+
+    @torch.no_grad()
+    def log_likelihood(self, batch: Batch, k: int = 5000, chunk_size: int = 500, progress: bool = False) -> Tensor:
+        return chunked_importance_weighted_bound(lambda n: self.log_weights(batch, n), k, chunk_size, progress)
 
 
 class SemiSupervised:

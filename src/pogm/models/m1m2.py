@@ -18,11 +18,10 @@ import torch
 from torch import Tensor
 
 from pogm.data.batch import Batch
-from pogm.models.base import ImputesByReconstruction, Model, as_batch
+from pogm.models.base import ImportanceWeighted, ImputesByReconstruction, Model, as_batch
 from pogm.models.m2 import M2, M2Config
 from pogm.models.registry import register_model
 from pogm.models.vae import VAE, VAEConfig
-from pogm.objectives import chunked_importance_weighted_bound
 
 
 @dataclass(frozen=True)
@@ -42,7 +41,7 @@ class M1M2Config:
 
 
 @register_model("m1m2", paper="Kingma et al. 2014, Semi-supervised learning with deep generative models", summary="Stacked M1+M2: M2 on the latent features of a pretrained VAE")
-class M1M2(ImputesByReconstruction, Model):
+class M1M2(ImportanceWeighted, ImputesByReconstruction, Model):
     """Stacked M1+M2: M2 on the latent features of a pretrained VAE."""
 
     Config = M1M2Config
@@ -83,10 +82,6 @@ class M1M2(ImputesByReconstruction, Model):
         flat = Batch(x={"x": z1.reshape(-1, z1.shape[-1])})
         log_w_m2 = self.m2.log_weights(flat, 1).reshape(k, -1)  # [k, B]: log p(z1,y,z2) - log q(y,z2|z1)
         return log_p_x_z1 + log_w_m2 - q_z1_x.log_prob(z1)
-
-    @torch.no_grad()
-    def log_likelihood(self, batch: Batch, k: int = 5000, chunk_size: int = 500, progress: bool = False) -> Tensor:
-        return chunked_importance_weighted_bound(lambda n: self.log_weights(batch, n), k, chunk_size, progress)
 
     @torch.no_grad()
     def sample(self, n: int, y: Tensor | int | None = None) -> Tensor:

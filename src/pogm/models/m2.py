@@ -29,11 +29,10 @@ from torch import Tensor
 from pogm.data.batch import Batch
 from pogm.latents import DiagonalGaussian, standard_normal_log_prob
 from pogm.likelihoods import make_likelihood
-from pogm.models.base import ImputesByReconstruction, Model, SemiSupervised, as_batch, rows
+from pogm.models.base import ImportanceWeighted, ImputesByReconstruction, Model, SemiSupervised, as_batch, rows
 from pogm.models.registry import register_model
 from pogm.nn import MLP, GaussianHead, MultiInputMLP
 from pogm.objectives import (
-    chunked_importance_weighted_bound,
     classification_loss,
     semi_supervised_loss,
     unlabelled_bound,
@@ -53,7 +52,7 @@ class M2Config:
 
 
 @register_model("m2", paper="Kingma et al. 2014, Semi-supervised learning with deep generative models; poster 002", summary="Semi-supervised generative model M2")
-class M2(SemiSupervised, ImputesByReconstruction, Model):
+class M2(SemiSupervised, ImportanceWeighted, ImputesByReconstruction, Model):
     """Semi-supervised generative model M2 with exact enumeration of unobserved labels."""
 
     Config = M2Config
@@ -102,10 +101,6 @@ class M2(SemiSupervised, ImputesByReconstruction, Model):
         z = q_z_xy.rsample()
         log_p_x_yz = self.p_x.log_prob(self.p_x_yz(z, y_one_hot), x, mask)  # [k, B]
         return log_p_x_yz + self.log_p_y + standard_normal_log_prob(z) - q_z_xy.log_prob(z) - log_q_y_x
-
-    @torch.no_grad()
-    def log_likelihood(self, batch: Batch, k: int = 5000, chunk_size: int = 500, progress: bool = False) -> Tensor:
-        return chunked_importance_weighted_bound(lambda n: self.log_weights(batch, n), k, chunk_size, progress)
 
     @torch.no_grad()
     def classify(self, x: Tensor | Batch) -> Tensor:

@@ -18,10 +18,10 @@ from torch import Tensor
 from pogm.data.batch import Batch
 from pogm.latents import DiagonalGaussian, standard_normal_log_prob
 from pogm.likelihoods import make_likelihood
-from pogm.models.base import ImputesByReconstruction, Model, as_batch
+from pogm.models.base import ImportanceWeighted, ImputesByReconstruction, Model, as_batch
 from pogm.models.registry import register_model
 from pogm.nn import MLP, GaussianHead
-from pogm.objectives import chunked_importance_weighted_bound, elbo
+from pogm.objectives import elbo
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class VAEConfig:
 
 
 @register_model("vae", paper="Kingma & Welling 2013; Kingma et al. 2014 (M1); poster 002", summary="Variational auto-encoder (M1)")
-class VAE(ImputesByReconstruction, Model):
+class VAE(ImportanceWeighted, ImputesByReconstruction, Model):
     """Variational auto-encoder (M1)."""
 
     Config = VAEConfig
@@ -66,10 +66,6 @@ class VAE(ImputesByReconstruction, Model):
         z = q_z.rsample(k)  # [k, B, Z]
         log_p_x_z = self.p_x.log_prob(self.p_x_z(z), x, mask)  # [k, B]
         return log_p_x_z + standard_normal_log_prob(z) - q_z.log_prob(z)
-
-    @torch.no_grad()
-    def log_likelihood(self, batch: Batch, k: int = 5000, chunk_size: int = 500, progress: bool = False) -> Tensor:
-        return chunked_importance_weighted_bound(lambda n: self.log_weights(batch, n), k, chunk_size, progress)
 
     @torch.no_grad()
     def encode(self, batch: Batch | Tensor) -> Tensor:
