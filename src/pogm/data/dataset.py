@@ -10,6 +10,9 @@ A dataset is what a source (``pogm.data.sources``) returns and what a stream
   ``batch(index)`` always returns masks with ``B`` rows, broadcastable to the group.
 * ``y`` holds int64 class labels ``[N]`` or float32 continuous labels ``[N, D]``, or is None;
   ``y_mask`` is bool ``[N]``, ``True`` = labelled. Unlabelled rows of ``y`` hold 0.
+* ``dequantize = L`` marks grey levels ``k / (L - 1)`` (e.g. 8-bit images /255) as quantised:
+  streams add uniform noise within each level, ``x -> (k + u) / L`` with ``u ~ U[0, 1)``, so a
+  continuous density on ``x`` cannot collapse onto a single grey level (Theis et al. 2016).
 
 NaN in raw data is turned into masks once, in `PartialDataset.from_arrays`; after that no tensor
 held here contains NaN.
@@ -138,6 +141,12 @@ def _labels_from_array(y: ArrayLike, n: int, num_classes: int | None) -> tuple[T
     return t.contiguous(), y_mask, int(num_classes)
 
 
+def add_dequantization_noise(x: Tensor, levels: int, generator: torch.Generator | None = None) -> Tensor:
+    """``k / (L - 1) -> (k + u) / L`` with ``u ~ U[0, 1)``: grey level k spread over its bin."""
+    u = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+    return (x * (levels - 1) + u) / levels
+
+
 @dataclass
 class PartialDataset:
     """An in-memory data set of named groups with observation masks and (partial) labels.
@@ -150,6 +159,8 @@ class PartialDataset:
         num_classes: number of classes for class labels, else None.
         binarize: True if values in [0, 1] are Bernoulli probabilities to be re-sampled each epoch
             (dynamic binarisation); streams honour it by default.
+        dequantize: number of grey levels L of quantised values in [0, 1] (0 = continuous data);
+            streams add fresh uniform noise within each level at every draw.
         name: a short name for logs and run directories.
     """
 
@@ -159,6 +170,7 @@ class PartialDataset:
     y_mask: Tensor | None = None
     num_classes: int | None = None
     binarize: bool = False
+    dequantize: int = 0
     name: str = "dataset"
 
     def __post_init__(self) -> None:
@@ -193,6 +205,8 @@ class PartialDataset:
                 raise ValueError(f"y_mask must be bool [{n}], got {self.y_mask.dtype} {tuple(self.y_mask.shape)}")
         elif self.y_mask is not None:
             raise ValueError("y_mask given without y")
+        if self.dequantize and (self.binarize or self.dequantize < 2):
+            raise ValueError(f"dequantize must be a number of grey levels >= 2 and cannot be combined with binarize; got {self.dequantize}")
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -337,6 +351,20 @@ class PartialDataset:
                 )
             x[k] = torch.bernoulli(v, generator=g)
         return replace(self, x=x, x_mask=dict(self.x_mask), binarize=False)
+
+    def dequantized(self, seed: int) -> "PartialDataset":
+        """A copy with one fixed, seeded draw of the dequantisation noise, for evaluation.
+
+        The copy has ``dequantize=0`` so streams do not add noise again. Unobserved entries stay 0.
+        """
+        if not self.dequantize:
+            return self
+        g = torch.Generator(device=self.device).manual_seed(int(seed))
+        x = {}
+        for k, v in self.x.items():
+            noisy = add_dequantization_noise(v, self.dequantize, g)
+            x[k] = torch.where(self.x_mask[k], noisy, torch.zeros((), dtype=v.dtype, device=v.device))
+        return replace(self, x=x, x_mask=dict(self.x_mask), dequantize=0)
 
     def to(self, device: torch.device | str) -> "PartialDataset":
         """The same dataset with every tensor on ``device``."""

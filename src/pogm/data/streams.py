@@ -9,7 +9,8 @@ drawn from the whole training set with its labels hidden (``y_mask`` False, ``y`
 * The labelled pool is walked in its own permutations, reshuffled whenever it is exhausted; when
   ``labelled_batch_size`` is at least the pool size, every step carries the whole pool in a new order.
 * With dynamic binarisation every minibatch is re-sampled with ``torch.bernoulli``, so each epoch
-  sees fresh binary images.
+  sees fresh binary images; quantised grey levels (``dataset.dequantize``) get fresh uniform noise
+  within their level.
 * ``labelled_index=None`` (or empty) gives a purely unsupervised stream; ``batch_size=0`` gives a
   purely supervised one (only the labelled pool, an epoch = one pass over it).
 
@@ -27,7 +28,7 @@ import torch
 from torch import Tensor
 
 from pogm.data.batch import Batch
-from pogm.data.dataset import PartialDataset
+from pogm.data.dataset import PartialDataset, add_dequantization_noise
 
 
 class SemiSupervisedStream:
@@ -151,6 +152,12 @@ class SemiSupervisedStream:
         batch = parts[0] if len(parts) == 1 else Batch.cat(parts)
         if self.binarize:
             batch.x = {k: torch.bernoulli(v, generator=self.generator) for k, v in batch.x.items()}
+        elif self.dataset.dequantize:
+            levels = self.dataset.dequantize
+            batch.x = {
+                k: torch.where(batch.x_mask[k], add_dequantization_noise(v, levels, self.generator), torch.zeros((), dtype=v.dtype, device=v.device))
+                for k, v in batch.x.items()
+            }
         self._pos += 1
         if self._pos >= self.steps_per_epoch:
             self.epoch += 1

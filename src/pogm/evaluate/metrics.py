@@ -16,8 +16,11 @@ EVAL_BINARIZATION_SEED = 1234
 
 
 def evaluation_view(dataset: PartialDataset) -> PartialDataset:
-    """The data set as evaluated: a fixed seeded binarisation if it is binarised in training."""
-    return dataset.binarized(EVAL_BINARIZATION_SEED) if dataset.binarize else dataset
+    """The data set as evaluated: a fixed seeded binarisation (or dequantisation) if it is
+    binarised (dequantised) in training."""
+    if dataset.binarize:
+        return dataset.binarized(EVAL_BINARIZATION_SEED)
+    return dataset.dequantized(EVAL_BINARIZATION_SEED)
 
 
 @torch.no_grad()
