@@ -9,30 +9,44 @@ import pytest
 import torch
 
 from pogm.data.batch import Batch
+from pogm.data.dataset import PartialDataset
 from pogm.models import get_model, list_models
 from pogm.models.base import config_from_dict
 from pogm.train.checkpoint import load_weights, save_weights
 
-X_DIM, K = 16, 3
-SMALL = {"hidden": (16,), "z_dim": 3, "a_dim": 2, "top_hidden": (8,), "m1_hidden": (16,), "m1_z_dim": 4, "m1_steps": 2}
+X_DIM, K, H_DIM = 16, 3, 2  # images of 1 x 4 x 4; 3 classes or 2-D continuous labels
+IMAGE = (1, 4, 4)
+SMALL = {
+    "hidden": (16,), "z_dim": 3, "a_dim": 2, "top_hidden": (8,), "m1_hidden": (16,), "m1_z_dim": 4, "m1_steps": 2,
+    "channels": (4,), "fc_units": 8, "z_samples": 2, "h_samples": 2,
+}
+
+
+def labels_for(name: str, g: torch.Generator) -> torch.Tensor:
+    """Class labels [12] or continuous labels [12, H_DIM], as the model reads them."""
+    if get_model(name).cls.label_kind == "continuous":
+        return torch.rand(12, H_DIM, generator=g)
+    return torch.randint(K, (12,), generator=g)
 
 
 def build(name: str, seed: int = 0):
     cls = get_model(name).cls
     fields = {f.name for f in dataclasses.fields(cls.Config)}
-    values = cls.data_fields(X_DIM, K, 60, 6)
+    train = PartialDataset.from_arrays(torch.rand(12, *IMAGE), labels_for(name, torch.Generator().manual_seed(9)), num_classes=None if cls.label_kind == "continuous" else K)
+    values = cls.data_fields(X_DIM, K, 60, 6, train)
     values.update({k: v for k, v in SMALL.items() if k in fields})
     torch.manual_seed(seed)
     return cls(config_from_dict(cls.Config, values))
 
 
-def make_batch(seed: int = 0) -> Batch:
+def make_batch(name: str, seed: int = 0) -> Batch:
     g = torch.Generator().manual_seed(seed)
-    x = torch.bernoulli(torch.full((12, X_DIM), 0.4), generator=g)
-    mask = torch.rand(12, X_DIM, generator=g) > 0.2
-    y = torch.randint(K, (12,), generator=g)
+    x = torch.bernoulli(torch.full((12, *IMAGE), 0.4), generator=g)
+    mask = torch.rand(12, *IMAGE, generator=g) > 0.2
+    y = labels_for(name, g)
     y_mask = torch.arange(12) < 6
-    return Batch(x={"x": torch.where(mask, x, 0.0)}, x_mask={"x": mask}, y=torch.where(y_mask, y, 0), y_mask=y_mask)
+    y = torch.where(y_mask.view(-1, *([1] * (y.dim() - 1))), y, torch.zeros((), dtype=y.dtype))
+    return Batch(x={"x": torch.where(mask, x, 0.0)}, x_mask={"x": mask}, y=y, y_mask=y_mask)
 
 
 def phases(model) -> list[int]:
@@ -45,7 +59,7 @@ def test_builds_and_gives_a_finite_loss_with_finite_gradients(name):
     model = build(name)
     for step in phases(model):
         model.zero_grad()
-        terms = model.loss(make_batch(), kl_weight=0.5, step=step)
+        terms = model.loss(make_batch(name), kl_weight=0.5, step=step)
         assert terms["loss"].dim() == 0 and torch.isfinite(terms["loss"])
         terms["loss"].backward()
         grads = [p.grad for p in model.parameters() if p.grad is not None]
@@ -61,9 +75,9 @@ def test_save_and_load_give_identical_outputs(name, tmp_path):
     load_weights(tmp_path / "m.safetensors", other)
     for step in phases(model):
         torch.manual_seed(3)
-        a = model.loss(make_batch(), step=step)["loss"]
+        a = model.loss(make_batch(name), step=step)["loss"]
         torch.manual_seed(3)
-        b = other.loss(make_batch(), step=step)["loss"]
+        b = other.loss(make_batch(name), step=step)["loss"]
         assert torch.equal(a, b)
 
 
@@ -73,7 +87,7 @@ def test_deterministic_under_a_seed(name):
     for _ in range(2):
         model = build(name, seed=5)
         torch.manual_seed(7)
-        losses.append(model.loss(make_batch())["loss"])
+        losses.append(model.loss(make_batch(name))["loss"])
     assert torch.equal(losses[0], losses[1])
 
 
@@ -88,7 +102,9 @@ def test_unknown_config_keys_are_an_error(name):
 def test_offered_methods_work_with_the_right_shapes(name):
     model = build(name)
     model.eval()
-    batch = make_batch()
+    batch = make_batch(name)
+    if not get_model(name).cls.uses_unlabelled:
+        batch.y_mask[:] = True  # the F-VAE needs h to encode an image: every row labelled
     offers = get_model(name).offers
     assert offers, f"{name} offers nothing beyond loss"
     if "classify" in offers:
@@ -96,6 +112,14 @@ def test_offered_methods_work_with_the_right_shapes(name):
         assert logits.shape == (12, K) and torch.isfinite(logits).all()
     if "sample" in offers:
         assert model.sample(5).shape == (5, X_DIM)
+    if "sample_joint" in offers:
+        pairs = model.sample_joint(5)
+        assert pairs["d"].shape == (5, *IMAGE) and pairs["h"].shape == (5, H_DIM)
+    if "predict_labels" in offers:
+        assert model.predict_labels(batch).shape == (12, H_DIM)
+    if "interpolate" in offers:
+        path = model.interpolate(batch.select(torch.arange(2)), batch.select(torch.arange(2, 4)), steps=4)
+        assert path["d"].shape == (2, 4, *IMAGE) and path["h"].shape == (2, 4, H_DIM)
         if hasattr(model.config, "num_classes"):
             assert model.sample(4, torch.tensor([0, 1, 2, 0])).shape == (4, X_DIM)
     if "log_likelihood" in offers:
@@ -110,14 +134,26 @@ def test_offered_methods_work_with_the_right_shapes(name):
         mask = batch.x_mask["x"]
         assert torch.equal(filled[mask], batch.x["x"][mask])  # observed entries kept bit for bit
         assert not torch.equal(filled[~mask], batch.x["x"][~mask])  # unobserved ones filled in
-        complete = Batch(x={"x": batch.x["x"]})  # nothing missing: impute returns the data unchanged
+        complete = Batch(x={"x": batch.x["x"]}, y=batch.y, y_mask=batch.y_mask)  # nothing missing: impute returns the data unchanged
         assert torch.equal(model.impute(complete), batch.x["x"])
 
 
-@pytest.mark.parametrize("name", [n for n in list_models() if get_model(n).cls.uses_labels])
+@pytest.mark.parametrize("name", [n for n in list_models() if get_model(n).cls.label_kind == "continuous"])
+def test_class_labels_given_to_a_model_of_continuous_labels_are_a_clear_error(name):
+    model = build(name)
+    batch = make_batch(name)
+    batch.y = torch.zeros(12, dtype=torch.long)
+    with pytest.raises(ValueError, match="continuous labels h of shape"):
+        model.loss(batch)
+    batch.y = torch.zeros(12, H_DIM + 1)
+    with pytest.raises(ValueError, match=rf"\[B, {H_DIM}\]"):
+        model.loss(batch)
+
+
+@pytest.mark.parametrize("name", [n for n in list_models() if get_model(n).cls.uses_labels and get_model(n).cls.label_kind == "class"])
 def test_labels_out_of_range_are_a_clear_error(name):
     model = build(name)
-    batch = make_batch()
+    batch = make_batch(name)
     batch.y[0] = K + 4
     with pytest.raises(ValueError, match="labels must be integers"):
         model.loss(batch, step=max(phases(model)))

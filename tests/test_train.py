@@ -60,7 +60,7 @@ def without_timing(records: list[dict]) -> list[dict]:
 
 def fresh_trainer(run_dir: Path, resume: bool = True) -> Trainer:
     """What `pogm train --resume` builds, stopped before fit()."""
-    config, net, splits, labelled_index = _rebuild(run_dir)
+    config, net, splits, labelled_index, _ = _rebuild(run_dir)
     train_config = config_from_dict(TrainConfig, {**config["train"], "progress": False})
     trainer = _make_trainer(net, splits, labelled_index, train_config, config["seed"], run_dir)
     if resume:
@@ -131,7 +131,7 @@ def test_resume_from_a_mid_epoch_checkpoint_is_exact(tmp_path):
 
     continuous, stopped = run("continuous", 20), run("stopped", 7)
     # `resume` keeps the stored max_steps, so continue with a Trainer whose limit is raised.
-    config, net, splits, labelled_index = _rebuild(stopped)
+    config, net, splits, labelled_index, _ = _rebuild(stopped)
     train_config = config_from_dict(TrainConfig, {**config["train"], "max_steps": 20, "progress": False})
     trainer = _make_trainer(net, splits, labelled_index, train_config, config["seed"], stopped)
     trainer.resume()
@@ -161,7 +161,7 @@ def test_config_yaml_records_the_run(tmp_path, digits):
     assert model_config["x_dim"] == 64 and model_config["num_classes"] == 10
     assert model_config["hidden"] == [32] and model_config["z_dim"] == 4
     assert model_config["alpha"] == pytest.approx(0.1 * len(digits.train) / 100)  # 0.1 * N / N_labelled
-    assert config["data"] == {"name": "digits", "options": {}, "labels_per_class": 10}
+    assert config["data"] == {"name": "digits", "options": {}, "labels_per_class": 10, "unlabelled": None}
     assert config["seed"] == 3
     train = config["train"]
     assert train["lr"] == 1e-3 and train["max_steps"] == 1 and train["batch_size"] == 100

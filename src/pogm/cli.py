@@ -67,6 +67,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         args.model,
         data=args.data,
         labels=args.labels,
+        unlabelled=args.unlabelled,
         epochs=args.epochs,
         out=args.out,
         seed=args.seed,
@@ -139,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model into a run directory", epilog=_recipes_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", nargs="?", default=None, help="a registered model (see `pogm models`); optional with a recipe that names one")
     p.add_argument("--data", default=None, help="digits, mnist, moons, or a path to a .npz file (default: the recipe's, else digits)")
-    p.add_argument("--labels", type=int, default=None, help="labelled examples per class (default: all labels)")
+    p.add_argument("--labels", type=int, default=None, help="labelled examples per class; for continuous labels (yaleb, mnist-keypoints, depth) the total n (default: all labels)")
+    p.add_argument("--unlabelled", type=int, default=None, help="unlabelled examples m, drawn apart from the labelled ones (default: the whole training set)")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--recipe", "--config", dest="config", default=None, help="a packaged recipe name (`pogm recipes`) or a YAML file with model:, train:, data: sections")
     p.add_argument("--out", default=None, help="run directory (default: runs/MODEL-DATA-TIME)")

@@ -111,10 +111,66 @@ class Categorical(nn.Module):
         return torch.distributions.Categorical(logits=logits).sample()
 
 
+class ObservedOrNot(nn.Module):
+    """Depth pixels that may be unobserved (Tulyakov et al., section 3.1).
+
+    Each pixel u is observed with probability ``sigmoid(l_u)`` (the map b); an observed pixel has
+    a Gaussian value, an unobserved one the symbolic value "no depth". The density over the
+    enlarged domain R u {unobserved} is, per pixel,
+
+        p(d_u | z) = sigmoid(-l_u)                          if d_u is unobserved,
+                     sigmoid(l_u) N(d_u; mu_u, exp(s_u))     otherwise,
+
+    which sums (and integrates) to one over both states. Here the observation mask is the data b
+    itself, not a request to ignore entries: ``log_prob(params, x, mask)`` scores ``mask`` with the
+    Bernoulli part and ``x`` with the Gaussian part where ``mask`` is True. ``params`` is
+    ``[..., 3 D]``: observation logits, means and log-variances (or ``[..., 2 D]`` with a fixed
+    log-variance when ``scale="fixed"``).
+    """
+
+    def __init__(self, dim: int | None = None, scale: str = "predicted", log_var: float = 0.0) -> None:
+        super().__init__()
+        self.value = Gaussian(dim, scale=scale, log_var=log_var)
+
+    def num_params(self, dim: int) -> int:
+        return dim + self.value.num_params(dim)
+
+    def split(self, params: Tensor) -> tuple[Tensor, Tensor]:
+        """``(observation logits, Gaussian params)``."""
+        dim = params.shape[-1] // (1 + self.value.num_params(1))
+        return params[..., :dim], params[..., dim:]
+
+    def log_prob(self, params: Tensor, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        logits, value_params = self.split(params)
+        observed = torch.ones_like(x, dtype=torch.bool) if mask is None else mask.expand(x.shape)
+        mean, log_var = self.value.split(value_params)
+        log_value = -0.5 * (LOG_2PI + log_var + (x - mean) ** 2 * torch.exp(-log_var))
+        # log sigmoid(l) = -softplus(-l), log sigmoid(-l) = -softplus(l): stable for any logit.
+        log_observed = -F.softplus(-logits) + log_value
+        log_unobserved = -F.softplus(logits)
+        log_prob_elements = torch.where(observed, log_observed, log_unobserved.expand(log_observed.shape))
+        return log_prob_elements.sum(dim=tuple(range(-(x.dim() - 1), 0)))
+
+    def observed_probability(self, params: Tensor) -> Tensor:
+        return torch.sigmoid(self.split(params)[0])
+
+    def mean(self, params: Tensor) -> Tensor:
+        """The mean depth of an observed pixel (the value part)."""
+        return self.value.mean(self.split(params)[1])
+
+    def sample(self, params: Tensor) -> tuple[Tensor, Tensor]:
+        """``(depth, observed)``: depth zero-filled where the sampled map b says unobserved."""
+        logits, value_params = self.split(params)
+        observed = torch.bernoulli(torch.sigmoid(logits)).bool()
+        depth = self.value.sample(value_params)
+        return torch.where(observed, depth, torch.zeros((), dtype=depth.dtype, device=depth.device)), observed
+
+
 def make_likelihood(name: str, dim: int) -> nn.Module:
     """Likelihood by config name: ``bernoulli``, ``gaussian`` (unit variance), ``gaussian:STD``
     (fixed standard deviation STD, e.g. ``gaussian:0.1``), ``gaussian-learned`` (one learned
-    log-variance per dimension) or ``gaussian-predicted`` (heteroscedastic)."""
+    log-variance per dimension), ``gaussian-predicted`` (heteroscedastic) or ``depth`` (each pixel
+    observed or not, and Gaussian where observed: `ObservedOrNot`)."""
     if name == "bernoulli":
         return Bernoulli()
     if name == "gaussian":
@@ -131,4 +187,6 @@ def make_likelihood(name: str, dim: int) -> nn.Module:
         return Gaussian(dim, scale="learned")
     if name == "gaussian-predicted":
         return Gaussian(dim, scale="predicted")
-    raise ValueError(f"unknown likelihood {name!r}: choose bernoulli, gaussian, gaussian:STD, gaussian-learned or gaussian-predicted")
+    if name == "depth":
+        return ObservedOrNot(dim, scale="predicted")
+    raise ValueError(f"unknown likelihood {name!r}: choose bernoulli, gaussian, gaussian:STD, gaussian-learned, gaussian-predicted or depth")

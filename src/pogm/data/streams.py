@@ -5,7 +5,8 @@ are a labelled minibatch (``y_mask`` True) and whose remaining rows are an unlab
 drawn from the whole training set with its labels hidden (``y_mask`` False, ``y`` zeroed).
 
 * An epoch is one pass over the unlabelled pool in a fresh permutation (the last partial
-  minibatch is dropped).
+  minibatch is dropped). The pool is the whole training set unless ``unlabelled_index`` names
+  its rows (H-VAE(n, m) of Tulyakov et al.: m images without labels, apart from the n pairs).
 * The labelled pool is walked in its own permutations, reshuffled whenever it is exhausted; when
   ``labelled_batch_size`` is at least the pool size, every step carries the whole pool in a new order.
 * With dynamic binarisation every minibatch is re-sampled with ``torch.bernoulli``, so each epoch
@@ -40,6 +41,8 @@ class SemiSupervisedStream:
     Args:
         dataset: the training set (its labels are used only at ``labelled_index``).
         labelled_index: rows whose labels are visible (LongTensor); None or empty = unsupervised.
+        unlabelled_index: rows of the unlabelled pool (LongTensor); None = every row (labelled rows
+            included, their labels hidden), as Kingma et al. draw it.
         batch_size: unlabelled rows per step; 0 = fully supervised (no unlabelled part).
         labelled_batch_size: labelled rows per step (capped at the pool size).
         seed: seed of the stream's generator.
@@ -51,6 +54,7 @@ class SemiSupervisedStream:
         self,
         dataset: PartialDataset,
         labelled_index: Tensor | None = None,
+        unlabelled_index: Tensor | None = None,
         batch_size: int = 100,
         labelled_batch_size: int = 100,
         seed: int = 0,
@@ -87,8 +91,15 @@ class SemiSupervisedStream:
             raise ValueError(f"labelled_batch_size must be >= 1 when labels are given, got {labelled_batch_size}")
         if self.batch_size == 0 and self.num_labelled == 0:
             raise ValueError("batch_size=0 (supervised only) needs a non-empty labelled_index")
-        if self.batch_size > n:
-            raise ValueError(f"batch_size={batch_size} is larger than the dataset ({n} rows); lower batch_size")
+        if unlabelled_index is None:
+            unlabelled_index = torch.arange(n)
+        unlabelled_index = torch.as_tensor(unlabelled_index).detach().cpu().reshape(-1).to(torch.long)
+        if unlabelled_index.numel() and (unlabelled_index.min() < 0 or unlabelled_index.max() >= n):
+            raise ValueError(f"unlabelled_index has entries outside [0, {n})")
+        if self.batch_size > unlabelled_index.numel():
+            raise ValueError(
+                f"batch_size={batch_size} is larger than the unlabelled pool ({unlabelled_index.numel()} rows); lower batch_size"
+            )
 
         if self.binarize:
             for k, v in dataset.x.items():
@@ -100,6 +111,7 @@ class SemiSupervisedStream:
 
         self.dataset = dataset.to(self.device)
         self.labelled_index = labelled_index.to(self.device)
+        self.unlabelled_index = unlabelled_index.to(self.device)
         self.generator = torch.Generator(device=self.device).manual_seed(int(seed))
         self.epoch = 0
         self._pos = 0  # step within the current epoch
@@ -113,7 +125,7 @@ class SemiSupervisedStream:
         """Steps in one epoch: unlabelled rows // batch_size (labelled rows when supervised only)."""
         if self.batch_size == 0:
             return max(1, self.num_labelled // self.labelled_batch_size)
-        return len(self.dataset) // self.batch_size
+        return len(self.unlabelled_index) // self.batch_size
 
     def __len__(self) -> int:
         return self.steps_per_epoch
@@ -138,12 +150,12 @@ class SemiSupervisedStream:
         """Draw one step's `Batch` and advance (rolling over into the next epoch when one ends)."""
         supervised_only = self.batch_size == 0
         if self._perm is None and not supervised_only:
-            self._perm = self._randperm(len(self.dataset))
+            self._perm = self._randperm(len(self.unlabelled_index))
         parts = []
         if self.num_labelled:
             parts.append(self.dataset.batch(self._labelled_rows()))
         if not supervised_only:
-            rows = self._perm[self._pos * self.batch_size : (self._pos + 1) * self.batch_size]
+            rows = self.unlabelled_index[self._perm[self._pos * self.batch_size : (self._pos + 1) * self.batch_size]]
             b = self.dataset.batch(rows)
             if b.y is not None:
                 b.y = torch.zeros_like(b.y)
@@ -185,6 +197,7 @@ class SemiSupervisedStream:
             "labelled_batch_size": self.labelled_batch_size,
             "num_examples": len(self.dataset),
             "num_labelled": self.num_labelled,
+            "num_unlabelled": len(self.unlabelled_index),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -194,6 +207,7 @@ class SemiSupervisedStream:
             "labelled_batch_size": self.labelled_batch_size,
             "num_examples": len(self.dataset),
             "num_labelled": self.num_labelled,
+            "num_unlabelled": len(self.unlabelled_index),
         }
         for key, value in expected.items():
             if key in state and int(state[key]) != value:

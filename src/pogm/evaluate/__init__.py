@@ -1,5 +1,5 @@
 """Metrics and figures."""
 
-from pogm.evaluate.metrics import classification_error, mean_elbo, mean_log_likelihood
+from pogm.evaluate.metrics import classification_error, mean_elbo, mean_log_likelihood, task_errors, task_loss
 
-__all__ = ["classification_error", "mean_elbo", "mean_log_likelihood"]
+__all__ = ["classification_error", "mean_elbo", "mean_log_likelihood", "task_errors", "task_loss"]

@@ -62,3 +62,47 @@ def mean_log_likelihood(
         total += model.log_likelihood(batch, k=k, chunk_size=chunk_size).sum().item()
         count += len(batch)
     return total / count
+
+
+def task_errors(predicted: torch.Tensor, target: torch.Tensor, spec: dict) -> torch.Tensor:
+    """Per-example task loss of predicted continuous labels ``[B, D]`` against the truth, as a
+    source's ``info["task_loss"]`` describes it (Tulyakov et al., sec. 4.3):
+
+    * ``{"kind": "point_to_point", "num_points": P, "normaliser": [i, j]}``: h holds P 2-D points
+      ``[x_1, y_1, ..., x_P, y_P]``; the mean Euclidean distance between predicted and true points,
+      divided by the true distance between points i and j (the inter-ocular normalisation);
+    * ``{"kind": "l2"}``: the Euclidean distance between the predicted and the true vector.
+    """
+    kind = spec.get("kind")
+    if kind == "l2":
+        return (predicted - target).norm(dim=-1)
+    if kind == "point_to_point":
+        points = int(spec["num_points"])
+        if target.shape[-1] != 2 * points:
+            raise ValueError(f"point_to_point task loss with {points} points needs labels of {2 * points} values, got {target.shape[-1]}")
+        p, t = predicted.reshape(-1, points, 2), target.reshape(-1, points, 2)  # [B, P, 2]
+        i, j = spec.get("normaliser", (0, 1))
+        scale = (t[:, i] - t[:, j]).norm(dim=-1)  # [B]
+        return (p - t).norm(dim=-1).mean(-1) / scale
+    raise ValueError(f"unknown task loss kind {kind!r}; expected 'point_to_point' or 'l2'")
+
+
+@torch.no_grad()
+def task_loss(model: torch.nn.Module, dataset: PartialDataset, spec: dict, batch_size: int = 500, limit: int | None = None) -> float:
+    """Mean task loss of ``model.predict_labels`` (the mean of q(h|d)) on the labelled rows."""
+    if dataset.y is None or dataset.y.dim() != 2:
+        raise ValueError("the task loss needs continuous labels [N, D]")
+    view = evaluation_view(dataset)
+    if limit is not None and limit < len(view):
+        view = view.subset(torch.arange(limit))
+    total, count = 0.0, 0
+    for batch in iterate_batches(view, batch_size, model.device):
+        labelled = batch.y_mask
+        if not labelled.any():
+            continue
+        errors = task_errors(model.predict_labels(batch)[labelled], batch.y[labelled], spec)
+        total += errors.sum().item()
+        count += int(labelled.sum())
+    if count == 0:
+        raise ValueError("the task loss needs labelled examples; this split has none")
+    return total / count

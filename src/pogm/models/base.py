@@ -41,14 +41,22 @@ class Model(nn.Module):
     group: ClassVar[str] = "x"
     # Whether loss() reads labels; semi-supervised models need y and y_mask.
     uses_labels: ClassVar[bool] = False
+    # The labels loss() reads: "class" (int [B]) or "continuous" (float [B, D]).
+    label_kind: ClassVar[str] = "class"
+    # Whether loss() learns from unlabelled rows (False: streams draw labelled minibatches only).
+    uses_unlabelled: ClassVar[bool] = True
 
     def __init__(self, config: Any) -> None:
         super().__init__()
         self.config = config
 
     @classmethod
-    def data_fields(cls, x_dim: int, num_classes: int | None, num_train: int, num_labelled: int) -> dict[str, Any]:
-        """Config values that come from the data (dimensions, class count, default alpha)."""
+    def data_fields(cls, x_dim: int, num_classes: int | None, num_train: int, num_labelled: int, train: Any = None) -> dict[str, Any]:
+        """Config values that come from the data (dimensions, class count, default alpha).
+
+        ``num_train`` is the size of the unlabelled pool, ``train`` the training `PartialDataset`
+        (for shapes that a flat ``x_dim`` does not tell, such as images and continuous labels).
+        """
         return {"x_dim": x_dim}
 
     def flat_x(self, batch: Batch) -> tuple[Tensor, Tensor | None]:
@@ -102,7 +110,7 @@ class SemiSupervised:
     uses_labels: ClassVar[bool] = True
 
     @classmethod
-    def data_fields(cls, x_dim: int, num_classes: int | None, num_train: int, num_labelled: int) -> dict[str, Any]:
+    def data_fields(cls, x_dim: int, num_classes: int | None, num_train: int, num_labelled: int, train: Any = None) -> dict[str, Any]:
         if not num_classes:
             raise ValueError(f"{cls.__name__} needs class labels; the data set has none")
         fields: dict[str, Any] = {"x_dim": x_dim, "num_classes": num_classes}

@@ -44,6 +44,7 @@ class Run:
     model: torch.nn.Module
     data: DataSplits
     labelled_index: torch.Tensor | None
+    unlabelled_index: torch.Tensor | None = None
 
 
 def parse_overrides(pairs: list[str] | None) -> dict[str, dict[str, Any]]:
@@ -83,18 +84,44 @@ def _merge(*dicts: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def choose_labels(data: DataSplits, labels_per_class: int | None, seed: int, uses_labels: bool) -> torch.Tensor | None:
-    """Indices of the training examples whose labels the model may see (None = unsupervised)."""
+    """Indices of the training examples whose labels the model may see (None = unsupervised).
+
+    For class labels ``labels_per_class`` counts per class; for continuous labels (``y`` of
+    ``[N, D]``, no classes) it is the total number n of labelled examples, drawn at random.
+    """
     train = data.train
     if not uses_labels or train.y is None:
         return None
     if labels_per_class is None:
         return train.labelled_index
+    if train.num_classes is None:
+        candidates = train.labelled_index
+        if not 0 < labels_per_class <= len(candidates):
+            raise ValueError(f"--labels {labels_per_class}: the training set has {len(candidates)} labelled examples; choose 1..{len(candidates)}")
+        g = torch.Generator().manual_seed(int(seed))
+        return torch.sort(candidates[torch.randperm(len(candidates), generator=g)[:labels_per_class]]).values
     if data.label_split is not None:
         return data.label_split(labels_per_class, seed)
     return balanced_label_split(train.y, labels_per_class, train.num_classes, seed, y_mask=train.y_mask)
 
 
-def build_model(name: str, data: DataSplits, num_labelled: int, overrides: dict[str, Any] | None = None) -> torch.nn.Module:
+def choose_unlabelled(data: DataSplits, count: int | None, labelled_index: torch.Tensor | None, seed: int) -> torch.Tensor | None:
+    """Rows of the unlabelled pool: ``count`` training rows outside ``labelled_index``, drawn with
+    ``seed`` (the m of H-VAE(n, m)); None = every training row (labels hidden), the default."""
+    if count is None:
+        return None
+    n = len(data.train)
+    free = torch.ones(n, dtype=torch.bool)
+    if labelled_index is not None:
+        free[labelled_index] = False
+    candidates = free.nonzero().squeeze(1)
+    if not 0 < count <= len(candidates):
+        raise ValueError(f"--unlabelled {count}: the training set has {len(candidates)} examples outside the labelled ones; choose 1..{len(candidates)}")
+    g = torch.Generator().manual_seed(int(seed) + 1)
+    return torch.sort(candidates[torch.randperm(len(candidates), generator=g)[:count]]).values
+
+
+def build_model(name: str, data: DataSplits, num_labelled: int, overrides: dict[str, Any] | None = None, num_unlabelled: int | None = None) -> torch.nn.Module:
     """The model ``name`` sized for ``data``; ``overrides`` win over values taken from the data.
 
     A source may suggest model settings in ``info["model_defaults"]`` (the two moons: a Gaussian
@@ -104,7 +131,8 @@ def build_model(name: str, data: DataSplits, num_labelled: int, overrides: dict[
     entry = get_model(name)
     train = data.train
     x_dim = int(train.x["x"][0].numel())
-    fields = entry.cls.data_fields(x_dim, train.num_classes, len(train), num_labelled)
+    pool = len(train) if num_unlabelled is None else num_unlabelled
+    fields = entry.cls.data_fields(x_dim, train.num_classes, pool, num_labelled, train)
     options = {f.name for f in dataclasses.fields(entry.cls.Config)}
     fields.update({k: v for k, v in (data.info.get("model_defaults") or {}).items() if k in options})
     config = config_from_dict(entry.cls.Config, _merge(fields, overrides))
@@ -117,6 +145,7 @@ def train(
     labels: int | None = None,
     epochs: int | None = None,
     out: str | Path | None = None,
+    unlabelled: int | None = None,
     seed: int = 0,
     config_file: str | Path | None = None,
     overrides: list[str] | dict[str, dict[str, Any]] | None = None,
@@ -127,6 +156,9 @@ def train(
 
     ``config_file`` is a recipe: a packaged name (``pogm recipes``) or a YAML path; the model
     and data it names are used when ``model`` / ``data`` are not given (data defaults to digits).
+
+    ``unlabelled`` restricts the unlabelled pool to that many training examples outside the
+    labelled ones (the m of H-VAE(n, m)); by default every training example is in it.
 
     Returns the run directory (``runs/<model>-<data>-<time>`` unless ``out`` is given).
     With ``resume=True`` the run in ``out`` continues exactly from its last checkpoint, and
@@ -162,51 +194,61 @@ def train(
     train_values.setdefault("progress", progress)
     train_config = config_from_dict(TrainConfig, train_values)
     labelled_index = choose_labels(splits, labels, seed, entry.cls.uses_labels)
-    net = build_model(model, splits, 0 if labelled_index is None else len(labelled_index), model_overrides)
+    unlabelled_index = choose_unlabelled(splits, unlabelled, labelled_index, seed) if entry.cls.uses_unlabelled else None
+    if unlabelled is not None and not entry.cls.uses_unlabelled:
+        raise ValueError(f"{model} learns from labelled examples only; drop --unlabelled")
+    num_unlabelled = None if unlabelled_index is None else len(unlabelled_index)
+    net = build_model(model, splits, 0 if labelled_index is None else len(labelled_index), model_overrides, num_unlabelled)
     run_dir.mkdir(parents=True, exist_ok=True)
     if labelled_index is not None:
         save_split(run_dir / "labelled_index.json", labelled_index)
+    if unlabelled_index is not None:
+        save_split(run_dir / "unlabelled_index.json", unlabelled_index)
     config = {
         "pogm_version": pogm.__version__,
         "model": model,
         "model_config": config_to_dict(net.config),
-        "data": {"name": str(data), "options": data_kwargs, "labels_per_class": labels},
+        "data": {"name": str(data), "options": data_kwargs, "labels_per_class": labels, "unlabelled": unlabelled},
         "seed": seed,
         "train": config_to_dict(train_config),
     }
     checkpoint.write_config(run_dir, config)
-    trainer = _make_trainer(net, splits, labelled_index, train_config, seed, run_dir)
+    trainer = _make_trainer(net, splits, labelled_index, train_config, seed, run_dir, unlabelled_index)
     trainer.fit()
     return run_dir
 
 
-def _make_trainer(net, splits: DataSplits, labelled_index, train_config: TrainConfig, seed: int, run_dir: Path) -> Trainer:
+def _make_trainer(net, splits: DataSplits, labelled_index, train_config: TrainConfig, seed: int, run_dir: Path, unlabelled_index=None) -> Trainer:
     if train_config.threads:
         torch.set_num_threads(train_config.threads)
     net.to(train_config.device)
     stream = SemiSupervisedStream(
         splits.train,
         labelled_index,
-        batch_size=train_config.batch_size,
+        unlabelled_index,
+        # A model that learns from labelled examples only (the F-VAE) gets no unlabelled minibatch.
+        batch_size=train_config.batch_size if type(net).uses_unlabelled else 0,
         labelled_batch_size=train_config.labelled_batch_size,
         seed=seed,
         device=train_config.device,
     )
-    return Trainer(net, stream, train_config, run_dir, valid=splits.valid, test=splits.test)
+    return Trainer(net, stream, train_config, run_dir, valid=splits.valid, test=splits.test, task_loss=splits.info.get("task_loss"))
 
 
-def _rebuild(run_dir: Path) -> tuple[dict[str, Any], torch.nn.Module, DataSplits, torch.Tensor | None]:
+def _rebuild(run_dir: Path) -> tuple[dict[str, Any], torch.nn.Module, DataSplits, torch.Tensor | None, torch.Tensor | None]:
     config = checkpoint.read_config(run_dir)
     entry = get_model(config["model"])
     net = entry.cls(config_from_dict(entry.cls.Config, config["model_config"]))
     splits = load_source(config["data"]["name"], **(config["data"].get("options") or {}))
     index_file = run_dir / "labelled_index.json"
     labelled_index = load_split(index_file) if index_file.is_file() else None
-    return config, net, splits, labelled_index
+    pool_file = run_dir / "unlabelled_index.json"
+    unlabelled_index = load_split(pool_file) if pool_file.is_file() else None
+    return config, net, splits, labelled_index, unlabelled_index
 
 
 def _resume(run_dir: Path, epochs: int | None, progress: bool) -> Path:
-    config, net, splits, labelled_index = _rebuild(run_dir)
+    config, net, splits, labelled_index, unlabelled_index = _rebuild(run_dir)
     train_values = dict(config["train"])
     if epochs is not None:
         # A new epoch limit replaces the old stopping rule, whatever it was.
@@ -214,7 +256,7 @@ def _resume(run_dir: Path, epochs: int | None, progress: bool) -> Path:
         checkpoint.write_config(run_dir, {**{k: v for k, v in config.items() if k != "format"}, "train": {**train_values, "progress": config["train"].get("progress", True)}})
     train_values["progress"] = progress
     train_config = config_from_dict(TrainConfig, train_values)
-    trainer = _make_trainer(net, splits, labelled_index, train_config, config["seed"], run_dir)
+    trainer = _make_trainer(net, splits, labelled_index, train_config, config["seed"], run_dir, unlabelled_index)
     trainer.resume()
     trainer.fit()
     return run_dir
@@ -223,10 +265,10 @@ def _resume(run_dir: Path, epochs: int | None, progress: bool) -> Path:
 def load_run(run_dir: str | Path, weights: str = "best", device: str = "cpu") -> Run:
     """Load a run directory; ``weights`` is ``"best"`` (best validation score) or ``"latest"``."""
     run_dir = Path(run_dir)
-    config, net, splits, labelled_index = _rebuild(run_dir)
+    config, net, splits, labelled_index, unlabelled_index = _rebuild(run_dir)
     path = run_dir / ("best.safetensors" if weights == "best" else "model.safetensors")
     if weights == "best" and not path.is_file():
         path = run_dir / "model.safetensors"
     checkpoint.load_weights(path, net)
     net.to(device).eval()
-    return Run(run_dir=run_dir, config=config, model=net, data=splits, labelled_index=labelled_index)
+    return Run(run_dir=run_dir, config=config, model=net, data=splits, labelled_index=labelled_index, unlabelled_index=unlabelled_index)

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from pogm.data.dataset import PartialDataset
 from pogm.data.streams import SemiSupervisedStream
-from pogm.evaluate.metrics import classification_error, evaluation_view, mean_elbo
+from pogm.evaluate.metrics import classification_error, evaluation_view, mean_elbo, task_loss
 from pogm.train import checkpoint
 
 
@@ -63,6 +63,7 @@ class Trainer:
         run_dir: Path,
         valid: PartialDataset | None = None,
         test: PartialDataset | None = None,
+        task_loss: dict | None = None,
     ) -> None:
         if config.precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {config.precision!r}")
@@ -70,6 +71,7 @@ class Trainer:
         self.stream = stream
         self.config = config
         self.run_dir = Path(run_dir)
+        self.task_loss_spec = task_loss  # the source's task-loss spec, for models that predict continuous labels
         # Binarised once here, not at every evaluation (evaluation_view of a view is the view itself).
         self.valid = None if valid is None else evaluation_view(valid)
         self.test = None if test is None else evaluation_view(test)
@@ -169,6 +171,7 @@ class Trainer:
         """Validation metrics (used for model selection) and test metrics (only reported)."""
         metrics: dict[str, float] = {}
         can_classify = getattr(self.model, "classify", None) is not None
+        can_predict = getattr(self.model, "predict_labels", None) is not None and self.task_loss_spec is not None
         self.model.eval()
         # Evaluation draws random numbers (ELBO samples); fork the RNG so that training continues
         # with the same stream whether or not an evaluation happened (exact resume mid-epoch).
@@ -179,6 +182,8 @@ class Trainer:
                     continue
                 if can_classify and data.y is not None:
                     metrics[f"{split}_error"] = classification_error(self.model, data, self.config.eval_batch_size)
+                if can_predict and data.y is not None:
+                    metrics[f"{split}_task_loss"] = task_loss(self.model, data, self.task_loss_spec, self.config.eval_batch_size)
                 if split == "valid" and hasattr(self.model, "log_weights"):
                     metrics["valid_elbo"] = mean_elbo(self.model, data, self.config.eval_batch_size, self.config.eval_elbo_limit)
         return metrics
@@ -208,7 +213,7 @@ class Trainer:
         self.save()
         checkpoint.append_metrics(self.run_dir, record)
         if self.config.progress:
-            shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in record.items() if k in ("epoch", "step", "train_loss", "valid_error", "test_error", "valid_elbo")}
+            shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in record.items() if k in ("epoch", "step", "train_loss", "valid_error", "test_error", "valid_elbo", "valid_task_loss")}
             tqdm.write(f"[pogm] {shown}")
         return record
 
