@@ -80,7 +80,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from pogm.evaluate import classification_error, mean_elbo, mean_log_likelihood
+    from pogm.evaluate import classification_error, mean_elbo, mean_log_likelihood, task_loss
     from pogm.train import load_run
 
     run = load_run(args.run_dir, weights=args.weights)
@@ -93,7 +93,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     if getattr(run.model, "classify", None) is not None and data.y is not None:
         results["error"] = classification_error(run.model, data)
+    task = run.data.info.get("task_loss")
+    if getattr(run.model, "predict_labels", None) is not None and task is not None and data.y is not None:
+        results["task_loss"] = task_loss(run.model, data, task, limit=args.limit)  # mean of q(h|d) (Tulyakov et al., sec. 4.3)
+        results["task_loss_kind"] = task["kind"]
     if hasattr(run.model, "log_weights"):
+        # For the F-VAE and H-VAE on labelled test pairs these bound log p(d, h) (eq. 2).
         results["elbo"] = mean_elbo(run.model, data, limit=args.limit)
     if args.iw_samples:
         start = time.time()
@@ -172,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_sample)
 
-    p = sub.add_parser("figures", help="write the figures a run offers (decision regions, auxiliary latent space) to DIR/figures")
+    p = sub.add_parser("figures", help="write the figures a run offers (decision regions, auxiliary latent space, (d, h) samples, interpolations) to DIR/figures")
     p.add_argument("run_dir")
     p.add_argument("--out", default=None, help="directory (default: DIR/figures)")
     p.add_argument("--seed", type=int, default=0)

@@ -142,4 +142,33 @@ def write_run_figures(run, out: Path | None = None) -> list[Path]:
         paths.append(decision_regions(model, data.train, run.labelled_index, out / "decision-regions.png"))
     if getattr(model, "encode_auxiliary", None) is not None:
         paths.append(auxiliary_latent_space(model, data.test, out / "auxiliary-latent-space.png"))
+    if getattr(model, "sample_joint", None) is not None:
+        paths += hybrid_figures(model, data, out)
+    return paths
+
+
+@torch.no_grad()
+def hybrid_figures(model, data, out: Path, n: int = 36, pairs: int = 4, steps: int = 7) -> list[Path]:
+    """Samples (d, h) drawn together (Tulyakov et al., Fig. 1) and interpolations between test
+    images through z (Fig. 4), with landmarks drawn on the images where h holds points."""
+    from pogm.evaluate.hybrid_figures import draw_depth, draw_interpolations, draw_samples
+    from pogm.evaluate.metrics import evaluation_view
+
+    model.eval()
+    task, names = data.info.get("task_loss"), data.info.get("y_names")
+    joint = model.sample_joint(n)
+    if "observed" in joint:  # depth: the model also samples which pixels the sensor observes
+        observed = torch.bernoulli(joint["observed"]).bool()
+        paths = [draw_depth(joint["d"], observed, out / "samples-dh.png", h=joint["h"], task_loss=task, y_names=names)]
+    else:
+        paths = [draw_samples(joint["d"], joint["h"], out / "samples-dh.png", task_loss=task, y_names=names)]
+    test = evaluation_view(data.test)
+    count = min(pairs, len(test) // 2)
+    if count:
+        source, target = test.batch(torch.arange(count)).to(model.device), test.batch(torch.arange(count, 2 * count)).to(model.device)
+        path = model.interpolate(source, target, steps)
+        paths.append(draw_interpolations(
+            path["d"], out / "interpolations.png", h_rows=path["h"], task_loss=task, y_names=names,
+            sources=source.x["x"], targets=target.x["x"], h_sources=source.y, h_targets=target.y,
+        ))
     return paths

@@ -161,7 +161,8 @@ class FVAE(ImportanceWeighted, ImputesByReconstruction, Model):
         d, mask, inputs = self.image(batch)
         h, labelled = self.labels(batch)
         rows = labelled.nonzero().squeeze(1)
-        bound_full = self.full_bounds(d[rows], None if mask is None else mask[rows], inputs[rows], h[rows], kl_weight)
+        # An empty part is skipped (a stream may draw only labelled or only unlabelled rows).
+        bound_full = self.full_bounds(d[rows], None if mask is None else mask[rows], inputs[rows], h[rows], kl_weight) if rows.numel() else d.new_zeros(0)
         loss = hybrid_loss(bound_full, bound_full.new_zeros(0))
         terms = {"loss": loss, "bound_full": (bound_full.mean() if rows.numel() else loss.new_zeros(())).detach()}
         return terms
@@ -278,8 +279,8 @@ class HVAE(FVAE):
         def part(index: Tensor) -> tuple[Tensor, Tensor | None, Tensor]:
             return d[index], None if mask is None else mask[index], inputs[index]
 
-        bound_full = self.full_bounds(*part(lab), h[lab], kl_weight)  # [B_l]
-        bound_partial = self.partial_bounds(*part(unl), kl_weight)  # [B_u]
+        bound_full = self.full_bounds(*part(lab), h[lab], kl_weight) if lab.numel() else d.new_zeros(0)  # [B_l]
+        bound_partial = self.partial_bounds(*part(unl), kl_weight) if unl.numel() else d.new_zeros(0)  # [B_u]
         loss = hybrid_loss(bound_full, bound_partial, c.objective, c.num_labelled, c.num_unlabelled)
         terms = {
             "bound_full": bound_full.mean().detach() if lab.numel() else loss.new_zeros(()),

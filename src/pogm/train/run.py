@@ -93,9 +93,9 @@ def choose_labels(data: DataSplits, labels_per_class: int | None, seed: int, use
     if not uses_labels or train.y is None:
         return None
     if labels_per_class is None:
-        return train.labelled_index
+        return train.labelled_index()
     if train.num_classes is None:
-        candidates = train.labelled_index
+        candidates = train.labelled_index()
         if not 0 < labels_per_class <= len(candidates):
             raise ValueError(f"--labels {labels_per_class}: the training set has {len(candidates)} labelled examples; choose 1..{len(candidates)}")
         g = torch.Generator().manual_seed(int(seed))

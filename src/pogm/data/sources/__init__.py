@@ -5,8 +5,18 @@
     splits = load_source("digits", binarize=False)
     splits = load_source("my_data.npz")         # any user file with keys x (and optionally y)
 
-Each source lives in its own module and is imported only when first loaded. New sources register
-with `register_source(name, "module:function")` (or by decorating a loader with
+Sources with continuous labels h (images ``[N, 1, H, W]``, y float32 ``[N, D]``, for hybrid models
+of p(x, h)); their ``info`` gives ``y_names`` and a ``task_loss`` spec for scoring predictions of h:
+
+* ``"yaleb"``: cropped Extended Yale B faces at 64x64, h = light direction (azimuth, elevation).
+* ``"mnist-keypoints"``: MNIST digits warped by random affine maps, h = where 5 reference points
+  of the 32x32 canvas land (point-to-point task loss normalised like an inter-ocular distance).
+* ``"depth"``: synthetic depth maps of an articulated hand with sensor-like holes (out of range,
+  silhouette edges, speckle), h = finger curls, yaw and pitch.
+
+Files are found by `pogm.data.sources.files` (``$POGM_DATA``, ``~/.cache/pogm``, else a checked
+download). Each source lives in its own module and is imported only when first loaded. New sources
+register with `register_source(name, "module:function")` (or by decorating a loader with
 `@register_source("name")`).
 """
 
@@ -37,10 +47,13 @@ class DataSplits:
 
 
 _SOURCES: dict[str, str | Callable[..., DataSplits]] = {
+    "depth": "pogm.data.sources.depth:load_depth",
     "digits": "pogm.data.sources.digits:load_digits",
     "mnist": "pogm.data.sources.mnist:load_mnist",
+    "mnist-keypoints": "pogm.data.sources.mnist_keypoints:load_mnist_keypoints",
     "moons": "pogm.data.sources.moons:load_moons",
     "npz": "pogm.data.sources.npz:load_npz",
+    "yaleb": "pogm.data.sources.yaleb:load_yaleb",
 }
 
 

@@ -3,7 +3,7 @@
 The file is looked for, in order, in each folder of ``$POGM_DATA`` (``os.pathsep``-separated; a path
 to the file itself also works), then in ``~/.cache/pogm``; if absent it is downloaded from the
 keras mirror into ``~/.cache/pogm`` (``download=False`` forbids that). Every file is checked against
-its sha256 once per process.
+its sha256 once per process. The lookup itself lives in `pogm.data.sources.files`.
 
 Split (Kingma et al. 2014; Maaløe et al. 2016): the first 50,000 training images for training, the
 last 10,000 for validation, the 10,000 test images for testing. Pixels are scaled to [0, 1] as
@@ -13,80 +13,28 @@ dynamic binarisation.
 
 from __future__ import annotations
 
-import hashlib
-import os
-import tempfile
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 
 from pogm.data.dataset import PartialDataset
-from pogm.data.sources import DataSplits
+from pogm.data.sources import DataSplits, files
+from pogm.data.sources.files import cache_dir, sha256_of
 
 URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
 SHA256 = "06af5dfe73b70e3bc1c36439982b18a8d76803db9b544f6fdf838a37fbb01b64"
 FILENAME = "mnist.npz"
-
-# (resolved path, size, mtime) -> sha256, so each file is hashed once per process.
-_VERIFIED: dict[tuple[str, int, int], str] = {}
-
-
-def cache_dir() -> Path:
-    """The download cache, ``~/.cache/pogm``."""
-    return Path.home() / ".cache" / "pogm"
-
-
-def sha256_of(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _verify(path: Path, expected: str = SHA256) -> None:
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _VERIFIED:
-        _VERIFIED[key] = sha256_of(path)
-    if _VERIFIED[key] != expected:
-        raise ValueError(
-            f"{path} has sha256 {_VERIFIED[key]}, expected {expected} (the keras mnist.npz); the file is corrupt "
-            f"or a different data set: replace it, or delete it to download it again"
-        )
+WHAT = "the keras mnist.npz"
 
 
 def candidate_paths() -> list[Path]:
     """Where `find_mnist` looks, in order."""
-    paths = []
-    for entry in os.environ.get("POGM_DATA", "").split(os.pathsep):
-        if entry:
-            p = Path(entry).expanduser()
-            paths.append(p if p.suffix == ".npz" else p / FILENAME)
-    paths.append(cache_dir() / FILENAME)
-    return paths
+    return files.candidate_paths(FILENAME)
 
 
 def download(dest: Path, url: str = URL, expected: str = SHA256, timeout: float = 60.0) -> Path:
     """Download ``url`` to ``dest`` through a temporary file, checking its sha256 before the rename."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    try:
-        h = hashlib.sha256()
-        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=timeout) as response:
-            for chunk in iter(lambda: response.read(1 << 20), b""):
-                h.update(chunk)
-                f.write(chunk)
-        if h.hexdigest() != expected:
-            raise ValueError(f"download of {url} has sha256 {h.hexdigest()}, expected {expected}; not saved")
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return dest
+    return files.download(Path(dest), url, expected, timeout=timeout)
 
 
 def find_mnist(download_if_missing: bool = True) -> Path:
@@ -94,26 +42,9 @@ def find_mnist(download_if_missing: bool = True) -> Path:
 
     Raises:
         FileNotFoundError: if no file is found and downloading is off or fails.
+        ValueError: if the file found has another sha256.
     """
-    candidates = candidate_paths()
-    for p in candidates:
-        if p.is_file():
-            _verify(p)
-            return p
-    looked = ", ".join(str(p) for p in candidates)
-    hint = "set POGM_DATA to a folder holding the keras mnist.npz"
-    if not download_if_missing:
-        raise FileNotFoundError(f"mnist.npz not found (looked in {looked}) and download=False; {hint}")
-    dest = cache_dir() / FILENAME
-    try:
-        download(dest)
-    except (urllib.error.URLError, OSError, TimeoutError) as err:
-        raise FileNotFoundError(
-            f"mnist.npz not found (looked in {looked}) and downloading {URL} failed ({err}); "
-            f"if this machine is offline, {hint}"
-        ) from err
-    _verify(dest)
-    return dest
+    return files.find_file(FILENAME, SHA256, what=WHAT, url=URL, download_if_missing=download_if_missing)
 
 
 def load_mnist(binarize: bool = True, n_valid: int = 10000, download: bool = True) -> DataSplits:
@@ -149,3 +80,6 @@ def load_mnist(binarize: bool = True, n_valid: int = 10000, download: bool = Tru
             "num_classes": 10,
         },
     )
+
+
+__all__ = ["FILENAME", "SHA256", "URL", "cache_dir", "candidate_paths", "download", "find_mnist", "load_mnist", "sha256_of"]
