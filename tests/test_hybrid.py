@@ -276,3 +276,31 @@ def test_a_stream_draws_unlabelled_rows_from_its_pool_only():
         rows = batch.x["x"][~batch.y_mask][:, 0, 0, 0].long().tolist()
         seen.update(rows)
     assert seen == set(range(10, 30))  # one epoch = one pass over the pool, nothing else
+
+
+# ---------------------------------------------------------------- end to end
+
+
+def test_hvae_trains_evaluates_and_draws_its_figures_from_the_command_line(tmp_path, capsys):
+    """A tiny H-VAE(20, 100) on synthetic depth images: train, eval (NLL of the labelled test
+    pairs, task loss of q(h|d)), figures (samples of (d, h), interpolations); F-VAE rejects a pool."""
+    import json
+
+    from pogm.cli import main
+
+    run = tmp_path / "hvae"
+    data = ["--set", "data.n_train=200", "--set", "data.n_valid=20", "--set", "data.n_test=20", "--set", "data.size=16"]
+    small = ["--set", "channels=[4, 8]", "--set", "fc_units=16", "--set", "z_dim=4", "--set", "train.batch_size=20",
+             "--set", "train.labelled_batch_size=10", "--set", "train.max_steps=6", "--set", "train.progress=false"]
+    assert main(["train", "hvae", "--data", "depth", "--labels", "20", "--unlabelled", "100", "--out", str(run), *data, *small]) == 0
+    assert len(json.loads((run / "labelled_index.json").read_text())) == 20
+    assert len(set(json.loads((run / "unlabelled_index.json").read_text())) & set(json.loads((run / "labelled_index.json").read_text()))) == 0
+    assert main(["eval", str(run), "--iw-samples", "5"]) == 0
+    results = json.loads((run / "eval.json").read_text())
+    assert results["task_loss_kind"] == "l2" and results["task_loss"] > 0
+    assert math.isfinite(results["iw_log_likelihood"]) and math.isfinite(results["elbo"])
+    assert main(["figures", str(run)]) == 0
+    assert (run / "figures" / "samples-dh.png").is_file() and (run / "figures" / "interpolations.png").is_file()
+    capsys.readouterr()
+    assert main(["train", "fvae", "--data", "depth", "--labels", "20", "--unlabelled", "100", "--out", str(tmp_path / "f"), *data, *small]) == 2
+    assert "drop --unlabelled" in capsys.readouterr().err
