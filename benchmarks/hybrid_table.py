@@ -25,7 +25,7 @@ import os
 import platform
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 # (n) for F-VAE and (n, m) for H-VAE, per source; "all" = every training example.
@@ -133,13 +133,32 @@ def check_claims(results: list[dict]) -> list[dict]:
     return checks
 
 
+def write_report(out: Path, results: list[dict], args: argparse.Namespace, start: float) -> dict:
+    import torch
+
+    report = {
+        "benchmark": "hybrid_table",
+        "paper": "Tulyakov, Fitzgibbon & Nowozin, Hybrid VAE, Table 1 (MultiPIE, CelebA, NYU hands: not available here)",
+        "claims": CLAIMS,
+        "claim_checks": check_claims(results),
+        "settings": {"model": MODEL_SETTINGS, "train": TRAIN_SETTINGS, "steps": args.steps, "iw_samples": args.iw_samples, "seed": args.seed, "threads_per_run": args.threads, "jobs": args.jobs},
+        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(), "torch": torch.__version__},
+        "wall_seconds": round(time.time() - start, 1),
+        "date": time.strftime("%Y-%m-%d"),
+        "results": results,
+    }
+    out.write_text(json.dumps(report, indent=2))
+    out.with_suffix(".md").write_text(markdown(results))
+    return report
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sources", nargs="+", default=list(GRID), choices=list(GRID))
-    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--eval-steps", type=int, default=250)
-    parser.add_argument("--iw-samples", type=int, default=200)
-    parser.add_argument("--test-examples", type=int, default=1000)
+    parser.add_argument("--iw-samples", type=int, default=50)
+    parser.add_argument("--test-examples", type=int, default=500)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
@@ -149,31 +168,21 @@ def main() -> int:
     if not os.environ.get("POGM_DATA"):
         print("set POGM_DATA to the folder with mnist.npz and extended_yaleb_cropped_64.npz", file=sys.stderr)
         return 2
-    jobs = [(s, "fvae", n, None) for s in args.sources for n in GRID[s]["fvae"]]
-    jobs += [(s, "hvae", n, m) for s in args.sources for n, m in GRID[s]["hvae"]]
+    jobs = [job for s in args.sources for job in [(s, "fvae", n, None) for n in GRID[s]["fvae"]] + [(s, "hvae", n, m) for n, m in GRID[s]["hvae"]]]
     start = time.time()
-    with ProcessPoolExecutor(args.jobs) as pool:
-        futures = [pool.submit(run_one, *job, args) for job in jobs]
-        results = [f.result() for f in futures]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if out.exists():  # keep the other sources' rows of an earlier invocation
-        earlier = json.loads(out.read_text()).get("results", [])
-        results = [r for r in earlier if r["source"] not in args.sources] + results
-    import torch
-
-    report = {
-        "benchmark": "hybrid_table",
-        "paper": "Tulyakov, Fitzgibbon & Nowozin, Hybrid VAE, Table 1 (MultiPIE, CelebA, NYU hands: not available here)",
-        "claims": CLAIMS,
-        "claim_checks": check_claims(results),
-        "settings": {"model": MODEL_SETTINGS, "train": TRAIN_SETTINGS, "steps": args.steps, "seed": args.seed, "threads_per_run": args.threads, "jobs": args.jobs},
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(), "torch": torch.__version__},
-        "wall_seconds": round(time.time() - start, 1),
-        "date": time.strftime("%Y-%m-%d"),
-        "results": results,
-    }
-    out.write_text(json.dumps(report, indent=2))
+    earlier = json.loads(out.read_text()).get("results", []) if out.exists() else []
+    kept = [r for r in earlier if r["source"] not in args.sources]  # other sources' rows of an earlier invocation
+    results: list[dict] = []
+    with ProcessPoolExecutor(args.jobs) as pool:
+        futures = [pool.submit(run_one, *job, args) for job in jobs]
+        for future in as_completed(futures):  # the JSON is rewritten after every run
+            results.append(future.result())
+            order = {job[:3] + (job[3],): i for i, job in enumerate(jobs)}
+            results.sort(key=lambda r: order[(r["source"], r["model"], r["n"], r["m"])])
+            report = write_report(out, kept + results, args, start)
+    results = kept + results
     table = markdown(results)
     out.with_suffix(".md").write_text(table)
     print(table)

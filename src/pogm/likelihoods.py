@@ -166,27 +166,36 @@ class ObservedOrNot(nn.Module):
         return torch.where(observed, depth, torch.zeros((), dtype=depth.dtype, device=depth.device)), observed
 
 
+def _positive_std(name: str) -> float:
+    """The fixed standard deviation in ``"gaussian:0.1"`` or ``"depth:0.05"``."""
+    kind, _, text = name.partition(":")
+    try:
+        std = float(text)
+    except ValueError:
+        std = -1.0
+    if not std > 0:
+        raise ValueError(f"likelihood {name!r}: the fixed standard deviation after '{kind}:' must be a positive number, e.g. {kind}:0.1")
+    return std
+
+
 def make_likelihood(name: str, dim: int) -> nn.Module:
     """Likelihood by config name: ``bernoulli``, ``gaussian`` (unit variance), ``gaussian:STD``
     (fixed standard deviation STD, e.g. ``gaussian:0.1``), ``gaussian-learned`` (one learned
-    log-variance per dimension), ``gaussian-predicted`` (heteroscedastic) or ``depth`` (each pixel
-    observed or not, and Gaussian where observed: `ObservedOrNot`)."""
+    log-variance per dimension), ``gaussian-predicted`` (heteroscedastic), ``depth`` (each pixel
+    observed or not, and Gaussian where observed: `ObservedOrNot`) or ``depth:STD`` (the same with
+    a fixed standard deviation of the observed values)."""
     if name == "bernoulli":
         return Bernoulli()
     if name == "gaussian":
         return Gaussian(dim, scale="fixed")
     if name.startswith("gaussian:"):
-        try:
-            std = float(name.partition(":")[2])
-        except ValueError:
-            std = -1.0
-        if not std > 0:
-            raise ValueError(f"likelihood {name!r}: the fixed standard deviation after 'gaussian:' must be a positive number, e.g. gaussian:0.1")
-        return Gaussian(dim, scale="fixed", log_var=2.0 * math.log(std))
+        return Gaussian(dim, scale="fixed", log_var=2.0 * math.log(_positive_std(name)))
     if name == "gaussian-learned":
         return Gaussian(dim, scale="learned")
     if name == "gaussian-predicted":
         return Gaussian(dim, scale="predicted")
     if name == "depth":
         return ObservedOrNot(dim, scale="predicted")
-    raise ValueError(f"unknown likelihood {name!r}: choose bernoulli, gaussian, gaussian:STD, gaussian-learned, gaussian-predicted or depth")
+    if name.startswith("depth:"):
+        return ObservedOrNot(dim, scale="fixed", log_var=2.0 * math.log(_positive_std(name)))
+    raise ValueError(f"unknown likelihood {name!r}: choose bernoulli, gaussian, gaussian:STD, gaussian-learned, gaussian-predicted, depth or depth:STD")

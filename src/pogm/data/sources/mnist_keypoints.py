@@ -215,6 +215,6 @@ def load_mnist_keypoints(
             "n_train": n_train,
             "n_valid": int(n_valid),
             "n_test": len(x_test),
-            "model_defaults": {"likelihood": "gaussian-predicted"},
+            "model_defaults": {"likelihood": "gaussian:0.1"},  # a fixed variance: see the docstring of pogm.models.hybrid
         },
     )
