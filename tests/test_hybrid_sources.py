@@ -148,7 +148,7 @@ def test_yaleb_random_split():
     assert files.sha256_of(path) == yaleb.SHA256 and yaleb._content_ok(path)
     s = load_source("yaleb", download=False)
     _check_common(s, "yaleb", [1, 64, 64], 2)
-    assert s.info["task_loss"] == {"kind": "l2"} and s.info["model_defaults"] == {"likelihood": "gaussian-predicted"}
+    assert s.info["task_loss"] == {"kind": "l2"} and s.info["model_defaults"] == {"likelihood": "gaussian:0.1"}
     assert s.info["y_names"] == ["light_azimuth", "light_elevation"]
     assert (len(s.train), len(s.valid), len(s.test)) == (1900, 200, 314)
     parts = [s.train, s.valid, s.test]
@@ -269,7 +269,7 @@ def test_keypoints_splits_and_info(keypoints):
     s = keypoints
     _check_common(s, "mnist-keypoints", [1, 32, 32], 10)
     assert s.info["task_loss"] == {"kind": "point_to_point", "num_points": 5, "normaliser": [0, 1]}
-    assert s.info["model_defaults"] == {"likelihood": "gaussian-predicted"}
+    assert s.info["model_defaults"] == {"likelihood": "gaussian:0.1"}
     assert s.info["y_names"][:3] == ["p0_x", "p0_y", "p1_x"]
     assert (len(s.train), len(s.valid), len(s.test)) == (50000, 10000, 10000)
     assert all(p.dequantize == 256 for p in (s.train, s.valid, s.test))
@@ -372,7 +372,7 @@ SMALL = {"n_train": 300, "n_valid": 50, "n_test": 100}
 def test_depth_splits_and_info():
     s = load_source("depth", **SMALL)
     _check_common(s, "depth", [1, 32, 32], 5)
-    assert s.info["task_loss"] == {"kind": "l2"} and s.info["model_defaults"] == {"likelihood": "depth"}
+    assert s.info["task_loss"] == {"kind": "l2"} and s.info["model_defaults"] == {"likelihood": "depth:0.05"}
     assert (len(s.train), len(s.valid), len(s.test)) == (300, 50, 100)
     for p in (s.train, s.valid, s.test):
         m, x = p.x_mask["x"], p.x["x"]
