@@ -11,7 +11,7 @@ from typing import Callable
 
 _REGISTRY: dict[str, "ModelEntry"] = {}
 
-CAPABILITIES = ("classify", "predict_labels", "sample", "sample_joint", "encode", "reconstruct", "impute", "interpolate", "log_likelihood")
+CAPABILITIES = ("classify", "predict_labels", "sample", "sample_joint", "encode", "reconstruct", "impute", "interpolate", "log_likelihood", "sparsity_pattern")
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """Objectives that models compose: bounds, semi-supervised terms."""
 
 from pogm.objectives.bounds import chunked_importance_weighted_bound, elbo, importance_weighted_bound
+from pogm.objectives.group_lasso import column_norms, group_lasso_penalty, group_soft_threshold
 from pogm.objectives.semi_supervised import (
     classification_loss,
     default_alpha,
@@ -15,5 +16,8 @@ __all__ = [
     "unlabelled_bound",
     "classification_loss",
     "default_alpha",
+    "column_norms",
+    "group_lasso_penalty",
+    "group_soft_threshold",
     "semi_supervised_loss",
 ]

@@ -130,7 +130,7 @@ def build_model(name: str, data: DataSplits, num_labelled: int, overrides: dict[
     """
     entry = get_model(name)
     train = data.train
-    x_dim = int(train.x["x"][0].numel())
+    x_dim = sum(int(v[0].numel()) for v in train.x.values())  # one group "x", or all groups of multi-group data
     pool = len(train) if num_unlabelled is None else num_unlabelled
     fields = entry.cls.data_fields(x_dim, train.num_classes, pool, num_labelled, train)
     options = {f.name for f in dataclasses.fields(entry.cls.Config)}

@@ -75,8 +75,14 @@ class Trainer:
         # Binarised once here, not at every evaluation (evaluation_view of a view is the view itself).
         self.valid = None if valid is None else evaluation_view(valid)
         self.test = None if test is None else evaluation_view(test)
-        params = [p for p in model.parameters() if p.requires_grad]
+        # Parameters with a proximal step (the factVAE's Phi, Algorithm 1 of Ainsworth et al. 2018)
+        # take plain gradient steps of the model's own size eta, then its proximal operator; Adam
+        # steps on everything else.
+        proximal = list(model.proximal_parameters()) if hasattr(model, "proximal_parameters") else []
+        proximal_ids = {id(p) for p in proximal}
+        params = [p for p in model.parameters() if p.requires_grad and id(p) not in proximal_ids]
         self.optimizer = torch.optim.Adam(params, lr=config.lr, betas=config.adam_betas)
+        self.proximal_optimizer = torch.optim.SGD(proximal, lr=model.proximal_lr) if proximal else None
         if config.lr_decay_every < 1 or not 0 < config.lr_decay <= 1:
             raise ValueError(f"need lr_decay in (0, 1] and lr_decay_every >= 1; got {config.lr_decay} and {config.lr_decay_every}")
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
@@ -127,11 +133,14 @@ class Trainer:
                 f"the loss became {loss.item()} at step {self.step}; lower the learning rate (--set train.lr=...) or "
                 f"set train.grad_clip; {saved}"
             )
-        self.optimizer.zero_grad(set_to_none=True)
+        self.model.zero_grad(set_to_none=True)
         loss.backward()
         if self.config.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
         self.optimizer.step()
+        if self.proximal_optimizer is not None:
+            self.proximal_optimizer.step()
+            self.model.proximal_step()
         self.step += 1
         return {name: float(value.detach()) for name, value in terms.items()}
 
@@ -221,6 +230,7 @@ class Trainer:
         return {
             "step": self.step,
             "optimizer": self.optimizer.state_dict(),
+            "proximal_optimizer": None if self.proximal_optimizer is None else self.proximal_optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "stream": self.stream.state_dict(),
             "torch_rng": torch.get_rng_state(),
@@ -240,6 +250,8 @@ class Trainer:
         state = checkpoint.load_state(self.run_dir / "state.pt")
         self.step = int(state["step"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.proximal_optimizer is not None and state.get("proximal_optimizer") is not None:
+            self.proximal_optimizer.load_state_dict(state["proximal_optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.stream.load_state_dict(state["stream"])
         torch.set_rng_state(state["torch_rng"])
