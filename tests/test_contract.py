@@ -16,6 +16,7 @@ from pogm.train.checkpoint import load_weights, save_weights
 
 X_DIM, K, H_DIM = 16, 3, 2  # images of 1 x 4 x 4; 3 classes or 2-D continuous labels
 IMAGE = (1, 4, 4)
+GROUPS = {"a": 5, "b": 3, "c": 8}  # multi-group models (factVAE and its baselines) get three groups
 SMALL = {
     "hidden": (16,), "z_dim": 3, "a_dim": 2, "top_hidden": (8,), "m1_hidden": (16,), "m1_z_dim": 4, "m1_steps": 2,
     "channels": (4,), "fc_units": 8, "z_samples": 2, "h_samples": 2,
@@ -29,10 +30,17 @@ def labels_for(name: str, g: torch.Generator) -> torch.Tensor:
     return torch.randint(K, (12,), generator=g)
 
 
+def multi_group(name: str) -> bool:
+    return getattr(get_model(name).cls, "multi_group", False)
+
+
 def build(name: str, seed: int = 0):
     cls = get_model(name).cls
     fields = {f.name for f in dataclasses.fields(cls.Config)}
-    train = PartialDataset.from_arrays(torch.rand(12, *IMAGE), labels_for(name, torch.Generator().manual_seed(9)), num_classes=None if cls.label_kind == "continuous" else K)
+    if multi_group(name):
+        train = PartialDataset.from_arrays({g: torch.rand(12, d) for g, d in GROUPS.items()})
+    else:
+        train = PartialDataset.from_arrays(torch.rand(12, *IMAGE), labels_for(name, torch.Generator().manual_seed(9)), num_classes=None if cls.label_kind == "continuous" else K)
     values = cls.data_fields(X_DIM, K, 60, 6, train)
     values.update({k: v for k, v in SMALL.items() if k in fields})
     torch.manual_seed(seed)
@@ -41,6 +49,13 @@ def build(name: str, seed: int = 0):
 
 def make_batch(name: str, seed: int = 0) -> Batch:
     g = torch.Generator().manual_seed(seed)
+    if multi_group(name):
+        # Rows mix patterns: each group missing in some rows, row 0 fully observed, and group "c"
+        # also loses single entries.
+        x = {k: torch.rand(12, d, generator=g) for k, d in GROUPS.items()}
+        masks = {k: ((torch.rand(12, 1, generator=g) > 0.3) | (torch.arange(12) == 0)[:, None]) & (torch.arange(12) != 1 + i)[:, None] for i, k in enumerate(GROUPS)}
+        masks["c"] = masks["c"] & (torch.rand(12, GROUPS["c"], generator=g) > 0.2) | (torch.arange(12) == 0)[:, None]
+        return Batch(x={k: torch.where(masks[k], v, 0.0) for k, v in x.items()}, x_mask=masks)
     x = torch.bernoulli(torch.full((12, *IMAGE), 0.4), generator=g)
     mask = torch.rand(12, *IMAGE, generator=g) > 0.2
     y = labels_for(name, g)
@@ -110,6 +125,9 @@ def test_offered_methods_work_with_the_right_shapes(name):
     if "classify" in offers:
         logits = model.classify(batch)
         assert logits.shape == (12, K) and torch.isfinite(logits).all()
+    if multi_group(name):
+        check_multi_group_methods(model, batch, offers)
+        return
     if "sample" in offers:
         assert model.sample(5).shape == (5, X_DIM)
     if "sample_joint" in offers:
@@ -136,6 +154,28 @@ def test_offered_methods_work_with_the_right_shapes(name):
         assert not torch.equal(filled[~mask], batch.x["x"][~mask])  # unobserved ones filled in
         complete = Batch(x={"x": batch.x["x"]}, y=batch.y, y_mask=batch.y_mask)  # nothing missing: impute returns the data unchanged
         assert torch.equal(model.impute(complete), batch.x["x"])
+
+
+def check_multi_group_methods(model, batch: Batch, offers: list[str]) -> None:
+    """Multi-group models take and give dicts of groups."""
+    if "sample" in offers:
+        assert {k: tuple(v.shape) for k, v in model.sample(5).items()} == {k: (5, d) for k, d in GROUPS.items()}
+    if "log_likelihood" in offers:
+        ll = model.log_likelihood(batch, k=7, chunk_size=3)
+        assert ll.shape == (12,) and torch.isfinite(ll).all()
+    if "encode" in offers:
+        assert model.encode(batch).shape[0] == 12
+    if "reconstruct" in offers:
+        assert {k: v.shape for k, v in model.reconstruct(batch).items()} == {k: v.shape for k, v in batch.x.items()}
+    if "impute" in offers:
+        filled = model.impute(batch)
+        for k, mask in batch.x_mask.items():
+            mask = mask.expand_as(batch.x[k])
+            assert torch.equal(filled[k][mask], batch.x[k][mask])  # observed entries kept bit for bit
+            assert not torch.equal(filled[k][~mask], batch.x[k][~mask])  # unobserved ones filled in
+    if "sparsity_pattern" in offers:
+        norms = model.sparsity_pattern()
+        assert norms.shape == (len(GROUPS), model.config.z_dim) and (norms >= 0).all()
 
 
 @pytest.mark.parametrize("name", [n for n in list_models() if get_model(n).cls.label_kind == "continuous"])

@@ -26,9 +26,10 @@ def cmd_models(args: argparse.Namespace) -> int:
 
     rows = [(name, ", ".join(["loss"] + get_model(name).offers), get_model(name).paper) for name in list_models()]
     width = max(len("offers"), *(len(offers) for _, offers, _ in rows))
-    print(f"{'model':8s} {'offers':{width}s}  paper")
+    name_width = max(len("model"), *(len(name) for name, _, _ in rows))
+    print(f"{'model':{name_width}s} {'offers':{width}s}  paper")
     for name, offers, paper in rows:
-        print(f"{name:8s} {offers:{width}s}  {paper}")
+        print(f"{name:{name_width}s} {offers:{width}s}  {paper}")
     return 0
 
 

@@ -194,9 +194,15 @@ class GroupedVAE(ImportanceWeighted, Model):
         return self.config.prox_lr
 
     @torch.no_grad()
-    def proximal_step(self) -> None:
-        """Phi^(g)_{:,j} <- Phi^(g)_{:,j} / ||.|| (||.|| - eta lambda)_+ for every group and column."""
-        threshold = self.config.prox_lr * self.config.sparsity
+    def proximal_step(self, scale: float = 1.0) -> None:
+        """Phi^(g)_{:,j} <- Phi^(g)_{:,j} / ||.|| (||.|| - eta lambda)_+ for every group and column.
+
+        ``scale`` multiplies lambda; the Trainer passes the KL weight, so that the group-lasso prior
+        comes in with the KL prior during warm-up. Without it a column can be cut before z carries
+        any information, and a zero column is a trap: with V^(g)'s row at zero the group says
+        nothing about z_j, so W^(g)'s column gets no signal to grow back.
+        """
+        threshold = self.config.prox_lr * self.config.sparsity * scale
         if threshold == 0:
             return
         for g in self.config.group_names:

@@ -50,7 +50,9 @@ class GroupGenerator(nn.Module):
     def __init__(self, z_dim: int, group_input_dim: int, hidden: Sequence[int], out_dim: int, act: str = "tanh") -> None:
         super().__init__()
         self.W = nn.Parameter(torch.empty(group_input_dim, z_dim).uniform_(-1.0 / math.sqrt(z_dim), 1.0 / math.sqrt(z_dim)))
-        self.f = nn.Sequential(activation(act), MLP(group_input_dim, hidden, out_dim, act))  # theta_g
+        # theta_g; with no hidden layers f_g is act -> linear, the oi-VAE's mocap generator
+        head = MLP(group_input_dim, hidden, out_dim, act) if hidden else nn.Linear(group_input_dim, out_dim)
+        self.f = nn.Sequential(activation(act), head)
 
     def forward(self, z: Tensor) -> Tensor:
         return self.f(z @ self.W.T)  # [.., p] -> [.., out]

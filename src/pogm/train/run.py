@@ -16,6 +16,7 @@ rebuild exactly the same run.
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,15 +66,24 @@ def parse_overrides(pairs: list[str] | None) -> dict[str, dict[str, Any]]:
     return sections
 
 
+class _ValueLoader(yaml.SafeLoader):
+    """YAML with YAML 1.2's numbers: ``3e-4`` is a float, while ``07_10`` (a mocap trial) or
+    ``0755`` stay strings, where YAML 1.1 would read them as the integers 456 and 493."""
+
+
+_ValueLoader.yaml_implicit_resolvers = {
+    key: [(tag, regexp) for tag, regexp in resolvers if tag not in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")]
+    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_ValueLoader.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"^[-+]?(0|[1-9][0-9]*)$"), list("-+0123456789"))
+_ValueLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$|^[-+]?\.(inf|Inf|INF)$|^\.(nan|NaN|NAN)$"), list("-+0123456789.")
+)
+
+
 def parse_value(text: str) -> Any:
-    """A YAML scalar, with numbers such as ``3e-4`` read as floats (YAML 1.1 reads them as strings)."""
-    value = yaml.safe_load(text)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
+    """A YAML scalar or list, with YAML 1.2 numbers (see `_ValueLoader`)."""
+    return yaml.load(text, Loader=_ValueLoader)  # noqa: S506 - a SafeLoader subclass: no objects are built
 
 
 def _merge(*dicts: dict[str, Any] | None) -> dict[str, Any]:

@@ -140,7 +140,7 @@ class Trainer:
         self.optimizer.step()
         if self.proximal_optimizer is not None:
             self.proximal_optimizer.step()
-            self.model.proximal_step()
+            self.model.proximal_step(self.kl_weight())  # the sparsity prior warms up with the KL
         self.step += 1
         return {name: float(value.detach()) for name, value in terms.items()}
 

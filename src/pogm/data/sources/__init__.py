@@ -14,6 +14,16 @@ of p(x, h)); their ``info`` gives ``y_names`` and a ``task_loss`` spec for scori
 * ``"depth"``: synthetic depth maps of an articulated hand with sensor-like holes (out of range,
   silhouette edges, speckle), h = finger curls, yaw and pitch.
 
+Multi-group sources (flat float32 groups ``[N, D_g]`` with per-row masks ``[N, 1]``, True = the
+group is observed, or ``[1, 1]`` when always observed; ``info`` gives ``groups`` in order,
+``group_dims``, the suggested ``likelihood`` and a drawing ``layout``), for factVAE-style models:
+
+* ``"bars"``: synthetic horizontal-bar images cut into four quadrant groups q0..q3, training
+  quadrants missing at random.
+* ``"mnist-quadrants"``: MNIST digits cut into four 14x14 quadrant groups q0..q3.
+* ``"mocap"``: CMU motion capture (subject 07, walking), joint angles in five groups: core,
+  left_arm, right_arm, left_leg, right_leg (ASF/AMC parsing in `pogm.data.mocap`).
+
 Files are found by `pogm.data.sources.files` (``$POGM_DATA``, ``~/.cache/pogm``, else a checked
 download). Each source lives in its own module and is imported only when first loaded. New sources
 register with `register_source(name, "module:function")` (or by decorating a loader with
@@ -47,10 +57,13 @@ class DataSplits:
 
 
 _SOURCES: dict[str, str | Callable[..., DataSplits]] = {
+    "bars": "pogm.data.sources.bars:load_bars",
     "depth": "pogm.data.sources.depth:load_depth",
     "digits": "pogm.data.sources.digits:load_digits",
     "mnist": "pogm.data.sources.mnist:load_mnist",
     "mnist-keypoints": "pogm.data.sources.mnist_keypoints:load_mnist_keypoints",
+    "mnist-quadrants": "pogm.data.sources.mnist_quadrants:load_mnist_quadrants",
+    "mocap": "pogm.data.sources.mocap:load_mocap",
     "moons": "pogm.data.sources.moons:load_moons",
     "npz": "pogm.data.sources.npz:load_npz",
     "yaleb": "pogm.data.sources.yaleb:load_yaleb",
