@@ -7,6 +7,7 @@
     pogm train m2 --data mnist --labels 10 --epochs 50 --out runs/m2
     pogm eval runs/m2 --iw-samples 5000
     pogm sample runs/m2 --per-class
+    pogm train factvae --data mocap && pogm impute runs/factvae-mocap-... --observed core && pogm report runs/factvae-mocap-...
     pogm demo
 """
 
@@ -126,6 +127,73 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_impute(args: argparse.Namespace) -> int:
+    from pogm.evaluate.factvae_figures import default_observed_sets, imputation_errors, pose_completions, quadrant_completions
+    from pogm.evaluate.metrics import evaluation_view
+    from pogm.train import load_run
+
+    run = load_run(args.run_dir, weights=args.weights)
+    if not getattr(run.model, "multi_group", False):
+        raise ValueError(f"{run.config['model']} models one group; `pogm impute` fills in missing groups of multi-group models (factvae, jmvae-plus, oivae)")
+    groups = list(run.model.config.group_names)
+    observed_sets = [s.split(",") for s in args.observed] if args.observed else default_observed_sets(run.data.info)
+    for observed in observed_sets:
+        unknown = sorted(set(observed) - set(groups))
+        if unknown or len(observed) == len(groups):
+            raise ValueError(f"--observed {','.join(observed)}: name a proper subset of the groups {', '.join(groups)}")
+    data = getattr(run.data, args.split)
+    if data is None:
+        raise ValueError(f"the data set has no {args.split} split")
+    view = evaluation_view(data)
+    limit = min(len(view), args.limit or len(view))
+    batch = view.batch(torch.arange(limit))
+    train_mean = {g: run.data.train.x[g].mean(0, keepdim=True) for g in groups}
+    torch.manual_seed(args.seed)
+    results = {"split": args.split, "examples": limit, "weights": args.weights, "conditions": []}
+    for observed in observed_sets:
+        errors = imputation_errors(run.model, batch, observed, train_mean)
+        results["conditions"].append({"observed": observed, "hidden_groups": errors})
+    out = Path(args.out) if args.out else Path(args.run_dir) / "figures"
+    kind = (run.data.info.get("layout") or {}).get("kind")
+    if kind == "quadrants":
+        results["figure"] = str(quadrant_completions(run.model, run.data, observed_sets, out / "completions.png"))
+    elif kind == "skeleton":
+        results["figure"] = str(pose_completions(run.model, run.data, observed_sets[0], out / f"poses-from-{'+'.join(observed_sets[0])}.png"))
+    path = Path(args.run_dir) / "impute.json"
+    path.write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pogm.evaluate.figures import write_run_figures
+    from pogm.evaluate.factvae_figures import latent_sharing
+    from pogm.train import load_run
+
+    run = load_run(args.run_dir, weights=args.weights)
+    torch.manual_seed(args.seed)
+    out = Path(args.run_dir) / "figures"
+    paths = write_run_figures(run, out)
+    report: dict = {"model": run.config["model"], "figures": [str(p) for p in paths]}
+    if getattr(run.model, "sparsity_pattern", None) is not None:
+        pattern = run.model.sparsity_pattern()
+        groups = list(run.model.config.group_names)
+        report["groups"] = groups
+        report["column_norms"] = pattern.tolist()
+        report["zero_columns"] = int((pattern == 0).sum())
+        report["latent_sharing"] = latent_sharing(pattern).tolist()
+        print("column norms ||Phi^(g)_{:,j}|| (groups down, latent dimensions across):")
+        for g, row in zip(groups, pattern.tolist()):
+            print(f"  {g:>10s} " + " ".join(f"{v:5.2f}" for v in row))
+    path = Path(args.run_dir) / "report.json"
+    path.write_text(json.dumps(report, indent=2))
+    for p in paths:
+        print(f"wrote {p}")
+    print(f"wrote {path}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from pogm.demo import run_demo
 
@@ -183,6 +251,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="directory (default: DIR/figures)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_figures)
+
+    p = sub.add_parser("impute", help="fill in the missing groups of a multi-group run from chosen observed groups; writes DIR/impute.json and a figure")
+    p.add_argument("run_dir")
+    p.add_argument("--observed", action="append", metavar="G1,G2", help="groups given to the model (repeat for several conditions); default: left half / one quadrant / three quadrants, or core for mocap")
+    p.add_argument("--split", default="test", choices=["test", "valid", "train"])
+    p.add_argument("--limit", type=int, default=None, help="score the first N examples only")
+    p.add_argument("--out", default=None, help="figure directory (default: DIR/figures)")
+    p.add_argument("--weights", default="best", choices=["best", "latest"])
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_impute)
+
+    p = sub.add_parser("report", help="write the run's figures (for group-sparse models the latent-by-group heat map) and DIR/report.json")
+    p.add_argument("run_dir")
+    p.add_argument("--weights", default="best", choices=["best", "latest"])
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("demo", help="M2 on the bundled digits with 10 labels per class, against a labels-only classifier")
     p.add_argument("--out", default="runs/demo")

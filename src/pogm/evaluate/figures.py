@@ -136,6 +136,10 @@ def write_run_figures(run, out: Path | None = None) -> list[Path]:
     """Every figure the run's model and data allow, written to ``out`` (default ``RUN/figures``)."""
     out = out or Path(run.run_dir) / "figures"
     model, data = run.model, run.data
+    if getattr(model, "sparsity_pattern", None) is not None:
+        from pogm.evaluate.factvae_figures import factvae_figures
+
+        return factvae_figures(model, data, out)
     x_dim = int(data.train.x["x"][0].numel())
     paths = []
     if getattr(model, "classify", None) is not None and x_dim == 2:
