@@ -10,7 +10,12 @@ import torch
 
 from pogm.data.batch import Batch
 from pogm.data.dataset import PartialDataset
-from pogm.latents import DiagonalGaussian, GaussianMixture, product_of_experts, standard_normal_log_prob
+from pogm.latents import (
+    DiagonalGaussian,
+    GaussianMixture,
+    product_of_experts,
+    standard_normal_log_prob,
+)
 from pogm.models import get_model
 from pogm.models.base import config_from_dict
 from pogm.objectives import group_soft_threshold
@@ -85,8 +90,9 @@ def test_group_soft_threshold_shrinks_columns_and_zeroes_the_short_ones():
         group_soft_threshold(phi, -1.0)
 
 
-def test_the_models_proximal_step_thresholds_w_columns_and_v_rows_together():
-    model = build("factvae", sparsity=2.0, prox_lr=0.1)  # threshold eta * lambda = 0.2
+@pytest.mark.parametrize("features", [32, 4])  # 4 = z_dim: V^(g) is square, W and V must not be mixed up
+def test_the_models_proximal_step_thresholds_w_columns_and_v_rows_together(features):
+    model = build("factvae", sparsity=2.0, prox_lr=0.1, encoder_features=features)  # threshold eta * lambda = 0.2
     with torch.no_grad():
         W, V = model.generators["a"].W, model.experts["a"].V  # [p, K], [K, H]
         W.normal_()
@@ -129,7 +135,7 @@ def test_an_all_missing_group_changes_neither_the_posterior_nor_the_loss(name):
     assert torch.equal(model.encode(batch), model.encode(garbage))
     # the generator of b gets no gradient from the likelihood (only the theta prior reaches it)
     model.zero_grad()
-    x, masks, observed = model.groups(batch)
+    x, masks, _ = model.groups(batch)
     z = torch.randn(12, 4)
     model.log_p_x_z(z, x, masks).sum().backward()
     assert all(p.grad is None or torch.count_nonzero(p.grad) == 0 for p in model.generators["b"].parameters())

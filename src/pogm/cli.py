@@ -22,6 +22,21 @@ from pathlib import Path
 import torch
 
 
+def _split(run, name: str):
+    """The run's ``name`` split, or a clear error if the data set has none."""
+    data = getattr(run.data, name)
+    if data is None:
+        raise ValueError(f"the data set has no {name} split")
+    return data
+
+
+def _write_json(path: Path, results: dict) -> None:
+    """Write ``results`` to ``path``, print them and where they went."""
+    path.write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+    print(f"wrote {path}")
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from pogm.models import get_model, list_models
 
@@ -82,15 +97,18 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from pogm.evaluate import classification_error, mean_elbo, mean_log_likelihood, task_loss
+    from pogm.evaluate import (
+        classification_error,
+        mean_elbo,
+        mean_log_likelihood,
+        task_loss,
+    )
     from pogm.train import load_run
 
     run = load_run(args.run_dir, weights=args.weights)
     if args.threads:
         torch.set_num_threads(args.threads)
-    data = getattr(run.data, args.split)
-    if data is None:
-        raise ValueError(f"the data set has no {args.split} split")
+    data = _split(run, args.split)
     results: dict = {"split": args.split, "weights": args.weights, "examples": len(data)}
     torch.manual_seed(args.seed)
     if getattr(run.model, "classify", None) is not None and data.y is not None:
@@ -108,10 +126,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         results["iw_samples"] = args.iw_samples
         results["iw_examples"] = min(len(data), args.limit or len(data))
         results["iw_seconds"] = round(time.time() - start, 1)
-    path = Path(args.run_dir) / "eval.json"
-    path.write_text(json.dumps(results, indent=2))
-    print(json.dumps(results, indent=2))
-    print(f"wrote {path}")
+    _write_json(Path(args.run_dir) / "eval.json", results)
     return 0
 
 
@@ -128,7 +143,11 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_impute(args: argparse.Namespace) -> int:
-    from pogm.evaluate.factvae_figures import default_observed_sets, imputation_errors, pose_completions, quadrant_completions
+    from pogm.evaluate.factvae_figures import (
+        completion_figure,
+        default_observed_sets,
+        imputation_errors,
+    )
     from pogm.evaluate.metrics import evaluation_view
     from pogm.train import load_run
 
@@ -141,10 +160,7 @@ def cmd_impute(args: argparse.Namespace) -> int:
         unknown = sorted(set(observed) - set(groups))
         if unknown or len(observed) == len(groups):
             raise ValueError(f"--observed {','.join(observed)}: name a proper subset of the groups {', '.join(groups)}")
-    data = getattr(run.data, args.split)
-    if data is None:
-        raise ValueError(f"the data set has no {args.split} split")
-    view = evaluation_view(data)
+    view = evaluation_view(_split(run, args.split))
     limit = min(len(view), args.limit or len(view))
     batch = view.batch(torch.arange(limit))
     train_mean = {g: run.data.train.x[g].mean(0, keepdim=True) for g in groups}
@@ -153,22 +169,16 @@ def cmd_impute(args: argparse.Namespace) -> int:
     for observed in observed_sets:
         errors = imputation_errors(run.model, batch, observed, train_mean)
         results["conditions"].append({"observed": observed, "hidden_groups": errors})
-    out = Path(args.out) if args.out else Path(args.run_dir) / "figures"
-    kind = (run.data.info.get("layout") or {}).get("kind")
-    if kind == "quadrants":
-        results["figure"] = str(quadrant_completions(run.model, run.data, observed_sets, out / "completions.png"))
-    elif kind == "skeleton":
-        results["figure"] = str(pose_completions(run.model, run.data, observed_sets[0], out / f"poses-from-{'+'.join(observed_sets[0])}.png"))
-    path = Path(args.run_dir) / "impute.json"
-    path.write_text(json.dumps(results, indent=2))
-    print(json.dumps(results, indent=2))
-    print(f"wrote {path}")
+    figure = completion_figure(run.model, run.data, observed_sets, Path(args.out) if args.out else Path(args.run_dir) / "figures")
+    if figure is not None:
+        results["figure"] = str(figure)
+    _write_json(Path(args.run_dir) / "impute.json", results)
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from pogm.evaluate.figures import write_run_figures
     from pogm.evaluate.factvae_figures import latent_sharing
+    from pogm.evaluate.figures import write_run_figures
     from pogm.train import load_run
 
     run = load_run(args.run_dir, weights=args.weights)

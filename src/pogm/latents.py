@@ -37,7 +37,7 @@ class DiagonalGaussian:
         """KL(q || N(0, I)) in closed form (Kingma & Welling 2013, appendix B)."""
         return 0.5 * (self.mean**2 + torch.exp(self.log_var) - 1.0 - self.log_var).sum(-1)
 
-    def kl(self, other: "DiagonalGaussian") -> Tensor:
+    def kl(self, other: DiagonalGaussian) -> Tensor:
         """KL(self || other) between diagonal Gaussians, in closed form."""
         var_ratio = torch.exp(self.log_var - other.log_var)
         mahalanobis = (self.mean - other.mean) ** 2 * torch.exp(-other.log_var)
@@ -82,7 +82,7 @@ class GaussianMixture:
     log_weights: Tensor  # [..., G]
 
     @classmethod
-    def uniform(cls, components: DiagonalGaussian, present: Tensor) -> "GaussianMixture":
+    def uniform(cls, components: DiagonalGaussian, present: Tensor) -> GaussianMixture:
         """Equal weights over the ``present`` components (bool ``[..., G]``, at least one per row)."""
         count = present.sum(-1, keepdim=True).clamp(min=1)  # [..., 1]; a row with nothing present gets no weight at all
         log_count = torch.log(count.to(components.mean.dtype))

@@ -546,6 +546,17 @@ def euler_matrix(angles: np.ndarray, order: str) -> np.ndarray:
     return out
 
 
+def as_rows(values: Any, width: int, what: str, hint: str = "", rows: str = "T") -> np.ndarray:
+    """``values`` (a tensor or array, ``[width]`` for one row) as float64 ``[rows, width]``; a
+    ValueError starting with ``what`` otherwise."""
+    a = np.asarray(values.detach().cpu().numpy() if hasattr(values, "detach") else values, dtype=np.float64)
+    if a.ndim == 1:
+        a = a[None]
+    if a.ndim != 2 or a.shape[1] != width:
+        raise ValueError(f"{what} of shape {tuple(a.shape)}; expected [{rows}, {width}]{hint}")
+    return a
+
+
 def _as_angle_dict(skeleton: Skeleton, motion_or_angles: Motion | Mapping[str, Any]) -> tuple[dict[str, np.ndarray], str | None]:
     """Validated angles ``{joint: float64 [T, n_dof]}`` and the motion's angle unit (None for a dict)."""
     if isinstance(motion_or_angles, Motion):
@@ -559,12 +570,7 @@ def _as_angle_dict(skeleton: Skeleton, motion_or_angles: Motion | Mapping[str, A
     for joint, v in items.items():
         if joint != "root" and joint not in skeleton.bones:
             raise ValueError(f"unknown joint {joint!r} in the angles{src} given to forward_kinematics (skeleton {skeleton.path})")
-        a = np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v, dtype=np.float64)
-        n = len(skeleton.dof(joint))
-        if a.ndim == 1:
-            a = a[None]
-        if a.ndim != 2 or a.shape[1] != n:
-            raise ValueError(f"joint {joint!r} has angles{src} of shape {a.shape}; expected [T, {n}] (its dof {skeleton.dof(joint)})")
+        a = as_rows(v, len(skeleton.dof(joint)), f"joint {joint!r} has angles{src}", f" (its dof {skeleton.dof(joint)})")
         if t is not None and a.shape[0] != t:
             raise ValueError(f"joint {joint!r} has {a.shape[0]} frames{src} but other joints have {t}")
         t = a.shape[0]

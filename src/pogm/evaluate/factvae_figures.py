@@ -9,8 +9,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -142,14 +142,20 @@ def default_observed_sets(info: dict) -> list[list[str]]:
     return [groups[:1]] if groups else []
 
 
+def completion_figure(model, data, observed_sets: Sequence[Sequence[str]], out: Path) -> Path | None:
+    """The completions figure the data's layout allows (quadrant images or skeleton poses, the
+    latter from the first observed subset), or None for data without a layout."""
+    kind = (data.info.get("layout") or {}).get("kind")
+    if kind == "quadrants":
+        return quadrant_completions(model, data, observed_sets, Path(out) / "completions.png")
+    if kind == "skeleton":
+        return pose_completions(model, data, observed_sets[0], Path(out) / f"poses-from-{'+'.join(observed_sets[0])}.png")
+    return None
+
+
 def factvae_figures(model, data, out: Path) -> list[Path]:
     """The heat map and the completions that the data's layout allows."""
     model.eval()
-    out = Path(out)
-    paths = [sparsity_heatmap(model, out / "sparsity-heatmap.png")]
-    kind = (data.info.get("layout") or {}).get("kind")
-    if kind == "quadrants":
-        paths.append(quadrant_completions(model, data, default_observed_sets(data.info), out / "completions.png"))
-    elif kind == "skeleton":
-        paths.append(pose_completions(model, data, ["core"], out / "poses-from-core.png"))
-    return paths
+    paths = [sparsity_heatmap(model, Path(out) / "sparsity-heatmap.png")]
+    completions = completion_figure(model, data, default_observed_sets(data.info), out)
+    return paths if completions is None else paths + [completions]

@@ -68,14 +68,11 @@ class Model(nn.Module):
         x = x.reshape(x.shape[0], -1)  # [B, D]
         if x.shape[1] != self.config.x_dim:
             raise ValueError(f"{type(self).__name__} was built for x_dim={self.config.x_dim} but the batch has {x.shape[1]} features per example")
-        if mask.numel() // max(mask.shape[0], 1) == x.shape[1]:
-            mask = mask.reshape(mask.shape[0], -1)  # [B, D]
-            # Zero-fill again here so that a mask always removes the information, whatever the caller left there.
-            return torch.where(mask, x, torch.zeros((), dtype=x.dtype, device=x.device)), mask
-        mask = mask.reshape(mask.shape[0], 1)  # one flag per row: the whole group observed or not
-        if bool(mask.all()):
+        mask = flat_mask(mask, x.shape[1])
+        if mask.shape[1] == 1 and bool(mask.all()):
             return x, None  # fully observed: skip the masking work
-        return torch.where(mask, x, torch.zeros((), dtype=x.dtype, device=x.device)), mask
+        # Zero-fill again here so that a mask always removes the information, whatever the caller left there.
+        return zero_fill(x, mask), mask
 
     @property
     def device(self) -> torch.device:
@@ -132,6 +129,18 @@ class SemiSupervised:
         if batch.y is None:
             return torch.zeros(len(batch), dtype=torch.bool, device=device), torch.zeros(0, dtype=torch.long, device=device)
         return batch.y_mask, batch.y[batch.y_mask]
+
+
+def flat_mask(mask: Tensor, dim: int) -> Tensor:
+    """A group's mask as ``[B, D]`` (one flag per entry) or ``[B, 1]`` (one flag per row)."""
+    if mask.numel() // max(mask.shape[0], 1) == dim:
+        return mask.reshape(mask.shape[0], -1)
+    return mask.reshape(mask.shape[0], 1)
+
+
+def zero_fill(x: Tensor, mask: Tensor) -> Tensor:
+    """``x`` with its unobserved entries set to zero."""
+    return torch.where(mask, x, torch.zeros((), dtype=x.dtype, device=x.device))
 
 
 def rows(mask: Tensor | None, index: Tensor) -> Tensor | None:

@@ -46,9 +46,14 @@ import torch
 from torch import Tensor, nn
 
 from pogm.data.batch import Batch
-from pogm.latents import DiagonalGaussian, GaussianMixture, product_of_experts, standard_normal_log_prob
+from pogm.latents import (
+    DiagonalGaussian,
+    GaussianMixture,
+    product_of_experts,
+    standard_normal_log_prob,
+)
 from pogm.likelihoods import make_likelihood
-from pogm.models.base import ImportanceWeighted, Model
+from pogm.models.base import ImportanceWeighted, Model, flat_mask, zero_fill
 from pogm.models.registry import register_model
 from pogm.nn import MLP, GaussianHead
 from pogm.nn.grouped import GroupExpert, GroupGenerator
@@ -90,7 +95,8 @@ class OIVAEConfig(GroupedVAEConfig):
 
 class GroupedVAE(ImportanceWeighted, Model):
     """What the three models share: the factorised generator with its group-sparse W^(g), the
-    masked likelihood over observed groups, the proximal step, and imputation of missing groups."""
+    masked likelihood over observed groups, the proximal step, and imputation of missing groups.
+    Subclasses define ``posterior(x, observed)``, their inference model."""
 
     multi_group: ClassVar[bool] = True
 
@@ -126,10 +132,8 @@ class GroupedVAE(ImportanceWeighted, Model):
             x = batch.x[g].reshape(len(batch), -1)  # [B, D_g]
             if x.shape[1] != d:
                 raise ValueError(f"group {g!r} has {x.shape[1]} features per example; the model was built for {d}")
-            mask = batch.x_mask[g]
-            mask = mask.reshape(mask.shape[0], -1) if mask.numel() // max(mask.shape[0], 1) == d else mask.reshape(mask.shape[0], 1)
-            mask = mask.expand(len(batch), mask.shape[1])  # [B, D_g] or [B, 1]
-            xs[g] = torch.where(mask, x, torch.zeros((), dtype=x.dtype, device=x.device))
+            mask = flat_mask(batch.x_mask[g], d).expand(len(batch), -1)  # [B, D_g] or [B, 1]
+            xs[g] = zero_fill(x, mask)
             masks[g] = mask
             observed.append(mask.any(-1))
         return xs, masks, torch.stack(observed, -1)  # [B, G]
@@ -166,7 +170,8 @@ class GroupedVAE(ImportanceWeighted, Model):
 
     # ------------------------------------------------------------------ group sparsity
     def sparse_blocks(self, g: str) -> list[Tensor]:
-        """The matrices whose column j forms column j of Phi^(g), each laid out ``[rows, K]``."""
+        """The matrices whose column j forms column j of Phi^(g), each laid out ``[rows, K]``; they
+        are the parameters or views of them, so the proximal step writes through them."""
         return [self.generators[g].W]
 
     def phi(self, g: str) -> Tensor:
@@ -208,13 +213,12 @@ class GroupedVAE(ImportanceWeighted, Model):
         for g in self.config.group_names:
             blocks = self.sparse_blocks(g)
             shrunk = group_soft_threshold(torch.cat(blocks, dim=0), threshold).split([b.shape[0] for b in blocks], dim=0)
-            for param, block, new in zip(self._phi_parameters(g), blocks, shrunk):
-                param.copy_(new if param.shape == block.shape else new.T)
+            for block, new in zip(blocks, shrunk):
+                block.copy_(new)  # V^(g).T is a view: this writes V^(g)
 
-    # ------------------------------------------------------------------ inference side (per model)
-    def posterior(self, x: dict[str, Tensor], observed: Tensor) -> DiagonalGaussian | GaussianMixture:
-        raise NotImplementedError
-
+    # ------------------------------------------------------------------ objective and evaluation
+    # Each model defines ``posterior(x, observed)``: q(z | x_O) from the zero-filled groups ``{g: [B, D_g]}``
+    # and the ``[B, G]`` flags of the groups the encoder may use.
     def loss(self, batch: Batch, kl_weight: float = 1.0, step: int = 0) -> dict[str, Tensor]:
         x, masks, observed = self.groups(batch)
         q_z = self.posterior(x, self.drop_groups(observed))

@@ -83,7 +83,7 @@ _ValueLoader.add_implicit_resolver(
 
 def parse_value(text: str) -> Any:
     """A YAML scalar or list, with YAML 1.2 numbers (see `_ValueLoader`)."""
-    return yaml.load(text, Loader=_ValueLoader)  # noqa: S506 - a SafeLoader subclass: no objects are built
+    return yaml.load(text, Loader=_ValueLoader)  # a SafeLoader subclass: no objects are built
 
 
 def _merge(*dicts: dict[str, Any] | None) -> dict[str, Any]:

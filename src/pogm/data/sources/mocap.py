@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from pogm.data.dataset import PartialDataset
-from pogm.data.mocap import Motion, Skeleton, parse_amc, parse_asf
+from pogm.data.mocap import Motion, Skeleton, as_rows, parse_amc, parse_asf
 from pogm.data.sources import DataSplits, files
 
 FOLDER = "cmu_mocap"
@@ -296,12 +296,7 @@ def to_joint_angles(values: Mapping[str, Any], info: Mapping[str, Any]) -> dict[
         v = values.get(g)
         if v is None:
             continue
-        a = np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v, dtype=np.float64)
-        if a.ndim == 1:
-            a = a[None]
-        d = len(info["channels"][g])
-        if a.ndim != 2 or a.shape[1] != d:
-            raise ValueError(f"group {g!r} has shape {tuple(a.shape)}; expected [n, {d}]")
+        a = as_rows(v, len(info["channels"][g]), f"group {g!r} has values", rows="n")
         if n is not None and a.shape[0] != n:
             raise ValueError(f"group {g!r} has {a.shape[0]} rows but other groups have {n}")
         n = a.shape[0]
