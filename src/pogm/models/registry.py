@@ -11,7 +11,10 @@ from typing import Callable
 
 _REGISTRY: dict[str, "ModelEntry"] = {}
 
-CAPABILITIES = ("classify", "predict_labels", "sample", "sample_joint", "encode", "reconstruct", "impute", "interpolate", "log_likelihood", "sparsity_pattern")
+CAPABILITIES = (
+    "classify", "predict_labels", "sample", "sample_joint", "encode", "reconstruct", "impute", "interpolate",
+    "transfer_style", "log_likelihood", "conditional_log_likelihood", "sparsity_pattern",
+)
 
 
 @dataclass(frozen=True)

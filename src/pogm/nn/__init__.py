@@ -1,6 +1,7 @@
 """Networks only."""
 
 from pogm.nn.conv import ConvEncoder, DeconvDecoder
+from pogm.nn.images import Discriminator, ImageDecoder, ImageEncoder
 from pogm.nn.mlp import MLP, GaussianHead, MultiInputMLP
 
-__all__ = ["MLP", "MultiInputMLP", "GaussianHead", "ConvEncoder", "DeconvDecoder"]
+__all__ = ["MLP", "MultiInputMLP", "GaussianHead", "ConvEncoder", "DeconvDecoder", "ImageEncoder", "ImageDecoder", "Discriminator"]
