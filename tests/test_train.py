@@ -242,7 +242,7 @@ def test_finished_run_loads(run_copy, steps_per_epoch):
     assert run.model.sample(3).shape == (3, 64)
     state = torch.load(run_copy / "state.pt", weights_only=True)  # no arbitrary unpickling needed
     assert state["step"] == steps_per_epoch
-    assert {"optimizer", "scheduler", "stream", "torch_rng", "best_score"} <= set(state)
+    assert {"optimizers", "schedulers", "stream", "torch_rng", "best_score"} <= set(state)
 
 
 @pytest.mark.parametrize("weights,filename", [("latest", "model.safetensors"), ("best", "best.safetensors")])
@@ -477,7 +477,7 @@ def test_learning_rate_steps_down_every_n_epochs_to_a_floor(digits, tmp_path):
     lrs = []
     for _ in range(8):
         lrs.append(trainer.optimizer.param_groups[0]["lr"])
-        trainer.scheduler.step()
+        trainer.schedulers["model"].step()
     assert lrs == pytest.approx([1e-3, 1e-3, 5e-4, 5e-4, 2.5e-4, 2.5e-4, 2e-4, 2e-4])
     with pytest.raises(ValueError, match="lr_decay"):
         small_trainer(digits, tmp_path, lr_decay=1.5)

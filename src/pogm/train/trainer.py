@@ -2,6 +2,17 @@
 validation split for model selection, progress bars, ``metrics.jsonl``, atomic checkpoints and
 exact resume.
 
+Models with several networks and several losses (the adversarial ones) declare
+``parameter_groups()`` -> ``{name: [parameters]}`` and return one loss per group as
+``terms["loss/<name>"]``. Each group gets its own Adam optimizer, which steps only on the
+gradient of its own loss with respect to its own parameters (``torch.autograd.grad``), so a loss
+can never move another group's parameters, whatever the graph. A group whose loss is missing from
+the terms (a gated update) is not stepped. ``schedule`` says when the groups step:
+
+* ``"simultaneous"``: one forward pass, every group steps on it;
+* ``"alternating"``: the discriminator groups (``model.discriminator_groups``) step
+  ``discriminator_steps`` times on fresh batches, then the other groups once.
+
 A crash loses at most the work since the last checkpoint, which is written at every evaluation
 (every ``eval_every`` epochs) and when training ends.
 """
@@ -50,6 +61,13 @@ class TrainConfig:
     # (measured on M2/MNIST after 19 epochs: 232 ms per step with denormals, 58 ms without).
     flush_denormal: bool = True
     progress: bool = True
+    # Models with several parameter groups (adversarial ones; see the module docstring).
+    schedule: str = "simultaneous"  # or "alternating": discriminator_steps D updates, then one of the rest
+    discriminator_steps: int = 1  # D updates per generator update in the alternating schedule
+    group_lr: dict[str, float] | None = None  # learning rates per parameter group, e.g. {discriminator: 2e-4}
+
+SCHEDULES = ("simultaneous", "alternating")
+SINGLE_GROUP = "model"  # the name of the only optimizer of a single-loss model
 
 
 class Trainer:
@@ -80,16 +98,48 @@ class Trainer:
         # steps on everything else.
         proximal = list(model.proximal_parameters()) if hasattr(model, "proximal_parameters") else []
         proximal_ids = {id(p) for p in proximal}
-        params = [p for p in model.parameters() if p.requires_grad and id(p) not in proximal_ids]
-        self.optimizer = torch.optim.Adam(params, lr=config.lr, betas=config.adam_betas)
+        self.groups = self._parameter_groups(model, proximal_ids)
+        group_lr = dict(config.group_lr or {})
+        unknown = sorted(set(group_lr) - set(self.groups))
+        if unknown:
+            raise ValueError(f"train.group_lr names {unknown}, but {type(model).__name__} has the parameter groups {sorted(self.groups)}")
+        if config.schedule not in SCHEDULES:
+            raise ValueError(f"train.schedule must be one of {list(SCHEDULES)}, got {config.schedule!r}")
+        if config.discriminator_steps < 1:
+            raise ValueError(f"train.discriminator_steps must be >= 1, got {config.discriminator_steps}")
+        self.discriminator_groups = tuple(getattr(model, "discriminator_groups", ()))
+        if config.schedule == "alternating" and not self.discriminator_groups:
+            raise ValueError(f"train.schedule=alternating needs a model with a discriminator; {type(model).__name__} has none (use simultaneous)")
+        self.optimizers = {
+            name: torch.optim.Adam(params, lr=group_lr.get(name, config.lr), betas=config.adam_betas) for name, params in self.groups.items()
+        }
+        self.optimizer = next(iter(self.optimizers.values()))  # the first group's (the only one for most models)
         self.proximal_optimizer = torch.optim.SGD(proximal, lr=model.proximal_lr) if proximal else None
         if config.lr_decay_every < 1 or not 0 < config.lr_decay <= 1:
             raise ValueError(f"need lr_decay in (0, 1] and lr_decay_every >= 1; got {config.lr_decay} and {config.lr_decay_every}")
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        self.schedulers = {name: torch.optim.lr_scheduler.LambdaLR(opt, self._lr_factor) for name, opt in self.optimizers.items()}
         self.step = 0
         self.best_score: float | None = None
         self.train_cpu_seconds = 0.0
         self.train_wall_seconds = 0.0
+
+    @staticmethod
+    def _parameter_groups(model: torch.nn.Module, proximal_ids: set[int]) -> dict[str, list[torch.nn.Parameter]]:
+        """The model's parameter groups (one group for single-loss models), checked to be disjoint and complete."""
+        trainable = [p for p in model.parameters() if p.requires_grad and id(p) not in proximal_ids]
+        if not hasattr(model, "parameter_groups"):
+            return {SINGLE_GROUP: trainable}
+        groups = {name: [p for p in params if p.requires_grad] for name, params in model.parameter_groups().items()}
+        seen: dict[int, str] = {}
+        for name, params in groups.items():
+            for p in params:
+                if id(p) in seen:
+                    raise ValueError(f"{type(model).__name__}: a parameter is in both groups {seen[id(p)]!r} and {name!r}")
+                seen[id(p)] = name
+        missing = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in seen and id(p) not in proximal_ids]
+        if missing:
+            raise ValueError(f"{type(model).__name__}: parameters in no group would never train: {missing[:5]}")
+        return groups
 
     # ------------------------------------------------------------------ schedule
     def _lr_factor(self, epoch: int) -> float:
@@ -120,19 +170,40 @@ class Trainer:
 
     # ------------------------------------------------------------------ training
     def train_step(self, batch) -> dict[str, float]:
+        """One optimizer step of every group (the alternating schedule draws its discriminator
+        batches from the stream); returns the loss terms as floats."""
         self.model.train()
+        if len(self.optimizers) == 1 and SINGLE_GROUP in self.optimizers:
+            terms = self._single_loss_step(batch)
+        elif self.config.schedule == "alternating":
+            for _ in range(self.config.discriminator_steps):
+                self._group_step(self.stream.next_batch(), self.discriminator_groups)
+            terms = self._group_step(batch, tuple(g for g in self.groups if g not in self.discriminator_groups))
+        else:
+            terms = self._group_step(batch, tuple(self.groups))
+        self.step += 1
+        return {name: float(value.detach()) for name, value in terms.items()}
+
+    def _losses(self, batch) -> dict[str, torch.Tensor]:
         with self._autocast():
-            terms = self.model.loss(batch, kl_weight=self.kl_weight(), step=self.step)
+            return self.model.loss(batch, kl_weight=self.kl_weight(), step=self.step)
+
+    def _check_finite(self, name: str, loss: torch.Tensor) -> None:
+        if torch.isfinite(loss):
+            return
+        if (self.run_dir / "state.pt").exists():
+            saved = f"the last checkpoint in {self.run_dir} is intact (resume with --resume)"
+        else:
+            saved = "no checkpoint had been written yet"
+        raise FloatingPointError(
+            f"the {name} became {loss.item()} at step {self.step}; lower the learning rate (--set train.lr=...) or "
+            f"set train.grad_clip; {saved}"
+        )
+
+    def _single_loss_step(self, batch) -> dict[str, torch.Tensor]:
+        terms = self._losses(batch)
         loss = terms["loss"]
-        if not torch.isfinite(loss):
-            if (self.run_dir / "state.pt").exists():
-                saved = f"the last checkpoint in {self.run_dir} is intact (resume with --resume)"
-            else:
-                saved = "no checkpoint had been written yet"
-            raise FloatingPointError(
-                f"the loss became {loss.item()} at step {self.step}; lower the learning rate (--set train.lr=...) or "
-                f"set train.grad_clip; {saved}"
-            )
+        self._check_finite("loss", loss)
         self.model.zero_grad(set_to_none=True)
         loss.backward()
         if self.config.grad_clip is not None:
@@ -141,8 +212,26 @@ class Trainer:
         if self.proximal_optimizer is not None:
             self.proximal_optimizer.step()
             self.model.proximal_step(self.kl_weight())  # the sparsity prior warms up with the KL
-        self.step += 1
-        return {name: float(value.detach()) for name, value in terms.items()}
+        return terms
+
+    def _group_step(self, batch, names: tuple[str, ...]) -> dict[str, torch.Tensor]:
+        """Step the groups ``names`` whose losses are present, each on the gradient of its own
+        loss with respect to its own parameters; every gradient is taken before any step."""
+        terms = self._losses(batch)
+        active = [g for g in names if f"loss/{g}" in terms]
+        for g in active:
+            self._check_finite(f"loss of group {g!r}", terms[f"loss/{g}"])
+        self.model.zero_grad(set_to_none=True)
+        grads = {}
+        for i, g in enumerate(active):
+            grads[g] = torch.autograd.grad(terms[f"loss/{g}"], self.groups[g], retain_graph=i + 1 < len(active), allow_unused=True)
+        for g in active:
+            for p, grad in zip(self.groups[g], grads[g]):
+                p.grad = grad
+            if self.config.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(self.groups[g], self.config.grad_clip)
+            self.optimizers[g].step()
+        return terms
 
     def fit(self) -> dict[str, Any]:
         """Train until the epoch, step or CPU budget runs out; returns the last evaluation record."""
@@ -169,7 +258,8 @@ class Trainer:
             bar.close()
             epoch_finished = self.stream.epoch > epoch
             if epoch_finished:
-                self.scheduler.step()
+                for scheduler in self.schedulers.values():
+                    scheduler.step()
             if (epoch_finished and self.stream.epoch % self.config.eval_every == 0) or self._done():
                 train_terms = {f"train_{k}": v / max(count, 1) for k, v in sums.items()}
                 record = self.evaluate_and_checkpoint(train_terms)
@@ -229,9 +319,9 @@ class Trainer:
     def state_dict(self) -> dict[str, Any]:
         return {
             "step": self.step,
-            "optimizer": self.optimizer.state_dict(),
+            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
             "proximal_optimizer": None if self.proximal_optimizer is None else self.proximal_optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
+            "schedulers": {name: sched.state_dict() for name, sched in self.schedulers.items()},
             "stream": self.stream.state_dict(),
             "torch_rng": torch.get_rng_state(),
             "best_score": self.best_score,
@@ -249,10 +339,15 @@ class Trainer:
         checkpoint.load_weights(self.run_dir / "model.safetensors", self.model)
         state = checkpoint.load_state(self.run_dir / "state.pt")
         self.step = int(state["step"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        if "optimizer" in state:  # written before parameter groups existed: one optimizer, one scheduler
+            state["optimizers"], state["schedulers"] = {SINGLE_GROUP: state["optimizer"]}, {SINGLE_GROUP: state["scheduler"]}
+        if set(state["optimizers"]) != set(self.optimizers):
+            raise ValueError(f"{self.run_dir}/state.pt holds optimizers for {sorted(state['optimizers'])}, but the model has the groups {sorted(self.optimizers)}")
+        for name, opt in self.optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+            self.schedulers[name].load_state_dict(state["schedulers"][name])
         if self.proximal_optimizer is not None and state.get("proximal_optimizer") is not None:
             self.proximal_optimizer.load_state_dict(state["proximal_optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
         self.stream.load_state_dict(state["stream"])
         torch.set_rng_state(state["torch_rng"])
         self.best_score = state["best_score"]
