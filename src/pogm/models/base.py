@@ -45,6 +45,10 @@ class Model(nn.Module):
     label_kind: ClassVar[str] = "class"
     # Whether loss() learns from unlabelled rows (False: streams draw labelled minibatches only).
     uses_unlabelled: ClassVar[bool] = True
+    # Data options the model prefers where the source has them (the GAN models: grey levels,
+    # since a discriminator tells binarised real images from grey reconstructions at a glance);
+    # the recipe and --set data.* win.
+    data_defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, config: Any) -> None:
         super().__init__()
@@ -129,6 +133,24 @@ class SemiSupervised:
         if batch.y is None:
             return torch.zeros(len(batch), dtype=torch.bool, device=device), torch.zeros(0, dtype=torch.long, device=device)
         return batch.y_mask, batch.y[batch.y_mask]
+
+
+def image_fields(cls: type, x_dim: int, train: Any) -> dict[str, Any]:
+    """``{"x_dim", "image_shape"}`` from the training images ``[N, C, H, W]``; flat data is a clear error."""
+    image_shape = tuple(int(s) for s in train.x["x"].shape[1:]) if train is not None and "x" in train.x else ()
+    if len(image_shape) != 3:
+        raise ValueError(
+            f"{cls.__name__} needs images [N, C, H, W]; the data has x of shape [N, {', '.join(map(str, image_shape))}] "
+            "(reshape the arrays of your .npz file to [N, C, H, W])"
+        )
+    return {"x_dim": x_dim, "image_shape": image_shape}
+
+
+def flat_x_shape_fields(x_dim: int, train: Any) -> dict[str, Any]:
+    """``{"image_shape"}``: the training images' ``[C, H, W]``, or ``(1, 1, x_dim)`` for flat data
+    (enough for fully connected networks; convolutional ones then give a clear error)."""
+    shape = tuple(int(s) for s in train.x["x"].shape[1:]) if train is not None and "x" in train.x else ()
+    return {"image_shape": shape if len(shape) == 3 else (1, 1, x_dim)}
 
 
 def flat_mask(mask: Tensor, dim: int) -> Tensor:

@@ -1,7 +1,8 @@
 """Networks only."""
 
 from pogm.nn.conv import ConvEncoder, DeconvDecoder
+from pogm.nn.frozen import call_frozen
 from pogm.nn.images import Discriminator, ImageDecoder, ImageEncoder
 from pogm.nn.mlp import MLP, GaussianHead, MultiInputMLP
 
-__all__ = ["MLP", "MultiInputMLP", "GaussianHead", "ConvEncoder", "DeconvDecoder", "ImageEncoder", "ImageDecoder", "Discriminator"]
+__all__ = ["MLP", "MultiInputMLP", "GaussianHead", "ConvEncoder", "DeconvDecoder", "ImageEncoder", "ImageDecoder", "Discriminator", "call_frozen"]

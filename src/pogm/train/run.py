@@ -26,7 +26,7 @@ import torch
 import yaml
 
 import pogm
-from pogm.data.sources import DataSplits, load_source
+from pogm.data.sources import DataSplits, load_source, source_options
 from pogm.data.splits import balanced_label_split, load_split, save_split
 from pogm.data.streams import SemiSupervisedStream
 from pogm.models import get_model
@@ -186,15 +186,17 @@ def train(
     sets = overrides if isinstance(overrides, dict) else parse_overrides(overrides)
     if labels is None:
         labels = recipe.get("labels")
-    data_kwargs = _merge(recipe.get("data"), sets.get("data"))
     model_overrides = _merge(recipe.get("model"), sets.get("model"))
+
+    # Everything that can be wrong is checked before the run directory is made.
+    entry = get_model(model)
+    accepted = source_options(data)
+    data_kwargs = _merge({k: v for k, v in entry.cls.data_defaults.items() if k in accepted}, recipe.get("data"), sets.get("data"))
 
     run_dir = Path(out) if out is not None else Path("runs") / f"{model}-{Path(data).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     if (run_dir / "config.yaml").exists():
         raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
 
-    # Everything that can be wrong is checked before the run directory is made.
-    entry = get_model(model)
     torch.manual_seed(seed)
     splits = load_source(data, **data_kwargs)
     # A source's suggested training settings (small sets need more epochs), then the recipe, then --set.

@@ -118,4 +118,12 @@ def load_source(name: str, **kwargs: Any) -> DataSplits:
     return _resolve(name)(**kwargs)
 
 
-__all__ = ["DataSplits", "list_sources", "load_source", "register_source"]
+def source_options(name: str) -> set[str]:
+    """The keyword options that the source ``name`` (or a ``.npz`` path) accepts."""
+    import inspect
+
+    loader = _resolve("npz") if str(name).endswith(".npz") else _resolve(name) if name in _SOURCES else None
+    return set() if loader is None else set(inspect.signature(loader).parameters)
+
+
+__all__ = ["DataSplits", "list_sources", "load_source", "register_source", "source_options"]

@@ -1,0 +1,125 @@
+"""Semi-supervised VAE with a conditional GAN: M2 (Kingma et al. 2014) whose generator p(x|y,z)
+also plays a conditional GAN (the poster 002, "SSL with GANs"; Mirza & Osindero 2014; the
+K + 1-class discriminator of Salimans et al. 2016).
+
+Generative model (M2):  p(y) = Cat(1/K),  p(z) = N(0, I),  p(x | y, z) = Bernoulli(Dec(y, z))
+Inference model (M2):   q(y | x) = Cat(pi(x)),  q(z | x, y) = N(mu(x, y), diag(sigma^2(x, y)))
+Discriminator:          D(x) -> K + 1 logits (``discriminator="classes"``: a real image of each
+                        class, or fake), or D(x, y) -> one logit (``"pair"``: Mirza & Osindero)
+
+Losses, one per parameter group:
+    vae:            J^alpha of M2 (eq. 9: labelled bound, unlabelled bound, alpha * classification)
+                    + gan_weight * generator loss on x_p = Dec(y_p, z_p), z_p ~ p(z), y_p ~ p(y)
+    discriminator:  real labelled images as their class, real unlabelled images as "some real
+                    class", x_p as fake ("classes"); or real (x, y) pairs against (x_p, y_p)
+                    ("pair", with the unlabelled images paired with q(y|x)'s guess, detached).
+
+q(y|x) stays the classifier (the poster used the encoder, not the discriminator). The GAN reaches
+the encoder nowhere: the fakes are decoded from the prior, and the discriminator is called
+frozen inside the VAE's loss (`pogm.nn.call_frozen`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from pogm.data.batch import Batch
+from pogm.models.base import flat_x_shape_fields
+from pogm.models.m2 import M2, M2Config
+from pogm.models.registry import register_model
+from pogm.nn import Discriminator, call_frozen
+from pogm.objectives.adversarial import (
+    class_discriminator_loss,
+    class_generator_loss,
+    discriminator_loss,
+    generator_loss,
+)
+
+DISCRIMINATORS = ("classes", "pair")
+
+
+@dataclass(frozen=True)
+class M2GANConfig(M2Config):
+    image_shape: tuple[int, ...] = (1, 28, 28)
+    discriminator: str = "classes"  # K + 1 outputs, or "pair": D(x, y) with one logit
+    architecture: str = "mlp"  # the discriminator's: "mlp" or "dcgan"
+    discriminator_hidden: tuple[int, ...] = (500, 500)
+    channels: tuple[int, ...] = (32, 64)
+    discriminator_batch_norm: bool = True  # DCGAN discriminator only
+    gan_weight: float = 1.0  # weight of the generator's GAN loss beside J^alpha
+    gan_loss: str = "non-saturating"  # for "pair"; "classes" uses -log p(y | x_p)
+
+
+@register_model("m2-gan", paper="Kingma et al. 2014 (M2) + Mirza & Osindero 2014 (conditional GAN); poster 002", summary="M2 with a conditional GAN on its generator; q(y|x) classifies")
+class M2GAN(M2):
+    """M2 whose generator also fools a conditional discriminator."""
+
+    Config = M2GANConfig
+    discriminator_groups: ClassVar[tuple[str, ...]] = ("discriminator",)
+    data_defaults: ClassVar[dict[str, Any]] = {"binarize": False}
+
+    def __init__(self, config: M2GANConfig) -> None:
+        super().__init__(config)
+        c = config
+        if c.discriminator not in DISCRIMINATORS:
+            raise ValueError(f"unknown discriminator {c.discriminator!r}; choose one of {list(DISCRIMINATORS)}")
+        K = c.num_classes
+        pair = c.discriminator == "pair"
+        self.discriminator = Discriminator(
+            c.architecture, c.image_shape, c.discriminator_hidden, c.channels,
+            label_dim=K if pair else 0, num_outputs=1 if pair else K + 1, batch_norm=c.discriminator_batch_norm,
+        )
+
+    @classmethod
+    def data_fields(cls, x_dim: int, num_classes: int | None, num_train: int, num_labelled: int, train: Any = None) -> dict[str, Any]:
+        return {**super().data_fields(x_dim, num_classes, num_train, num_labelled, train), **flat_x_shape_fields(x_dim, train)}
+
+    def parameter_groups(self) -> dict[str, list[torch.nn.Parameter]]:
+        discriminator = list(self.discriminator.parameters())
+        own = {id(p) for p in discriminator}
+        return {"vae": [p for p in self.parameters() if id(p) not in own], "discriminator": discriminator}
+
+    def generate(self, n: int) -> tuple[Tensor, Tensor]:
+        """``(x_p [n, D] in [0, 1], y_p [n])`` with y_p ~ p(y), z_p ~ p(z)."""
+        y_p = torch.randint(self.config.num_classes, (n,), device=self.device)
+        z_p = torch.randn(n, self.config.z_dim, device=self.device)
+        return self.p_x.mean(self.p_x_yz(z_p, self.one_hot(y_p))), y_p
+
+    def loss(self, batch: Batch, kl_weight: float = 1.0, step: int = 0) -> dict[str, Tensor]:
+        terms = super().loss(batch, kl_weight, step)  # M2's J^alpha and its parts
+        x, mask = self.flat_x(batch)  # [B, D]
+        labelled, y_l = self.labelled_rows(batch, x.device)
+        x_p, y_p = self.generate(len(batch))  # [B, D], [B]
+        x_real = x if mask is None else torch.where(mask, x, x_p.detach())  # holes show no tell-tale zeros
+
+        if self.config.discriminator == "classes":
+            labels = torch.zeros(len(batch), dtype=torch.long, device=x.device)
+            labels[labelled] = y_l
+            logits_real, _ = self.discriminator(x_real)  # [B, K+1]
+            logits_fake, _ = self.discriminator(x_p.detach())
+            loss_d = class_discriminator_loss(logits_real, labels, labelled, logits_fake)
+            logits_gen, _ = call_frozen(self.discriminator, x_p)
+            loss_g = class_generator_loss(logits_gen, y_p)
+        else:
+            guess = self.q_y_x(x).argmax(-1).detach()  # q(y|x)'s label for the unlabelled images
+            labels = guess.clone()
+            labels[labelled] = y_l
+            logits_real, _ = self.discriminator(x_real, self.one_hot(labels))  # [B]
+            logits_fake, _ = self.discriminator(x_p.detach(), self.one_hot(y_p))
+            loss_d = discriminator_loss(logits_real, logits_fake)
+            logits_gen, _ = call_frozen(self.discriminator, x_p, self.one_hot(y_p))
+            loss_g = generator_loss(logits_gen, self.config.gan_loss)
+
+        loss_vae = terms["loss"] + self.config.gan_weight * loss_g
+        return {
+            **{k: v.detach() for k, v in terms.items() if k != "loss"},
+            "loss": loss_vae + loss_d,
+            "loss/vae": loss_vae,
+            "loss/discriminator": loss_d,
+            "m2_loss": terms["loss"].detach(),
+            "gan_generator": loss_g.detach(),
+        }
