@@ -185,6 +185,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     out = Path(args.run_dir) / "figures"
     paths = write_run_figures(run, out)
+    if args.compare:
+        paths.append(_compare_samples(run, args.compare, out, args.weights, args.seed))
     report: dict = {"model": run.config["model"], "figures": [str(p) for p in paths]}
     if getattr(run.model, "sparsity_pattern", None) is not None:
         pattern = run.model.sparsity_pattern()
@@ -202,6 +204,22 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"wrote {p}")
     print(f"wrote {path}")
     return 0
+
+
+def _compare_samples(run, others: list[str], out: Path, weights: str, seed: int) -> Path:
+    """``out/samples-compared.png``: this run's samples beside those of the ``others`` runs (same data)."""
+    from pogm.evaluate.figures import samples_side_by_side
+    from pogm.train import load_run
+
+    models = {f"{run.config['model']} ({Path(run.run_dir).name})": run.model}
+    shape = tuple(run.data.train.x["x"].shape[1:])
+    for other_dir in others:
+        other = load_run(other_dir, weights=weights)
+        other_shape = tuple(other.data.train.x["x"].shape[1:])
+        if other_shape != shape or getattr(other.model, "sample", None) is None:
+            raise ValueError(f"--compare {other_dir}: its model must sample images of {shape} like this run's (it has {other_shape})")
+        models[f"{other.config['model']} ({Path(other_dir).name})"] = other.model
+    return samples_side_by_side(models, shape, out / "samples-compared.png", seed=seed)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -272,10 +290,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_impute)
 
-    p = sub.add_parser("report", help="write the run's figures (for group-sparse models the latent-by-group heat map) and DIR/report.json")
+    p = sub.add_parser("report", help="write the run's figures (samples, reconstructions, completions, style grids, sparsity heat maps) and DIR/report.json")
     p.add_argument("run_dir")
     p.add_argument("--weights", default="best", choices=["best", "latest"])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--compare", nargs="+", metavar="RUN_DIR", help="also draw this run's samples beside those of other runs on the same data (VAE against VAE-GAN)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("demo", help="M2 on the bundled digits with 10 labels per class, against a labels-only classifier")

@@ -132,6 +132,45 @@ def _save(fig, path: str | Path) -> Path:
     return path
 
 
+@torch.no_grad()
+def samples_side_by_side(models: dict[str, torch.nn.Module], image_shape, path: str | Path, n: int = 64, seed: int = 0) -> Path:
+    """One panel of ``n`` samples per model, titled with its name (the poster's VAE against
+    VAE-GAN figure). Every model samples under the same seed."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(models), figsize=(3.2 * len(models), 3.4), squeeze=False)
+    for ax, (name, model) in zip(axes[0], models.items()):
+        model.eval()
+        torch.manual_seed(seed)
+        images = model.sample(n).reshape(n, *image_shape)
+        ax.imshow(image_grid(images), cmap="gray", vmin=0.0, vmax=1.0)
+        ax.set_title(name, fontsize=9)
+        ax.set_xticks([]), ax.set_yticks([])
+    return _save(fig, path)
+
+
+@torch.no_grad()
+def image_model_figures(model, data, out: Path, n: int = 64) -> list[Path]:
+    """Samples (one row per class when the model samples classes) and reconstructions of test
+    images beside the images themselves."""
+    from pogm.evaluate.metrics import evaluation_view
+
+    model.eval()
+    shape = tuple(data.train.x["x"].shape[1:])
+    num_classes = getattr(model.config, "num_classes", 0)
+    if num_classes:
+        per_row = max(1, n // num_classes)
+        labels = torch.arange(num_classes, device=model.device).repeat_interleave(per_row)
+        paths = [save_image_grid(model.sample(len(labels), labels).reshape(len(labels), *shape), Path(out) / "samples-per-class.png", nrow=per_row, scale=2)]
+    else:
+        paths = [save_image_grid(model.sample(n).reshape(n, *shape), Path(out) / "samples.png", scale=2)]
+    if getattr(model, "reconstruct", None) is not None:
+        test = evaluation_view(data.test)
+        batch = test.batch(torch.arange(min(16, len(test)))).to(model.device)
+        pairs = torch.stack([batch.x["x"], model.reconstruct(batch)], 1).reshape(-1, *shape)  # truth, reconstruction, ...
+        paths.append(save_image_grid(pairs, Path(out) / "reconstructions.png", nrow=8, scale=2))
+    return paths
+
+
 def write_run_figures(run, out: Path | None = None) -> list[Path]:
     """Every figure the run's model and data allow, written to ``out`` (default ``RUN/figures``)."""
     out = out or Path(run.run_dir) / "figures"
@@ -140,6 +179,12 @@ def write_run_figures(run, out: Path | None = None) -> list[Path]:
         from pogm.evaluate.factvae_figures import factvae_figures
 
         return factvae_figures(model, data, out)
+    if getattr(model, "conditional_log_likelihood", None) is not None:
+        from pogm.evaluate.completion import cvae_figures
+
+        return cvae_figures(model, data, out) + (image_model_figures(model, data, out) if hasattr(model, "parameter_groups") else [])
+    if hasattr(model, "parameter_groups") and data.train.x["x"].dim() == 4:
+        return image_model_figures(model, data, out)
     x_dim = int(data.train.x["x"][0].numel())
     paths = []
     if getattr(model, "classify", None) is not None and x_dim == 2:

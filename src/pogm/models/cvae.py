@@ -253,7 +253,7 @@ class CVAE(SemiSupervised, Model):
                 return {"loss": zero, "elbo": zero.detach(), "kl": zero.detach(), "log_p_x": zero.detach()}
         if self.uses_partial:
             shown = observed & self.random_patterns(x.shape[0])  # [B, C, H, W]
-            target = observed & ~shown  # observed in the data, hidden from the condition
+            target = observed  # observed in the data, hidden from the condition
         else:
             shown, target = torch.zeros_like(observed), observed
         log_p_x_cz, kl = self._bound(x, observed, shown, target, y_one_hot)
