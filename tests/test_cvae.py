@@ -134,6 +134,41 @@ def test_the_training_condition_sees_only_shown_pixels_from_the_masks():
     assert torch.equal(prior_a.mean, prior_b.mean) and torch.equal(prior_a.log_var, prior_b.log_var)
 
 
+def test_the_likelihood_scores_only_the_target_pixels():
+    """In training, log p(x | c, z) sums over the pixels observed in the data and hidden from c."""
+    model = build().train()
+    conditions, likelihood_masks = [], []
+    model.p_z_c.register_forward_hook(lambda module, inputs, output: conditions.append(inputs[0].detach().clone()))
+    log_prob = model.p_x.log_prob
+
+    def recording(params, x, mask=None):
+        likelihood_masks.append(mask)
+        return log_prob(params, x, mask)
+
+    model.p_x.log_prob = recording
+    batch = make_batch()
+    model.loss(batch)
+    shown = conditions[-1].reshape(12, 2, *IMAGE[1:])[:, 1:].bool()
+    assert torch.equal(likelihood_masks[-1].reshape(12, *IMAGE), batch.x_mask["x"] & ~shown)
+
+
+@pytest.mark.parametrize("condition,counts", [("partial", (1, 2, 3)), ("partial", (2,)), ("both", (1, 3))])
+def test_training_patterns_show_the_configured_numbers_of_quadrants(condition, counts):
+    model = build(condition, observed_quadrants=counts)
+    torch.manual_seed(0)
+    patterns = model.random_patterns(3000)  # [B, 1, H, W]
+    shown = torch.stack([(patterns & q).flatten(1).any(-1) for q in pattern_masks(IMAGE).values()][:4], -1)  # [B, 4] per quadrant
+    assert torch.equal(patterns, (shown[:, :, None, None, None] & torch.cat([quadrant_masks(IMAGE, [f"q{i}"]) for i in range(4)])).any(1))
+    expected = sorted(set(counts) | ({0} if condition == "both" else set()))  # "both" also trains p(x | y) alone
+    numbers = shown.sum(-1)
+    assert sorted(numbers.unique().tolist()) == expected
+    for n in expected:
+        assert abs((numbers == n).float().mean().item() - 1 / len(expected)) < 0.04
+    two = shown[numbers == 2]
+    if len(two):
+        assert len(two.unique(dim=0)) == 6  # every pair of quadrants occurs
+
+
 # ---------------------------------------------------------------- the conditional log-likelihood
 class LinearGenerator(nn.Module):
     """p(x | c, z) = N(W z + b, sigma^2 I): linear in z, ignores c."""

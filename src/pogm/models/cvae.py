@@ -253,7 +253,7 @@ class CVAE(SemiSupervised, Model):
                 return {"loss": zero, "elbo": zero.detach(), "kl": zero.detach(), "log_p_x": zero.detach()}
         if self.uses_partial:
             shown = observed & self.random_patterns(x.shape[0])  # [B, C, H, W]
-            target = observed  # observed in the data, hidden from the condition
+            target = observed & ~shown  # observed in the data, hidden from the condition
         else:
             shown, target = torch.zeros_like(observed), observed
         log_p_x_cz, kl = self._bound(x, observed, shown, target, y_one_hot)
@@ -372,4 +372,4 @@ class CVAE(SemiSupervised, Model):
         return mean.transpose(0, 1)
 
 
-__all__ = ["CVAE", "CVAEConfig", "CONDITIONS", "QUADRANT_NAMES", "quadrant_grid"]
+__all__ = ["CONDITIONS", "CVAE", "QUADRANT_NAMES", "CVAEConfig", "quadrant_grid"]

@@ -10,8 +10,8 @@ Losses, one per network (Larsen et al., Algorithm 1; the poster's L = L_KL + L_R
     L_prior = KL(q(z|x) || p(z))                                                      (eq. 5)
     L_llike = -E_q(z|x) log N(Dis_l(x) | Dis_l(Dec(z)), I)                            (eq. 6)
     L_GAN   = log D(x) + log(1 - D(Dec(z))) + log(1 - D(Dec(z_p))),  z_p ~ p(z)       (eq. 8)
-    encoder:        L_prior + L_llike          (no GAN gradient into the encoder)
-    decoder:        gamma * L_llike - L_GAN    (gamma weighs feature reconstruction against the GAN;
+    encoder:        L_prior + L_llike [+ pixel_weight * L_pixel]     (no GAN gradient into the encoder)
+    decoder:        gamma * L_llike [+ pixel_weight * L_pixel] - L_GAN   (gamma weighs feature reconstruction against the GAN;
                                                 the generator term is the non-saturating
                                                 -log D(Dec(.)) by default)
     discriminator:  -L_GAN
@@ -38,6 +38,7 @@ from torch import Tensor
 
 from pogm.data.batch import Batch
 from pogm.latents import DiagonalGaussian
+from pogm.likelihoods import make_likelihood
 from pogm.models.base import Model, as_batch, image_fields
 from pogm.models.registry import register_model
 from pogm.nn import Discriminator, GaussianHead, ImageDecoder, ImageEncoder, call_frozen
@@ -66,6 +67,10 @@ class VAEGANConfig:
     gan_loss: str = "non-saturating"  # or "minimax"
     equilibrium: float | None = None  # e.g. 0.68 (Larsen et al.'s code); None = no gating
     equilibrium_margin: float = 0.35
+    # Weight of a pixel-space Bernoulli reconstruction term -log p(x | z) added to the encoder's and
+    # the decoder's losses; 0 is Larsen et al.'s model (features only). A small weight anchors
+    # the reconstructions while the discriminator's features are still uninformative.
+    pixel_weight: float = 0.0
 
 
 @register_model("vaegan", paper="Larsen et al. 2016, Autoencoding beyond pixels using a learned similarity metric; poster 002", summary="VAE-GAN: reconstruction on discriminator features, one optimizer per network")
@@ -84,6 +89,7 @@ class VAEGAN(Model):
         self.q_z_x = GaussianHead(ImageEncoder(c.architecture, c.image_shape, [], c.hidden, 2 * c.z_dim, c.channels, c.activation))
         self.p_x_z = ImageDecoder(c.architecture, [c.z_dim], c.image_shape, 1, tuple(reversed(c.hidden)), c.channels, c.activation)
         self.discriminator = Discriminator(c.architecture, c.image_shape, c.discriminator_hidden, c.channels, batch_norm=c.discriminator_batch_norm)
+        self.p_x = make_likelihood("bernoulli", c.x_dim)  # only for the optional pixel term
 
     @classmethod
     def data_fields(cls, x_dim: int, num_classes: int | None, num_train: int, num_labelled: int, train: Any = None) -> dict[str, Any]:
@@ -96,10 +102,13 @@ class VAEGAN(Model):
             "discriminator": list(self.discriminator.parameters()),
         }
 
+    def decode_logits(self, z: Tensor, frozen: bool = False) -> Tensor:
+        """The decoder's logits ``[..., D]``."""
+        return call_frozen(self.p_x_z, z) if frozen else self.p_x_z(z)
+
     def decode(self, z: Tensor, frozen: bool = False) -> Tensor:
         """The decoder's image ``[..., D]`` in [0, 1] (sigmoid of its logits)."""
-        logits = call_frozen(self.p_x_z, z) if frozen else self.p_x_z(z)
-        return torch.sigmoid(logits)
+        return torch.sigmoid(self.decode_logits(z, frozen))
 
     def loss(self, batch: Batch, kl_weight: float = 1.0, step: int = 0) -> dict[str, Tensor]:
         x, mask = self.flat_x(batch)  # [B, D]
@@ -113,14 +122,16 @@ class VAEGAN(Model):
             return x_real if mask is None else torch.where(mask, x_real, x_fake.detach())
 
         # Encoder: L_prior + L_llike through the frozen decoder and discriminator (eqs. 5, 6).
-        x_tilde_frozen = self.decode(z, frozen=True)  # [B, D], gradient reaches z only
+        pixel_logits_frozen = self.decode_logits(z, frozen=True)  # [B, D], gradient reaches z only
+        x_tilde_frozen = torch.sigmoid(pixel_logits_frozen)
         _, features_real = call_frozen(self.discriminator, shown(x, x_tilde_frozen))
         features_real = features_real.detach()  # [B, F], the target Dis_l(x)
         _, features_enc = call_frozen(self.discriminator, x_tilde_frozen)
         llike_encoder = feature_reconstruction(features_real, features_enc)  # [B]
 
         # Decoder: gamma * L_llike - L_GAN with z detached and the discriminator frozen (eq. 9).
-        x_tilde = self.decode(z.detach())  # [B, D]
+        pixel_logits = self.decode_logits(z.detach())  # [B, D]
+        x_tilde = torch.sigmoid(pixel_logits)
         x_p = self.decode(z_p)  # [B, D]
         logits_tilde_dec, features_dec = call_frozen(self.discriminator, x_tilde)
         logits_p_dec, _ = call_frozen(self.discriminator, x_p)
@@ -133,9 +144,12 @@ class VAEGAN(Model):
         logits_p, _ = self.discriminator(x_p.detach())
         gan_discriminator = discriminator_loss(logits_real, logits_tilde, logits_p)
 
+        c = self.config
+        pixels_encoder = -self.p_x.log_prob(pixel_logits_frozen, x, mask) if c.pixel_weight else torch.zeros_like(kl)  # [B]
+        pixels_decoder = -self.p_x.log_prob(pixel_logits, x, mask) if c.pixel_weight else torch.zeros_like(kl)
         terms = {
-            "loss/encoder": (kl_weight * kl + llike_encoder).mean(),
-            "loss/decoder": self.config.gamma * llike_decoder.mean() + gan_generator,
+            "loss/encoder": (kl_weight * kl + llike_encoder + c.pixel_weight * pixels_encoder).mean(),
+            "loss/decoder": (c.gamma * llike_decoder + c.pixel_weight * pixels_decoder).mean() + gan_generator,
             "loss/discriminator": gan_discriminator,
         }
         real_bce = real_loss(logits_real).mean().detach()
@@ -151,6 +165,7 @@ class VAEGAN(Model):
             **terms,
             "kl": kl.mean().detach(),
             "feature_reconstruction": llike_decoder.mean().detach(),
+            "pixel_reconstruction": pixels_decoder.mean().detach(),
             "d_real_bce": real_bce,
             "d_fake_bce": fake_bce,
             "train_discriminator": torch.tensor(float("loss/discriminator" in terms)),
