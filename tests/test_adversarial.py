@@ -29,7 +29,7 @@ ADVERSARIAL = [n for n in list_models() if hasattr(get_model(n).cls, "parameter_
 
 
 def test_there_are_adversarial_models():
-    assert {"vaegan", "m2-gan"} <= set(ADVERSARIAL)
+    assert {"vaegan", "m2-gan", "cvae-gan"} <= set(ADVERSARIAL)
 
 
 # ---------------------------------------------------------------- objectives

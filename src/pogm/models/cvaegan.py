@@ -1,0 +1,117 @@
+"""CVAE with a conditional GAN (the poster 002, "CVAE with CGAN"; Sohn et al. 2015 and Mirza &
+Osindero 2014): the conditional VAE of `pogm.models.cvae` whose generator also fools a
+discriminator of (image, label) pairs.
+
+Generative model (CVAE):  p(z | y) (prior network),  p(x | y, z) = Bernoulli(Dec(y, z))
+Inference model (CVAE):   q(z | x, y)
+Discriminator:            D(x) -> K + 1 logits, a real image of each class or fake
+                          (``discriminator="classes"``, the poster's "real images with different
+                          labels and fake images as a single class"), or D(x, y) -> one logit
+                          (``"pair"``, Mirza & Osindero)
+
+Losses, one per parameter group:
+    vae:            -[E_q log p(x | y, z) - KL(q(z | x, y) || p(z | y))]   (the CVAE bound)
+                    + gan_weight * generator loss on x_p = Dec(y, z_p), z_p ~ p(z | y) (detached,
+                    so the GAN shapes the generator, not the prior network)
+    discriminator:  real labelled (x, y) against (x_p, y)
+
+The discriminator is called frozen inside the VAE's loss and sees detached fakes in its own, so
+each loss reaches only its own group. With ``condition="both"`` the fakes are drawn with nothing
+of the image shown, p(x | y) alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from pogm.data.batch import Batch
+from pogm.models.cvae import CVAE, CVAEConfig
+from pogm.models.m2gan import DISCRIMINATORS
+from pogm.models.registry import register_model
+from pogm.nn import Discriminator, call_frozen
+from pogm.objectives.adversarial import (
+    class_discriminator_loss,
+    class_generator_loss,
+    discriminator_loss,
+    generator_loss,
+)
+
+
+@dataclass(frozen=True)
+class CVAEGANConfig(CVAEConfig):
+    condition: str = "label"  # "label" or "both": the discriminator scores (image, label) pairs
+    discriminator: str = "classes"  # or "pair"
+    discriminator_hidden: tuple[int, ...] = (500, 500)
+    discriminator_batch_norm: bool = True  # DCGAN discriminator only
+    gan_weight: float = 1.0
+    gan_loss: str = "non-saturating"  # for "pair"; "classes" uses -log p(y | x_p)
+
+
+@register_model("cvae-gan", paper="Sohn et al. 2015 (CVAE) + Mirza & Osindero 2014 (conditional GAN); poster 002", summary="CVAE with a conditional GAN on (image, label) pairs")
+class CVAEGAN(CVAE):
+    """Conditional VAE whose generator also fools a discriminator of (image, label) pairs."""
+
+    Config = CVAEGANConfig
+    discriminator_groups: ClassVar[tuple[str, ...]] = ("discriminator",)
+    uses_unlabelled: ClassVar[bool] = False  # conditioned on labels: the stream draws labelled rows only
+    data_defaults: ClassVar[dict[str, Any]] = {"binarize": False}
+
+    def __init__(self, config: CVAEGANConfig) -> None:
+        if config.condition not in ("label", "both"):
+            raise ValueError(f"cvae-gan's discriminator scores (image, label) pairs: condition must be 'label' or 'both', got {config.condition!r}")
+        if config.discriminator not in DISCRIMINATORS:
+            raise ValueError(f"unknown discriminator {config.discriminator!r}; choose one of {list(DISCRIMINATORS)}")
+        super().__init__(config)
+        c = config
+        pair = c.discriminator == "pair"
+        K = c.num_classes
+        self.discriminator = Discriminator(
+            c.architecture, c.image_shape, c.discriminator_hidden, c.channels,
+            label_dim=K if pair else 0, num_outputs=1 if pair else K + 1, batch_norm=c.discriminator_batch_norm,
+        )
+
+    def parameter_groups(self) -> dict[str, list[torch.nn.Parameter]]:
+        discriminator = list(self.discriminator.parameters())
+        own = {id(p) for p in discriminator}
+        return {"vae": [p for p in self.parameters() if id(p) not in own], "discriminator": discriminator}
+
+    def loss(self, batch: Batch, kl_weight: float = 1.0, step: int = 0) -> dict[str, Tensor]:
+        terms = super().loss(batch, kl_weight, step)  # the CVAE bound on the labelled rows
+        x, observed = self.image(batch)  # [B, C, H, W]
+        y_one_hot, labelled = self.labels(batch, every_row=False)
+        zero = sum(p.sum() for p in self.discriminator.parameters()) * 0.0
+        if y_one_hot is None or not bool(labelled.any()):
+            return {**terms, "loss": terms["loss"] + zero, "loss/vae": terms["loss"], "loss/discriminator": zero}
+        x, observed, y_one_hot = x[labelled], observed[labelled], y_one_hot[labelled]
+        B = x.shape[0]
+        y = y_one_hot.argmax(-1)  # [B]
+        nothing_shown = torch.zeros_like(observed)
+        c = self.condition_inputs(x, nothing_shown, y_one_hot)
+        z_p = self.prior(x, nothing_shown, y_one_hot).rsample().detach()  # [B, Z], z_p ~ p(z | y)
+        x_p = self.p_x.mean(self.generator(z_p, c))  # [B, D]
+        x_real = torch.where(observed, x, x_p.detach().reshape(x.shape)).reshape(B, -1)  # holes show no tell-tale zeros
+
+        if self.config.discriminator == "classes":
+            logits_real, _ = self.discriminator(x_real)  # [B, K+1]
+            logits_fake, _ = self.discriminator(x_p.detach())
+            loss_d = class_discriminator_loss(logits_real, y, torch.ones_like(y, dtype=torch.bool), logits_fake)
+            loss_g = class_generator_loss(call_frozen(self.discriminator, x_p)[0], y)
+        else:
+            logits_real, _ = self.discriminator(x_real, y_one_hot)  # [B]
+            logits_fake, _ = self.discriminator(x_p.detach(), y_one_hot)
+            loss_d = discriminator_loss(logits_real, logits_fake)
+            loss_g = generator_loss(call_frozen(self.discriminator, x_p, y_one_hot)[0], self.config.gan_loss)
+
+        loss_vae = terms["loss"] + self.config.gan_weight * loss_g
+        return {
+            **{k: v.detach() for k, v in terms.items() if k != "loss"},
+            "loss": loss_vae + loss_d,
+            "loss/vae": loss_vae,
+            "loss/discriminator": loss_d,
+            "cvae_loss": terms["loss"].detach(),
+            "gan_generator": loss_g.detach(),
+        }
