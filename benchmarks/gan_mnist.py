@@ -67,6 +67,100 @@ def run_ssl(model: str, labels_per_class: int, budget_minutes: float, args) -> d
     return {"model": model, "labels": labels_per_class * 10, "budget_minutes": budget_minutes, "run_dir": str(out), "wall_seconds_this_call": time.time() - start, "records": read_metrics(out)}
 
 
+# The generative runs: (run name, model, data options, model options, train options).
+GENERATIVE = {
+    "cvae-partial": ("cvae", {}, {"condition": "partial"}, {"lr": 1e-3}),
+    "cvae-label": ("cvae", {}, {"condition": "label"}, {"lr": 1e-3}),
+    "vae": ("vae", {"binarize": False}, {"z_dim": 32, "hidden": [500, 500], "activation": "relu"}, {"lr": 1e-3}),
+    "vaegan": ("vaegan", {"binarize": False}, {"pixel_weight": 1.0}, {"lr": 1e-3, "adam_betas": [0.5, 0.999]}),
+    "cvae-gan": ("cvae-gan", {"binarize": False}, {}, {"lr": 1e-3, "adam_betas": [0.5, 0.999]}),
+}
+
+
+def run_generative(name: str, budget_minutes: float, args) -> dict:
+    """Train one generative run for ``budget_minutes`` of CPU time (reused when finished)."""
+    import torch
+
+    import pogm
+    from pogm.train.checkpoint import read_metrics
+
+    torch.set_num_threads(1)
+    model, data, model_options, train_options = GENERATIVE[name]
+    out = _run_dir(args, f"{name}-{budget_minutes:g}min-seed{args.seed}")
+    start = time.time()
+    if not _finished(out, budget_minutes * 60):
+        overrides = {"model": dict(model_options), "train": {**train_options, "cpu_budget_seconds": budget_minutes * 60, "threads": 1, "progress": False}, "data": dict(data)}
+        resume = (out / "state.pt").is_file()
+        pogm.train(model, data="mnist", epochs=100000, out=out, seed=args.seed, overrides=overrides, progress=False, resume=resume)
+    return {"name": name, "model": model, "budget_minutes": budget_minutes, "run_dir": str(out), "wall_seconds_this_call": time.time() - start, "records": read_metrics(out)}
+
+
+def _run(job):
+    kind, name, labels, budget, args = job
+    if kind == "ssl":
+        return run_ssl(name, labels, budget, args)
+    return run_generative(name, budget, args)
+
+
+def evaluate_completion(run_dir: str, k: int, limit: int) -> dict:
+    """log p(missing quadrants | shown ones) of a partial CVAE run on the MNIST test set."""
+    import torch
+
+    from pogm.evaluate.completion import completion_log_likelihoods
+    from pogm.train import load_run
+
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    run = load_run(run_dir, weights="latest")
+    start, cpu = time.time(), time.process_time()
+    results = completion_log_likelihoods(run.model, run.data.test, k=k, limit=limit)
+    return {**results, "wall_seconds": round(time.time() - start, 1), "cpu_seconds": round(time.process_time() - cpu, 1)}
+
+
+def summarise(args) -> dict:
+    """benchmarks/results/gan_mnist.json and .md from the finished runs."""
+    from pogm.train.checkpoint import read_metrics
+
+    ssl = []
+    for run_dir in sorted(Path(args.runs).glob("m2*-labels*")):
+        records = read_metrics(run_dir)
+        if not records:
+            continue
+        best = min(records, key=lambda r: (r["valid_error"], r["step"]))
+        last = records[-1]
+        model, rest = run_dir.name.split("-labels")
+        ssl.append({
+            "model": model, "labels": int(rest.split("-")[0]), "run_dir": str(run_dir), "test_error": best["test_error"], "valid_error": best["valid_error"],
+            "selected_step": best["step"], "steps": last["step"], "epochs": last["epoch"], "train_cpu_seconds": last["train_cpu_seconds"],
+            "train_wall_seconds": last["train_wall_seconds"], "unlabelled_per_cpu_second": round(last["step"] * 100 / last["train_cpu_seconds"], 1),
+        })
+    completion_file = Path(args.runs) / "completion.json"
+    report = {
+        "benchmark": "gan_mnist",
+        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count(), "threads_per_run": 1},
+        "ssl": sorted(ssl, key=lambda r: (r["labels"], r["model"])),
+        "poster_ssl": POSTER_SSL,
+        "completion": json.loads(completion_file.read_text()) if completion_file.is_file() else None,
+        "generative_runs": {d.name: {"steps": read_metrics(d)[-1]["step"], "train_cpu_seconds": read_metrics(d)[-1]["train_cpu_seconds"]} for d in sorted(Path(args.runs).glob("*")) if d.is_dir() and not d.name.startswith("m2") and read_metrics(d)},
+    }
+    lines = ["| model | labels | test error | CPU-min | steps (epochs) | selected at step |", "|---|---|---|---|---|---|"]
+    for r in report["ssl"]:
+        lines.append(f"| {r['model']} | {r['labels']} | {r['test_error']:.2%} | {r['train_cpu_seconds'] / 60:.1f} | {r['steps']} ({r['epochs']}) | {r['selected_step']} |")
+    if report["completion"]:
+        c = report["completion"]
+        lines += ["", f"CVAE log p(missing | shown), {c['images']} test images, k = {c['k']} ({c['wall_seconds']} s):", "", "| shown | nats per image | per missing pixel | ELBO per image |", "|---|---|---|---|"]
+        for setting, v in c.items():
+            if isinstance(v, dict) and "nats_per_image" in v:
+                lines.append(f"| {setting} | {v['nats_per_image']:.2f} | {v['nats_per_missing_pixel']:.4f} | {v['elbo_per_image']:.2f} |")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print(f"wrote {out} and {out.with_suffix('.md')}")
+    return report
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="part", required=True)
@@ -74,7 +168,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--models", nargs="+", default=["m2", "m2-gan"], choices=sorted(SSL_SETTINGS))
     p.add_argument("--labels", nargs="+", type=int, default=[10, 100], help="labels per class (10 -> MNIST-100)")
     p.add_argument("--budget-minutes", type=float, default=20)
-    for q in (p,):
+    p.add_argument("--budget-minutes-1000", type=float, default=10, help="budget of the runs with 100 labels per class")
+    p.add_argument("--generative", nargs="*", default=[], metavar="NAME[:MINUTES]", help=f"generative runs to train alongside, each with its CPU-minute budget (default 8): {', '.join(GENERATIVE)}")
+    q2 = sub.add_parser("completion", help="evaluate the partial CVAE's conditional log-likelihood of missing quadrants")
+    q2.add_argument("--k", type=int, default=1000)
+    q2.add_argument("--limit", type=int, default=1000)
+    q2.add_argument("--run", default=None, help="the CVAE run (default: the cvae-partial run in --runs)")
+    q3 = sub.add_parser("summarise", help="write the JSON and Markdown summary")
+    q3.add_argument("--out", default="benchmarks/results/gan_mnist.json")
+    for q in (p, q2, q3):
         q.add_argument("--jobs", type=int, default=2)
         q.add_argument("--seed", type=int, default=0)
         q.add_argument("--runs", default="benchmarks/runs-gan")
@@ -82,12 +184,28 @@ def main(argv: list[str] | None = None) -> None:
     if "POGM_DATA" not in os.environ:
         print("note: POGM_DATA is not set; mnist.npz is looked up in ~/.cache/pogm or downloaded", file=sys.stderr)
     if args.part == "ssl":
-        jobs = [(m, n) for n in args.labels for m in args.models]
+        jobs = []
+        for spec in args.generative:
+            name, _, minutes = spec.partition(":")
+            if name not in GENERATIVE:
+                parser.error(f"--generative {spec}: choose from {', '.join(GENERATIVE)}")
+            jobs.append(("generative", name, None, float(minutes or 8), args))
+        jobs += [("ssl", m, n, args.budget_minutes if n < 100 else args.budget_minutes_1000, args) for n in args.labels for m in args.models]
         with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-            runs = list(pool.map(run_ssl, [m for m, _ in jobs], [n for _, n in jobs], [args.budget_minutes] * len(jobs), [args] * len(jobs)))
+            runs = list(pool.map(_run, jobs))
         for run in runs:
-            best = min(run["records"], key=lambda r: (r["valid_error"], r["step"]))
-            print(f"{run['model']:7s} {run['labels']:5d} labels: test error {best['test_error']:.2%} at step {best['step']}")
+            if "labels" in run:
+                best = min(run["records"], key=lambda r: (r["valid_error"], r["step"]))
+                print(f"{run['model']:7s} {run['labels']:5d} labels: test error {best['test_error']:.2%} at step {best['step']}")
+            else:
+                print(f"{run['name']}: {run['records'][-1]['step']} steps, {run['records'][-1]['train_cpu_seconds']:.0f} CPU-s")
+    elif args.part == "completion":
+        run_dir = args.run or str(next(Path(args.runs).glob("cvae-partial-*")))
+        results = {"run_dir": run_dir, **evaluate_completion(run_dir, args.k, args.limit)}
+        (Path(args.runs) / "completion.json").write_text(json.dumps(results, indent=2))
+        print(json.dumps(results, indent=2))
+    else:
+        summarise(args)
 
 
 if __name__ == "__main__":

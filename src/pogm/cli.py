@@ -120,7 +120,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if hasattr(run.model, "log_weights"):
         # For the F-VAE and H-VAE on labelled test pairs these bound log p(d, h) (eq. 2).
         results["elbo"] = mean_elbo(run.model, data, limit=args.limit)
-    if args.iw_samples:
+    if getattr(run.model, "conditional_log_likelihood", None) is not None and getattr(run.model, "uses_partial", False):
+        from pogm.evaluate.completion import completion_log_likelihoods
+
+        # log p(missing pixels | shown pixels) for 1, 2, 3 shown quadrants and the left half.
+        start = time.time()
+        k = args.iw_samples or 1000
+        results["completion"] = completion_log_likelihoods(run.model, data, k=k, limit=args.limit or 1000, progress=True)
+        results["completion_iw_samples"] = k
+        results["completion_seconds"] = round(time.time() - start, 1)
+    elif args.iw_samples and getattr(run.model, "log_likelihood", None) is None:
+        raise ValueError(f"{run.config['model']} has no likelihood to estimate (no log_likelihood); drop --iw-samples")
+    elif args.iw_samples:
         start = time.time()
         results["iw_log_likelihood"] = mean_log_likelihood(run.model, data, k=args.iw_samples, batch_size=args.batch_size, limit=args.limit, progress=True)
         results["iw_samples"] = args.iw_samples
