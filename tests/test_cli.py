@@ -362,3 +362,39 @@ def test_figures_of_a_moons_run_show_decision_regions_and_the_auxiliary_space(tm
     for name in ("decision-regions.png", "auxiliary-latent-space.png"):
         image = read_png(run / "figures" / name)
         assert image.shape[0] > 100 and image[..., :3].std() > 0.05  # a real picture, not a blank page
+
+
+# ---------------------------------------------------------------------------------------- CVAE and the GAN models
+
+
+def _tiny(tmp_path_factory, name: str, model: str, *sets: str) -> Path:
+    out = tmp_path_factory.mktemp(name) / "run"
+    code, _, err = call(["train", model, "--data", "digits", "--epochs", 1, "--out", out, "--set", "train.max_steps=4", "--set", "hidden=[32]", "--set", "z_dim=4", *sets])
+    assert code == 0, err
+    return out
+
+
+def test_cvae_report_draws_completions_and_eval_scores_the_missing_quadrants(tmp_path_factory):
+    run = _tiny(tmp_path_factory, "cvae", "cvae", "--set", "condition=both")
+    code, out, err = call(["report", run, "--weights", "latest"])
+    assert code == 0, err
+    for name in ("completions.png", "style-transfer.png", "samples-per-class.png"):
+        assert float(read_png(run / "figures" / name)[..., 0].std()) > 0, name
+    code, out, err = call(["eval", run, "--iw-samples", 5, "--limit", 20])
+    assert code == 0, err
+    completion = json.loads((run / "eval.json").read_text())["completion"]
+    assert {"1 quadrant", "2 quadrants", "3 quadrants", "left half"} <= set(completion)
+    one, three = completion["1 quadrant"], completion["3 quadrants"]
+    assert one["missing_pixels_per_image"] == 3 * three["missing_pixels_per_image"] == 48  # 8x8 digits: 3 of 4 quadrants hidden, then 1
+    assert one["nats_per_image"] < 0 and math.isfinite(three["nats_per_image"])
+
+
+def test_vaegan_report_compares_its_samples_with_a_vae(tmp_path_factory, vae_run):
+    run = _tiny(tmp_path_factory, "vaegan", "vaegan", "--set", "discriminator_hidden=[16]")
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["data"]["options"]["binarize"] is False  # the GAN models' grey levels are recorded
+    code, out, err = call(["report", run, "--weights", "latest", "--compare", vae_run])
+    assert code == 0, err
+    assert {"samples.png", "reconstructions.png", "samples-compared.png"} <= {p.name for p in (run / "figures").iterdir()}
+    code, _, err = call(["eval", run, "--iw-samples", 5])
+    assert code != 0 and "no likelihood" in err
