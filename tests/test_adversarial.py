@@ -234,3 +234,24 @@ def test_gan_models_prefer_grey_levels_where_the_source_has_them():
 
     assert get_model("vaegan").cls.data_defaults == {"binarize": False}
     assert "binarize" in source_options("mnist") and "binarize" not in source_options("bars")
+
+
+@pytest.mark.parametrize("name", ADVERSARIAL)
+def test_dcgan_networks_on_28x28_images_keep_the_losses_apart(name):
+    """``architecture=dcgan`` swaps in convolutional networks for MNIST-sized images; the losses
+    stay on their own networks."""
+    from pogm.models.base import config_from_dict
+
+    cls = get_model(name).cls
+    train = PartialDataset.from_arrays(torch.rand(8, 1, 28, 28), torch.randint(3, (8,)), num_classes=3)
+    values = cls.data_fields(784, 3, 8, 8, train)
+    values.update(architecture="dcgan", channels=(4, 8), hidden=(16,), z_dim=3, discriminator_hidden=(16,))
+    model = cls(config_from_dict(cls.Config, values))
+    assert any(isinstance(m, torch.nn.Conv2d) for m in model.discriminator.modules())
+    batch = Batch(x={"x": train.x["x"]}, y=train.y, y_mask=torch.ones(8, dtype=torch.bool))
+    terms = model.loss(batch)
+    params = list(model.parameters())
+    for group, own in model.parameter_groups().items():
+        grads = torch.autograd.grad(terms[f"loss/{group}"], params, retain_graph=True, allow_unused=True)
+        assert {id(p) for p, g in zip(params, grads) if g is not None} <= {id(p) for p in own}, group
+    assert model.sample(2).shape == (2, 784)
