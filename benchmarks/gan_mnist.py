@@ -62,8 +62,8 @@ def run_ssl(model: str, labels_per_class: int, budget_minutes: float, args) -> d
     start = time.time()
     if not _finished(out, budget_minutes * 60):
         overrides = {"model": dict(settings["model"]), "train": {**settings["train"], "cpu_budget_seconds": budget_minutes * 60, "threads": 1, "progress": False}, "data": dict(settings["data"])}
-        resume = (out / "state.pt").is_file()
-        pogm.train(model, data="mnist", labels=labels_per_class, epochs=100000, out=out, seed=args.seed, overrides=overrides, progress=False, resume=resume)
+        resume = (out / "state.pt").is_file()  # continue an interrupted run under its own budget (epochs=None keeps it)
+        pogm.train(model, data="mnist", labels=labels_per_class, epochs=None if resume else 100000, out=out, seed=args.seed, overrides=overrides, progress=False, resume=resume)
     return {"model": model, "labels": labels_per_class * 10, "budget_minutes": budget_minutes, "run_dir": str(out), "wall_seconds_this_call": time.time() - start, "records": read_metrics(out)}
 
 
@@ -90,8 +90,8 @@ def run_generative(name: str, budget_minutes: float, args) -> dict:
     start = time.time()
     if not _finished(out, budget_minutes * 60):
         overrides = {"model": dict(model_options), "train": {**train_options, "cpu_budget_seconds": budget_minutes * 60, "threads": 1, "progress": False}, "data": dict(data)}
-        resume = (out / "state.pt").is_file()
-        pogm.train(model, data="mnist", epochs=100000, out=out, seed=args.seed, overrides=overrides, progress=False, resume=resume)
+        resume = (out / "state.pt").is_file()  # continue an interrupted run under its own budget (epochs=None keeps it)
+        pogm.train(model, data="mnist", epochs=None if resume else 100000, out=out, seed=args.seed, overrides=overrides, progress=False, resume=resume)
     return {"name": name, "model": model, "budget_minutes": budget_minutes, "run_dir": str(out), "wall_seconds_this_call": time.time() - start, "records": read_metrics(out)}
 
 
