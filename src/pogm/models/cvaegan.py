@@ -23,22 +23,15 @@ of the image shown, p(x | y) alone.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
 from pogm.data.batch import Batch
+from pogm.models.conditional_gan import ConditionalGAN
 from pogm.models.cvae import CVAE, CVAEConfig
-from pogm.models.m2gan import DISCRIMINATORS
 from pogm.models.registry import register_model
-from pogm.nn import Discriminator, call_frozen
-from pogm.objectives.adversarial import (
-    class_discriminator_loss,
-    class_generator_loss,
-    discriminator_loss,
-    generator_loss,
-)
 
 
 @dataclass(frozen=True)
@@ -52,39 +45,25 @@ class CVAEGANConfig(CVAEConfig):
 
 
 @register_model("cvae-gan", paper="Sohn et al. 2015 (CVAE) + Mirza & Osindero 2014 (conditional GAN); poster 002", summary="CVAE with a conditional GAN on (image, label) pairs")
-class CVAEGAN(CVAE):
+class CVAEGAN(ConditionalGAN, CVAE):
     """Conditional VAE whose generator also fools a discriminator of (image, label) pairs."""
 
     Config = CVAEGANConfig
-    discriminator_groups: ClassVar[tuple[str, ...]] = ("discriminator",)
     uses_unlabelled: ClassVar[bool] = False  # conditioned on labels: the stream draws labelled rows only
-    data_defaults: ClassVar[dict[str, Any]] = {"binarize": False}
 
     def __init__(self, config: CVAEGANConfig) -> None:
         if config.condition not in ("label", "both"):
             raise ValueError(f"cvae-gan's discriminator scores (image, label) pairs: condition must be 'label' or 'both', got {config.condition!r}")
-        if config.discriminator not in DISCRIMINATORS:
-            raise ValueError(f"unknown discriminator {config.discriminator!r}; choose one of {list(DISCRIMINATORS)}")
+        self.check_discriminator(config.discriminator)
         super().__init__(config)
-        c = config
-        pair = c.discriminator == "pair"
-        K = c.num_classes
-        self.discriminator = Discriminator(
-            c.architecture, c.image_shape, c.discriminator_hidden, c.channels,
-            label_dim=K if pair else 0, num_outputs=1 if pair else K + 1, batch_norm=c.discriminator_batch_norm,
-        )
-
-    def parameter_groups(self) -> dict[str, list[torch.nn.Parameter]]:
-        discriminator = list(self.discriminator.parameters())
-        own = {id(p) for p in discriminator}
-        return {"vae": [p for p in self.parameters() if id(p) not in own], "discriminator": discriminator}
+        self.build_discriminator()
 
     def loss(self, batch: Batch, kl_weight: float = 1.0, step: int = 0) -> dict[str, Tensor]:
         terms = super().loss(batch, kl_weight, step)  # the CVAE bound on the labelled rows
         x, observed = self.image(batch)  # [B, C, H, W]
         y_one_hot, labelled = self.labels(batch, every_row=False)
-        zero = sum(p.sum() for p in self.discriminator.parameters()) * 0.0
         if y_one_hot is None or not bool(labelled.any()):
+            zero = sum(p.sum() for p in self.discriminator.parameters()) * 0.0  # no labelled row: a zero backward accepts
             return {**terms, "loss": terms["loss"] + zero, "loss/vae": terms["loss"], "loss/discriminator": zero}
         x, observed, y_one_hot = x[labelled], observed[labelled], y_one_hot[labelled]
         B = x.shape[0]
@@ -95,16 +74,7 @@ class CVAEGAN(CVAE):
         x_p = self.p_x.mean(self.generator(z_p, c))  # [B, D]
         x_real = torch.where(observed, x, x_p.detach().reshape(x.shape)).reshape(B, -1)  # holes show no tell-tale zeros
 
-        if self.config.discriminator == "classes":
-            logits_real, _ = self.discriminator(x_real)  # [B, K+1]
-            logits_fake, _ = self.discriminator(x_p.detach())
-            loss_d = class_discriminator_loss(logits_real, y, torch.ones_like(y, dtype=torch.bool), logits_fake)
-            loss_g = class_generator_loss(call_frozen(self.discriminator, x_p)[0], y)
-        else:
-            logits_real, _ = self.discriminator(x_real, y_one_hot)  # [B]
-            logits_fake, _ = self.discriminator(x_p.detach(), y_one_hot)
-            loss_d = discriminator_loss(logits_real, logits_fake)
-            loss_g = generator_loss(call_frozen(self.discriminator, x_p, y_one_hot)[0], self.config.gan_loss)
+        loss_d, loss_g = self.conditional_gan_losses(x_real, y, torch.ones_like(y, dtype=torch.bool), x_p, y)
 
         loss_vae = terms["loss"] + self.config.gan_weight * loss_g
         return {

@@ -22,24 +22,16 @@ frozen inside the VAE's loss (`pogm.nn.call_frozen`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from pogm.data.batch import Batch
 from pogm.models.base import flat_x_shape_fields
+from pogm.models.conditional_gan import ConditionalGAN
 from pogm.models.m2 import M2, M2Config
 from pogm.models.registry import register_model
-from pogm.nn import Discriminator, call_frozen
-from pogm.objectives.adversarial import (
-    class_discriminator_loss,
-    class_generator_loss,
-    discriminator_loss,
-    generator_loss,
-)
-
-DISCRIMINATORS = ("classes", "pair")
 
 
 @dataclass(frozen=True)
@@ -55,33 +47,18 @@ class M2GANConfig(M2Config):
 
 
 @register_model("m2-gan", paper="Kingma et al. 2014 (M2) + Mirza & Osindero 2014 (conditional GAN); poster 002", summary="M2 with a conditional GAN on its generator; q(y|x) classifies")
-class M2GAN(M2):
+class M2GAN(ConditionalGAN, M2):
     """M2 whose generator also fools a conditional discriminator."""
 
     Config = M2GANConfig
-    discriminator_groups: ClassVar[tuple[str, ...]] = ("discriminator",)
-    data_defaults: ClassVar[dict[str, Any]] = {"binarize": False}
 
     def __init__(self, config: M2GANConfig) -> None:
         super().__init__(config)
-        c = config
-        if c.discriminator not in DISCRIMINATORS:
-            raise ValueError(f"unknown discriminator {c.discriminator!r}; choose one of {list(DISCRIMINATORS)}")
-        K = c.num_classes
-        pair = c.discriminator == "pair"
-        self.discriminator = Discriminator(
-            c.architecture, c.image_shape, c.discriminator_hidden, c.channels,
-            label_dim=K if pair else 0, num_outputs=1 if pair else K + 1, batch_norm=c.discriminator_batch_norm,
-        )
+        self.build_discriminator()
 
     @classmethod
     def data_fields(cls, x_dim: int, num_classes: int | None, num_train: int, num_labelled: int, train: Any = None) -> dict[str, Any]:
         return {**super().data_fields(x_dim, num_classes, num_train, num_labelled, train), **flat_x_shape_fields(x_dim, train)}
-
-    def parameter_groups(self) -> dict[str, list[torch.nn.Parameter]]:
-        discriminator = list(self.discriminator.parameters())
-        own = {id(p) for p in discriminator}
-        return {"vae": [p for p in self.parameters() if id(p) not in own], "discriminator": discriminator}
 
     def generate(self, n: int) -> tuple[Tensor, Tensor]:
         """``(x_p [n, D] in [0, 1], y_p [n])`` with y_p ~ p(y), z_p ~ p(z)."""
@@ -96,23 +73,12 @@ class M2GAN(M2):
         x_p, y_p = self.generate(len(batch))  # [B, D], [B]
         x_real = x if mask is None else torch.where(mask, x, x_p.detach())  # holes show no tell-tale zeros
 
-        if self.config.discriminator == "classes":
-            labels = torch.zeros(len(batch), dtype=torch.long, device=x.device)
-            labels[labelled] = y_l
-            logits_real, _ = self.discriminator(x_real)  # [B, K+1]
-            logits_fake, _ = self.discriminator(x_p.detach())
-            loss_d = class_discriminator_loss(logits_real, labels, labelled, logits_fake)
-            logits_gen, _ = call_frozen(self.discriminator, x_p)
-            loss_g = class_generator_loss(logits_gen, y_p)
+        if self.config.discriminator == "pair":  # D(x, y) needs a label for every real image
+            labels = self.q_y_x(x).argmax(-1).detach()  # q(y|x)'s guess for the unlabelled images
         else:
-            guess = self.q_y_x(x).argmax(-1).detach()  # q(y|x)'s label for the unlabelled images
-            labels = guess.clone()
-            labels[labelled] = y_l
-            logits_real, _ = self.discriminator(x_real, self.one_hot(labels))  # [B]
-            logits_fake, _ = self.discriminator(x_p.detach(), self.one_hot(y_p))
-            loss_d = discriminator_loss(logits_real, logits_fake)
-            logits_gen, _ = call_frozen(self.discriminator, x_p, self.one_hot(y_p))
-            loss_g = generator_loss(logits_gen, self.config.gan_loss)
+            labels = torch.zeros(len(batch), dtype=torch.long, device=x.device)
+        labels[labelled] = y_l
+        loss_d, loss_g = self.conditional_gan_losses(x_real, labels, labelled, x_p, y_p)
 
         loss_vae = terms["loss"] + self.config.gan_weight * loss_g
         return {
