@@ -19,7 +19,7 @@ IMAGE = (1, 4, 4)
 GROUPS = {"a": 5, "b": 3, "c": 8}  # multi-group models (factVAE and its baselines) get three groups
 SMALL = {
     "hidden": (16,), "z_dim": 3, "a_dim": 2, "top_hidden": (8,), "m1_hidden": (16,), "m1_z_dim": 4, "m1_steps": 2,
-    "channels": (4,), "fc_units": 8, "z_samples": 2, "h_samples": 2,
+    "channels": (4,), "fc_units": 8, "z_samples": 2, "h_samples": 2, "steps": 3, "lstm_units": 8, "discriminator_hidden": (8,),
 }
 
 

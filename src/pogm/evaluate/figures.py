@@ -171,6 +171,41 @@ def image_model_figures(model, data, out: Path, n: int = 64) -> list[Path]:
     return paths
 
 
+@torch.no_grad()
+def draw_sequence(model, image_shape, path: str | Path, n: int = 8, columns: int = 16, y=None, seed: int = 0) -> Path:
+    """The DRAW sequence: one row per sample, the canvas sigmoid(c_t) after ``columns`` evenly
+    spaced steps t (always ending with the last), left to right; conditional DRAW draws the
+    classes in turn unless ``y`` is given."""
+    model.eval()
+    torch.manual_seed(seed)
+    canvases = model.canvas_sequence(n, y)  # [T, n, D]
+    T = canvases.shape[0]
+    steps = sorted({round(i * (T - 1) / max(columns - 1, 1)) for i in range(min(columns, T))})
+    frames = canvases[steps].transpose(0, 1).reshape(n * len(steps), *image_shape)  # row = sample, column = step
+    plt = _pyplot()
+    grid = image_grid(frames, nrow=len(steps))
+    fig, ax = plt.subplots(figsize=(0.55 * len(steps) + 0.8, 0.55 * n + 0.6))
+    ax.imshow(grid, cmap="gray", vmin=0.0, vmax=1.0)
+    cell = image_shape[-1] + 1
+    ax.set_xticks([cell * i + cell / 2 for i in range(len(steps))], [f"t={t + 1}" for t in steps], fontsize=6, rotation=90)
+    labels = model.sample_labels(n, y) if getattr(model, "conditional", False) else None
+    if labels is not None:
+        ax.set_yticks([cell * i + cell / 2 for i in range(n)], [f"y={int(k)}" for k in labels.argmax(-1)], fontsize=6)
+    else:
+        ax.set_yticks([])
+    ax.set_title(f"canvas over {T} steps", fontsize=8)
+    return _save(fig, path)
+
+
+def draw_figures(model, data, out: Path) -> list[Path]:
+    """DRAW's figures: the canvas sequence (``draw-sequence.png``, one sequence per class for
+    conditional DRAW), samples (per class) and reconstructions."""
+    shape = tuple(data.train.x["x"].shape[1:])
+    num_classes = getattr(model.config, "num_classes", 0) if getattr(model, "conditional", False) else 0
+    paths = [draw_sequence(model, shape, Path(out) / "draw-sequence.png", n=num_classes or 8)]
+    return paths + image_model_figures(model, data, out)
+
+
 def write_run_figures(run, out: Path | None = None) -> list[Path]:
     """Every figure the run's model and data allow, written to ``out`` (default ``RUN/figures``)."""
     out = out or Path(run.run_dir) / "figures"
@@ -183,6 +218,8 @@ def write_run_figures(run, out: Path | None = None) -> list[Path]:
         from pogm.evaluate.completion import cvae_figures
 
         return cvae_figures(model, data, out) + (image_model_figures(model, data, out) if hasattr(model, "parameter_groups") else [])
+    if getattr(model, "canvas_sequence", None) is not None:
+        return draw_figures(model, data, out)
     if hasattr(model, "parameter_groups") and data.train.x["x"].dim() == 4:
         return image_model_figures(model, data, out)
     x_dim = int(data.train.x["x"][0].numel())
