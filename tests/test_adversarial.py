@@ -240,12 +240,16 @@ def test_gan_models_prefer_grey_levels_where_the_source_has_them():
 def test_dcgan_networks_on_28x28_images_keep_the_losses_apart(name):
     """``architecture=dcgan`` swaps in convolutional networks for MNIST-sized images; the losses
     stay on their own networks."""
+    import dataclasses
+
     from pogm.models.base import config_from_dict
 
     cls = get_model(name).cls
     train = PartialDataset.from_arrays(torch.rand(8, 1, 28, 28), torch.randint(3, (8,)), num_classes=3)
     values = cls.data_fields(784, 3, 8, 8, train)
-    values.update(architecture="dcgan", channels=(4, 8), hidden=(16,), z_dim=3, discriminator_hidden=(16,))
+    small = {"architecture": "dcgan", "channels": (4, 8), "hidden": (16,), "z_dim": 3, "discriminator_hidden": (16,), "steps": 2, "lstm_units": 8}
+    options = {f.name for f in dataclasses.fields(cls.Config)}
+    values.update({k: v for k, v in small.items() if k in options})
     model = cls(config_from_dict(cls.Config, values))
     assert any(isinstance(m, torch.nn.Conv2d) for m in model.discriminator.modules())
     batch = Batch(x={"x": train.x["x"]}, y=train.y, y_mask=torch.ones(8, dtype=torch.bool))

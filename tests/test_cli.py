@@ -99,13 +99,14 @@ def check_models_table(text: str) -> None:
     from pogm.models import get_model
 
     table = offers_by_model(text)
-    assert sorted(table) == ["adgm", "avae", "cvae", "cvae-gan", "factvae", "fvae", "hvae", "jmvae-plus", "m1m2", "m2", "m2-gan", "oivae", "sdgm", "vae", "vaegan"]
+    assert sorted(table) == ["adgm", "avae", "cdraw", "cdraw-gan", "cvae", "cvae-gan", "draw", "draw-gan", "factvae", "fvae", "hvae", "jmvae-plus", "m1m2", "m2", "m2-gan", "oivae", "sdgm", "vae", "vaegan"]
     for name, offers in table.items():
         assert offers == {"loss", *get_model(name).offers}, name  # the table shows what the registry offers
     # What each model is, whatever else it gains: only the semi-supervised models classify.
     assert "classify" not in table["vae"] | table["avae"]
     assert {"classify", "sample", "encode", "log_likelihood"} <= table["m2"] & table["m1m2"] & table["adgm"] & table["sdgm"]
     assert {"sample", "encode", "reconstruct", "impute", "log_likelihood"} <= table["vae"]
+    assert {"sample", "reconstruct", "impute", "log_likelihood"} <= table["draw"] & table["cdraw"]
 
 
 def test_models_console_script():
@@ -398,3 +399,25 @@ def test_vaegan_report_compares_its_samples_with_a_vae(tmp_path_factory, vae_run
     assert {"samples.png", "reconstructions.png", "samples-compared.png"} <= {p.name for p in (run / "figures").iterdir()}
     code, _, err = call(["eval", run, "--iw-samples", 5])
     assert code != 0 and "no likelihood" in err
+
+
+def test_draw_report_draws_the_canvas_sequence_and_cdraw_samples_a_class(tmp_path):
+    runs = {}
+    for model in ("draw", "cdraw"):
+        runs[model] = tmp_path / model
+        code, _, err = call(["train", model, "--data", "digits", "--epochs", 1, "--out", runs[model], "--set", "train.max_steps=3",
+                             "--set", "steps=4", "--set", "lstm_units=16", "--set", "z_dim=4", "--set", "train.progress=false"])
+        assert code == 0, err
+        code, _, err = call(["report", runs[model], "--weights", "latest"])
+        assert code == 0, err
+        sequence = read_png(runs[model] / "figures" / "draw-sequence.png")
+        assert float(sequence[..., 0].std()) > 0
+    assert (runs["cdraw"] / "figures" / "samples-per-class.png").is_file()
+    code, _, err = call(["sample", runs["cdraw"], "--y", 3, "--n", 4])
+    assert code == 0, err
+    code, _, err = call(["sample", runs["draw"], "--y", 3])
+    assert code != 0 and "no classes to condition on" in err
+    code, _, err = call(["eval", runs["draw"], "--iw-samples", 3, "--limit", 10])
+    assert code == 0, err
+    result = json.loads((runs["draw"] / "eval.json").read_text())
+    assert result["iw_log_likelihood"] < 0 and result["elbo"] < 0

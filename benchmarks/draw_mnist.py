@@ -1,0 +1,137 @@
+"""DRAW on binarised MNIST (issue 7): the test negative ELBO of DRAW with and without attention
+beside Gregor et al. 2015, Table 2, and short runs of conditional DRAW and DRAW + GAN for the
+poster's two generalisations.
+
+    POGM_DATA=../shared/data python benchmarks/draw_mnist.py train --budget-minutes 30 --jobs 4
+    POGM_DATA=../shared/data python benchmarks/draw_mnist.py evaluate --iw-samples 100 --iw-limit 500
+    POGM_DATA=../shared/data python benchmarks/draw_mnist.py summarise
+
+Runs live in ``--runs/<name>-<budget>min-seed<seed>`` and are reused when finished (see
+`gan_mnist.train_for_budget`). The main runs use Gregor et al.'s MNIST sizes (Table 3: T = 64,
+256 LSTM units, z of 100 per step, read 2 x 2 and write 5 x 5 with attention); the
+generalisations use T = 32 to make their short runs count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from gan_mnist import train_for_budget  # noqa: E402
+
+# Gregor et al. 2015, Table 2: negative log-likelihood bounds on binarised MNIST, in nats.
+PAPER = {"source": "Gregor et al. 2015, Table 2 (binarised MNIST, test set)", "draw-attention": 80.97, "draw-noattention": 87.40}
+
+TRAIN = {"lr": 1e-3, "adam_betas": [0.5, 0.999], "grad_clip": 10.0}
+# (model, data options, model options, train options, share of the budget)
+RUNS = {
+    "draw-attention": ("draw", {}, {"attention": True}, TRAIN, 1.0),
+    "draw-noattention": ("draw", {}, {"attention": False}, TRAIN, 1.0),
+    "cdraw": ("cdraw", {}, {"attention": True, "steps": 32}, TRAIN, 1 / 3),
+    "draw-gan": ("draw-gan", {}, {"attention": True, "steps": 32}, TRAIN, 1 / 3),
+}
+
+
+def run_dir(args, name: str) -> Path:
+    budget = args.budget_minutes * RUNS[name][4]
+    return Path(args.runs) / f"{name}-{budget:g}min-seed{args.seed}"
+
+
+def train_one(job) -> str:
+    name, args = job
+    model, data, model_options, train_options, share = RUNS[name]
+    out = run_dir(args, name)
+    train_for_budget(model, out, args.budget_minutes * share, args.seed, data, model_options, train_options)
+    return str(out)
+
+
+def evaluate_one(job) -> dict:
+    """Test ELBO on every test image (the fixed evaluation binarisation) and the IW bound on the first ``iw_limit``."""
+    name, args = job
+    import torch
+
+    from pogm.evaluate.metrics import mean_elbo, mean_log_likelihood
+    from pogm.train import load_run
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    run = load_run(run_dir(args, name), weights="best")
+    start = time.time()
+    elbo = mean_elbo(run.model, run.data.test, batch_size=500)
+    elbo_seconds = time.time() - start
+    start = time.time()
+    iw = mean_log_likelihood(run.model, run.data.test, k=args.iw_samples, batch_size=20, chunk_size=args.iw_samples, limit=args.iw_limit)
+    result = {
+        "name": name, "run_dir": str(run_dir(args, name)), "test_examples": len(run.data.test), "test_negative_elbo": -elbo, "elbo_seconds": round(elbo_seconds, 1),
+        "iw_samples": args.iw_samples, "iw_examples": args.iw_limit, "iw_negative_log_likelihood": -iw, "iw_seconds": round(time.time() - start, 1),
+    }
+    (run_dir(args, name) / "draw_eval.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def summarise(args) -> dict:
+    from pogm.train.checkpoint import read_metrics
+
+    rows = []
+    for name in RUNS:
+        out = run_dir(args, name)
+        if not (out / "metrics.jsonl").is_file():
+            continue
+        last = read_metrics(out)[-1]
+        evaluation = json.loads((out / "draw_eval.json").read_text()) if (out / "draw_eval.json").is_file() else {}
+        rows.append({
+            "name": name, "model": RUNS[name][0], "model_options": RUNS[name][2], "steps": last["step"], "epochs": last["epoch"],
+            "train_cpu_seconds": last["train_cpu_seconds"], "train_wall_seconds": last["train_wall_seconds"], "paper_negative_log_likelihood_bound": PAPER.get(name),
+            **{k: v for k, v in evaluation.items() if k not in ("name", "run_dir")},
+        })
+    report = {
+        "benchmark": "draw_mnist",
+        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count(), "threads_per_run": 1},
+        "paper": PAPER, "train": TRAIN, "runs": rows,
+    }
+    lines = ["| run | steps (epochs) | CPU-min | test -ELBO | IW -log p(x) (k, images) | Gregor et al. |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        elbo = f"{r['test_negative_elbo']:.2f}" if "test_negative_elbo" in r else "-"
+        iw = f"{r['iw_negative_log_likelihood']:.2f} ({r['iw_samples']}, {r['iw_examples']})" if "iw_negative_log_likelihood" in r else "-"
+        paper = f"<= {r['paper_negative_log_likelihood_bound']}" if r["paper_negative_log_likelihood_bound"] else "-"
+        lines.append(f"| {r['name']} | {r['steps']} ({r['epochs']}) | {r['train_cpu_seconds'] / 60:.1f} | {elbo} | {iw} | {paper} |")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print(f"wrote {out} and {out.with_suffix('.md')}")
+    return report
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["train", "evaluate", "summarise"])
+    parser.add_argument("--names", nargs="+", default=list(RUNS), choices=list(RUNS))
+    parser.add_argument("--budget-minutes", type=float, default=30.0, help="CPU minutes of the main runs (the generalisations get a third)")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--iw-samples", type=int, default=100)
+    parser.add_argument("--iw-limit", type=int, default=500, help="test images for the importance-weighted bound")
+    parser.add_argument("--runs", default=str(Path(__file__).parent / "runs-draw"))
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "draw_mnist.json"))
+    args = parser.parse_args(argv)
+    if args.command == "summarise":
+        summarise(args)
+        return
+    names = args.names if args.command == "train" else [n for n in args.names if n in PAPER]
+    work = train_one if args.command == "train" else evaluate_one
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        for result in pool.map(work, [(name, args) for name in names]):
+            print(result, flush=True)
+
+
+if __name__ == "__main__":
+    main()
