@@ -135,7 +135,7 @@ def _show(ax, image: Tensor) -> None:
     ax.set_xticks([]), ax.set_yticks([])
 
 
-def _draw_rows(rows: list[Tensor], labels: list[str], path: str | Path, column_titles: list[str] | None = None) -> Path:
+def draw_rows(rows: list[Tensor], labels: list[str], path: str | Path, column_titles: list[str] | None = None) -> Path:
     """A grid of images: ``rows[r]`` is ``[N, C, H, W]``, labelled on the left."""
     plt = _pyplot()
     count = rows[0].shape[0]
@@ -169,7 +169,7 @@ def completion_grid(model, data, path: str | Path, n: int = 8, samples: int = 2)
         completions = model.complete(given, samples=samples)  # [S, B, C, H, W]
         rows += list(completions)
         labels += ["completed"] * samples
-    return _draw_rows(rows, labels, path)
+    return draw_rows(rows, labels, path)
 
 
 @torch.no_grad()
@@ -200,7 +200,7 @@ def samples_per_class(model, data, path: str | Path, per_class: int = 8) -> Path
     image_shape = tuple(int(s) for s in model.config.image_shape)
     labels = torch.arange(K, device=model.device).repeat_interleave(per_class)
     images = model.sample(len(labels), labels).reshape(K, per_class, *image_shape)
-    return _draw_rows(list(images), [f"y={y}" for y in range(K)], path)
+    return draw_rows(list(images), [f"y={y}" for y in range(K)], path)
 
 
 def cvae_figures(model, data, out_dir: str | Path) -> list[Path]:
@@ -219,6 +219,6 @@ def cvae_figures(model, data, out_dir: str | Path) -> list[Path]:
 
 
 __all__ = [
-    "SETTINGS", "completion_grid", "completion_log_likelihoods", "cvae_figures", "cycled_masks", "left_half_mask",
+    "SETTINGS", "completion_grid", "draw_rows", "completion_log_likelihoods", "cvae_figures", "cycled_masks", "left_half_mask",
     "pattern_masks", "patterns_of", "quadrant_masks", "samples_per_class", "style_grid",
 ]

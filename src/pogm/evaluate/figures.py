@@ -220,6 +220,10 @@ def write_run_figures(run, out: Path | None = None) -> list[Path]:
         return cvae_figures(model, data, out) + (image_model_figures(model, data, out) if hasattr(model, "parameter_groups") else [])
     if getattr(model, "canvas_sequence", None) is not None:
         return draw_figures(model, data, out)
+    if getattr(model, "innovate", None) is not None:
+        from pogm.evaluate.hali_figures import hali_figures
+
+        return hali_figures(model, data, out, run.run_dir)
     if hasattr(model, "parameter_groups") and data.train.x["x"].dim() == 4:
         return image_model_figures(model, data, out)
     x_dim = int(data.train.x["x"][0].numel())

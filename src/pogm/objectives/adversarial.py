@@ -13,6 +13,8 @@ log-softmax, so saturated discriminators give exact gradients instead of log(0).
 * VAE-GAN (Larsen et al. 2016): the reconstruction error measured on a discriminator layer,
   L_llike^Dis_l = -log N(Dis_l(x) | Dis_l(x~), I) (eq. 6), and the equilibrium gate that pauses
   the discriminator when it wins too clearly and the decoder when it loses too clearly.
+* ALI / HALI (Dumoulin et al. 2016; HALI's Algorithm 1): D tells the encoder's joint (x, z^) from
+  the decoder's (x~, z); encoder and decoder share one generator loss.
 """
 
 from __future__ import annotations
@@ -100,6 +102,21 @@ def equilibrium_gates(real_bce: float, fake_bce: float, equilibrium: float = 0.6
     return train_discriminator, train_decoder
 
 
+def joint_generator_loss(encoder_logits: Tensor, decoder_logits: Tensor, form: str = "non-saturating") -> Tensor:
+    """ALI's and HALI's generator loss (Dumoulin et al. 2016; HALI, Algorithm 1): the encoder's
+    joint (x, z^) and the decoder's joint (x~, z) each try to pass for the other.
+
+    ``encoder_logits`` are D's logits on (x, z^_1..L) (the side D calls real), ``decoder_logits``
+    on (x~, z_1..L). Non-saturating (Algorithm 1): -E log(1 - D(x, z^)) - E log D(x~, z);
+    minimax: minus the discriminator's loss.
+    """
+    if form == "non-saturating":
+        return fake_loss(encoder_logits).mean() + real_loss(decoder_logits).mean()
+    if form == "minimax":
+        return -discriminator_loss(encoder_logits, decoder_logits)
+    raise ValueError(f"unknown generator loss {form!r}; choose one of {list(GENERATOR_FORMS)}")
+
+
 __all__ = [
     "GENERATOR_FORMS",
     "class_discriminator_loss",
@@ -109,5 +126,7 @@ __all__ = [
     "fake_loss",
     "feature_reconstruction",
     "generator_loss",
+    "joint_generator_loss",
     "real_loss",
 ]
+

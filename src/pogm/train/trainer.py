@@ -285,6 +285,8 @@ class Trainer:
                     metrics[f"{split}_task_loss"] = task_loss(self.model, data, self.task_loss_spec, self.config.eval_batch_size)
                 if split == "valid" and hasattr(self.model, "log_weights"):
                     metrics["valid_elbo"] = mean_elbo(self.model, data, self.config.eval_batch_size, self.config.eval_elbo_limit)
+                if split == "valid" and getattr(self.model, "validation_metrics", None) is not None:
+                    metrics.update({f"valid_{name}": value for name, value in self.model.validation_metrics(data).items()})
         return metrics
 
     def selection_score(self, metrics: dict[str, float]) -> float | None:

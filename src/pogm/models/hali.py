@@ -1,0 +1,324 @@
+"""ALI and hierarchical ALI (Dumoulin et al. 2016, "Adversarially Learned Inference"; "Hierarchical
+Adversarially Learned Inference", paper 003), and semi-supervised HALI (its section 7.2).
+
+With L latent levels (``z_dims``; L = 1 is ALI, L = 2 HALI's default), both directions are Markov
+chains of conditional Gaussians (eqs. 1-4):
+    encoder  q(x, z_1..L) = q(x) q(z_1 | x) prod_{l=2..L} q(z_l | z_{l-1})                 (eq. 3)
+    decoder  p(x, z_1..L) = p(z_L) prod_{l=2..L} p(z_{l-1} | z_l) p(x | z_1),  p(z_L) = N(0, I) (eq. 4)
+p(x | z_1) is the generator's image G_x(z_1) (a sigmoid image, as GANs use), the other kernels
+are reparameterised diagonal Gaussians. The decoder of z_{l-1} reads z_l only.
+
+A discriminator D(x, z_1, ..., z_L) (`pogm.nn.joint.JointDiscriminator`) tells the two joints
+apart (Algorithm 1):
+    L_d = -E log D(x, z^_1..L) - E log(1 - D(x~, z_1..L))
+    L_g = -E log(1 - D(x, z^_1..L)) - E log D(x~, z_1..L)     (or the minimax -L_d)
+L_g trains encoder and decoder together (group "generator"), L_d the discriminator (group
+"discriminator"); each loss reaches its own group only (D frozen in L_g, inputs detached in L_d).
+Section 4's regularisers: Gaussian noise (std ``input_noise``) on the encoder's and the
+discriminator's inputs, dropout in D, optional weight normalisation of D.
+
+Semi-supervised HALI (section 7.2, eqs. 9-10): x -> z -> y with z inferred from the noisy input
+and q(y | z) a softmax on it; its cross-entropy on the labelled rows joins the generator's loss.
+
+What the hierarchy offers (sections 3.2, 6): reconstructions through each level
+x^_l ~ T_{x|z_l} o T_{z_l|x} (eq. 5) with their Euclidean and discriminator-feature errors
+(eq. 8), inpainting from the top level down, traversals of single coordinates and the latent
+semantic innovation of section 6.3.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from pogm.data.batch import Batch
+from pogm.latents import DiagonalGaussian
+from pogm.models.base import Model, as_batch, flat_x_shape_fields
+from pogm.models.registry import register_model
+from pogm.nn import MLP, GaussianHead, call_frozen
+from pogm.nn.joint import JointDiscriminator
+from pogm.objectives.adversarial import discriminator_loss, joint_generator_loss
+from pogm.objectives.semi_supervised import classification_loss
+
+
+@dataclass(frozen=True)
+class HALIConfig:
+    x_dim: int = 784
+    image_shape: tuple[int, ...] = (1, 28, 28)
+    z_dims: tuple[int, ...] = (64, 32)  # z_1, ..., z_L
+    hidden: tuple[int, ...] = (500, 500)  # every kernel's MLP
+    activation: str = "leaky_relu"
+    batch_norm: bool = True  # in the encoder's and decoder's kernels (HALI, section 4)
+    discriminator_hidden: tuple[int, ...] = (500,)  # D(x) stage
+    discriminator_joint_hidden: tuple[int, ...] = (500,)  # each stage where a level joins
+    discriminator_dropout: float = 0.2
+    weight_norm: bool = False
+    input_noise: float = 0.2  # std of the noise on the encoder's and D's inputs (section 4)
+    gan_loss: str = "non-saturating"  # Algorithm 1; or "minimax"
+    num_classes: int = 0  # semi-supervised HALI: the classes of the softmax on z
+    supervised_weight: float = 1.0  # weight of eq. 10's cost in the generator's loss
+    classifier_levels: tuple[int, ...] = ()  # levels whose z the softmax reads; () = all
+
+
+def _gaussian_kernel(in_dim: int, out_dim: int, c: HALIConfig) -> GaussianHead:
+    return GaussianHead(MLP(in_dim, c.hidden, 2 * out_dim, c.activation, c.batch_norm))
+
+
+class HierarchicalALI(Model):
+    """ALI with a Markov hierarchy of latent levels, trained by Algorithm 1."""
+
+    Config = HALIConfig
+    discriminator_groups: ClassVar[tuple[str, ...]] = ("discriminator",)
+    data_defaults: ClassVar[dict[str, Any]] = {"binarize": False}
+
+    def __init__(self, config: HALIConfig) -> None:
+        super().__init__(config)
+        c = config
+        if not c.z_dims:
+            raise ValueError("z_dims must list at least one latent level")
+        if math.prod(c.image_shape) != c.x_dim:
+            raise ValueError(f"image_shape {tuple(c.image_shape)} has {math.prod(c.image_shape)} values but x_dim={c.x_dim}")
+        L = len(c.z_dims)
+        bad = [level for level in c.classifier_levels if not 1 <= level <= L]
+        if bad:
+            raise ValueError(f"classifier_levels must be in 1..{L}, got {bad}")
+        inputs = (c.x_dim, *c.z_dims[:-1])
+        self.encoder = nn.ModuleList(_gaussian_kernel(d_in, d_out, c) for d_in, d_out in zip(inputs, c.z_dims))  # q(z_l | z_{l-1})
+        self.decoder = nn.ModuleList(_gaussian_kernel(c.z_dims[l], c.z_dims[l - 1], c) for l in range(1, L))  # p(z_l | z_{l+1}), [l-1]
+        self.generator = MLP(c.z_dims[0], tuple(reversed(c.hidden)), c.x_dim, c.activation, c.batch_norm)  # G_x(z_1): logits
+        self.discriminator = JointDiscriminator(
+            c.x_dim, c.z_dims, c.discriminator_hidden, c.discriminator_joint_hidden, c.discriminator_dropout, c.input_noise, c.weight_norm
+        )
+        self.classifier = nn.Linear(sum(c.z_dims[l - 1] for l in self.classifier_levels), c.num_classes) if c.num_classes else None
+
+    @classmethod
+    def data_fields(cls, x_dim: int, num_classes: int | None, num_train: int, num_labelled: int, train: Any = None) -> dict[str, Any]:
+        return {"x_dim": x_dim, **flat_x_shape_fields(x_dim, train)}
+
+    @property
+    def levels(self) -> int:
+        return len(self.config.z_dims)
+
+    @property
+    def classifier_levels(self) -> tuple[int, ...]:
+        return tuple(self.config.classifier_levels) or tuple(range(1, self.levels + 1))
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        discriminator = list(self.discriminator.parameters())
+        own = {id(p) for p in discriminator}
+        return {"generator": [p for p in self.parameters() if id(p) not in own], "discriminator": discriminator}
+
+    # ----- the two chains -------------------------------------------------------------------
+
+    def noisy(self, x: Tensor) -> Tensor:
+        """The encoder's input: x plus Gaussian noise in training (section 4; eq. 9's x + sigma eps)."""
+        if self.training and self.config.input_noise > 0:
+            return x + self.config.input_noise * torch.randn_like(x)
+        return x
+
+    def encode_chain(self, x: Tensor, levels: int | None = None, sample: bool = True) -> list[Tensor]:
+        """``[z^_1, ..., z^_l]`` from q(z_1 | x) then q(z_l | z_{l-1}) (eq. 1), each ``[B, d_l]``;
+        ``sample=False`` follows the means."""
+        zs, h = [], x
+        for kernel in self.encoder[: levels or self.levels]:
+            q = DiagonalGaussian(*kernel(h))
+            h = q.rsample() if sample else q.mean
+            zs.append(h)
+        return zs
+
+    def decode_from(self, z: Tensor, level: int, sample: bool = True) -> tuple[Tensor, list[Tensor]]:
+        """From z_level down: ``(x~ logits [B, D], [z_1, ..., z_level])`` through p(z_{l-1} | z_l) (eq. 2)."""
+        zs = [z]
+        for kernel in reversed(self.decoder[: level - 1]):
+            p = DiagonalGaussian(*kernel(zs[0]))
+            zs.insert(0, p.rsample() if sample else p.mean)
+        return self.generator(zs[0]), zs
+
+    def prior_chain(self, n: int) -> tuple[Tensor, list[Tensor]]:
+        """``(x~ logits, [z_1, ..., z_L])`` with z_L ~ N(0, I) (eq. 4)."""
+        z_top = torch.randn(n, self.config.z_dims[-1], device=self.device)
+        return self.decode_from(z_top, self.levels)
+
+    # ----- Algorithm 1 ----------------------------------------------------------------------
+
+    def loss(self, batch: Batch, kl_weight: float = 1.0, step: int = 0) -> dict[str, Tensor]:
+        x, mask = self.flat_x(batch)  # [B, D]
+        B = x.shape[0]
+        z_hat = self.encode_chain(self.noisy(x))  # encoder's joint: (x, z^_1..L)
+        logits_tilde, z = self.prior_chain(B)  # decoder's joint: (x~, z_1..L)
+        x_tilde = torch.sigmoid(logits_tilde)  # [B, D]
+        if mask is not None:  # holes show the decoder's values, so a hole never tells D which joint it sees
+            x = torch.where(mask, x, x_tilde.detach())
+
+        logits_q, _ = self.discriminator(x, [v.detach() for v in z_hat])  # [B]
+        logits_p, _ = self.discriminator(x_tilde.detach(), [v.detach() for v in z])
+        loss_d = discriminator_loss(logits_q, logits_p)
+
+        logits_q_g, _ = call_frozen(self.discriminator, x, z_hat)
+        logits_p_g, _ = call_frozen(self.discriminator, x_tilde, z)
+        loss_g = joint_generator_loss(logits_q_g, logits_p_g, self.config.gan_loss)
+
+        terms: dict[str, Tensor] = {}
+        if self.classifier is not None:
+            supervised = self.supervised_cost(batch, z_hat)
+            loss_g = loss_g + self.config.supervised_weight * supervised
+            terms["supervised"] = supervised.detach()
+        with torch.no_grad():
+            terms["d_encoder_accuracy"] = (logits_q > 0).float().mean()  # how often D calls the encoder's joint real
+            terms["d_decoder_accuracy"] = (logits_p < 0).float().mean()
+        return {"loss": loss_g + loss_d, "loss/generator": loss_g, "loss/discriminator": loss_d, **terms}
+
+    # ----- semi-supervised HALI (section 7.2) ------------------------------------------------
+
+    def classifier_input(self, zs: list[Tensor]) -> Tensor:
+        return torch.cat([zs[level - 1] for level in self.classifier_levels], -1)  # [B, sum d_l]
+
+    def supervised_cost(self, batch: Batch, z_hat: list[Tensor]) -> Tensor:
+        """Eq. 10: the cross-entropy of q(y | z) on the labelled rows, z from the noisy input."""
+        if batch.y is None or not bool(batch.y_mask.any()):
+            return self.classifier.weight.sum() * 0.0
+        labelled = batch.y_mask
+        y = batch.y[labelled]
+        K = self.config.num_classes
+        if y.dtype.is_floating_point or y.min() < 0 or y.max() >= K:
+            raise ValueError(f"labels must be integers in [0, {K}); got dtype {y.dtype}, range [{y.min().item()}, {y.max().item()}]")
+        logits = self.classifier(self.classifier_input([z[labelled] for z in z_hat]))  # [B_l, K]
+        return classification_loss(logits, y).mean()
+
+    # ----- what the model offers ------------------------------------------------------------
+
+    @torch.no_grad()
+    def encode(self, batch: Batch | Tensor, level: int | None = None) -> Tensor:
+        """The encoder's means: every level concatenated ``[B, sum d_l]``, or one ``level``."""
+        x, _ = self.flat_x(as_batch(batch))
+        zs = self.encode_chain(x, sample=False)
+        return torch.cat(zs, -1) if level is None else zs[level - 1]
+
+    @torch.no_grad()
+    def reconstruct(self, batch: Batch | Tensor, level: int = 1, sample: bool = True) -> Tensor:
+        """x^_l ~ T_{x|z_l} o T_{z_l|x} (section 3.2): up to level ``level`` and back down."""
+        batch = as_batch(batch)
+        x, _ = self.flat_x(batch)
+        return self.reconstruct_flat(x, level, sample).reshape(batch.x[self.group].shape)
+
+    def reconstruct_flat(self, x: Tensor, level: int, sample: bool = True) -> Tensor:
+        if not 1 <= level <= self.levels:
+            raise ValueError(f"level must be in 1..{self.levels}, got {level}")
+        z = self.encode_chain(x, level, sample)[-1]
+        return torch.sigmoid(self.decode_from(z, level, sample)[0])  # [B, D]
+
+    @torch.no_grad()
+    def reconstruction_errors(self, x: Tensor) -> dict[str, float]:
+        """Per level l: the mean Euclidean distance ||x - x^_l|| and the discriminator-embedded
+        distance d_c(x, x^_l) = ||D-bar(x, z^(x)) - D-bar(x^_l, z^(x^_l))|| (eq. 8), over the rows of ``x`` ``[B, D]``."""
+        was_training = self.training
+        self.eval()
+        features_x = self.discriminator(x, self.encode_chain(x, sample=False))[1]  # [B, F]
+        errors = {}
+        for level in range(1, self.levels + 1):
+            x_hat = self.reconstruct_flat(x, level)
+            features_hat = self.discriminator(x_hat, self.encode_chain(x_hat, sample=False))[1]
+            errors[f"reconstruction_l{level}_euclidean"] = float((x - x_hat).norm(dim=-1).mean())
+            errors[f"reconstruction_l{level}_discriminator"] = float((features_x - features_hat).norm(dim=-1).mean())
+        self.train(was_training)
+        return errors
+
+    def validation_metrics(self, dataset: Any, limit: int = 1000) -> dict[str, float]:
+        """What the Trainer logs at every evaluation: the per-level reconstruction errors (the paper's Fig. 3)."""
+        x = dataset.x[self.group][:limit].reshape(min(limit, len(dataset)), -1).to(self.device)
+        return self.reconstruction_errors(x)
+
+    @torch.no_grad()
+    def impute(self, batch: Batch, sweeps: int = 2) -> Tensor:
+        """Inpainting (section 6.1): the missing pixels from the top level's reconstruction first,
+        then refined by each lower level in turn (``sweeps`` passes per level); observed pixels kept."""
+        x_full = batch.x[self.group]
+        x, mask = self.flat_x(batch)
+        if mask is None:
+            return x_full.clone()
+        current = x
+        for level in range(self.levels, 0, -1):
+            for _ in range(sweeps):
+                current = torch.where(mask, x, self.reconstruct_flat(current, level))
+        return torch.where(batch.x_mask[self.group], x_full, current.reshape(x_full.shape))
+
+    @torch.no_grad()
+    def sample(self, n: int, y: Tensor | None = None) -> Tensor:
+        """Images G_x(z_1) of the decoder's chain from z_L ~ N(0, I): ``[n, D]``."""
+        if y is not None:
+            raise ValueError(f"{type(self).__name__} is not conditioned on labels; drop --y")
+        return torch.sigmoid(self.prior_chain(n)[0])
+
+    @torch.no_grad()
+    def traverse(self, level: int, coordinate: int, scales: Tensor, n: int = 4, sample: bool = False) -> Tensor:
+        """Section 6.2: draw ``n`` codes of z_level from the prior chain, multiply one ``coordinate``
+        by each scale in ``scales`` and decode: ``[len(scales), n, D]``."""
+        if not 1 <= level <= self.levels or not 0 <= coordinate < self.config.z_dims[level - 1]:
+            raise ValueError(f"level must be in 1..{self.levels} and coordinate in [0, d_level); got level {level}, coordinate {coordinate}")
+        _, zs = self.prior_chain(n)
+        z = zs[level - 1]  # [n, d_l]
+        images = []
+        for scale in scales:
+            edited = z.clone()
+            edited[:, coordinate] = edited[:, coordinate] * scale
+            images.append(torch.sigmoid(self.decode_from(edited, level, sample)[0]))
+        return torch.stack(images)
+
+    @torch.no_grad()
+    def innovate(self, batch: Batch | Tensor, coordinate: int, alpha: float) -> Tensor:
+        """Latent semantic innovation (section 6.3): scale entry ``coordinate`` of z^_L by
+        ``alpha``, take the change it makes to the decoded z_{L-1} (the innovation tensor
+        eta = z~_{L-1} - z~^alpha_{L-1}), subtract it from z^_{L-1} and decode. ``[B, ...]``."""
+        if self.levels < 2:
+            raise ValueError("latent innovation needs at least two levels (HALI); ALI has one")
+        batch = as_batch(batch)
+        x, _ = self.flat_x(batch)
+        zs = self.encode_chain(x, sample=False)
+        z_top, z_below = zs[-1], zs[-2]
+        edited = z_top.clone()
+        edited[:, coordinate] = edited[:, coordinate] * alpha
+        below_kernel = self.decoder[self.levels - 2]
+        eta = below_kernel(z_top)[0] - below_kernel(edited)[0]  # innovation tensor, [B, d_{L-1}]
+        logits, _ = self.decode_from(z_below - eta, self.levels - 1, sample=False)
+        return torch.sigmoid(logits).reshape(batch.x[self.group].shape)
+
+
+@register_model("ali", paper="Dumoulin et al. 2016, Adversarially Learned Inference", summary="ALI: encoder and decoder matched by a discriminator on (x, z)")
+class ALI(HierarchicalALI):
+    """ALI: one latent level."""
+
+    @classmethod
+    def data_fields(cls, x_dim: int, num_classes: int | None, num_train: int, num_labelled: int, train: Any = None) -> dict[str, Any]:
+        return {**super().data_fields(x_dim, num_classes, num_train, num_labelled, train), "z_dims": (64,)}
+
+
+@register_model("hali", paper="Hierarchical Adversarially Learned Inference (paper 003)", summary="HALI: Markov hierarchy x -> z1 -> z2 matched adversarially (Algorithm 1)")
+class HALI(HierarchicalALI):
+    """HALI with L levels (two by default)."""
+
+
+@register_model("hali-ssl", paper="Hierarchical Adversarially Learned Inference (paper 003), section 7.2", summary="Semi-supervised HALI: a softmax on z from noisy input, its cost in the generator's loss")
+class SemiSupervisedHALI(HierarchicalALI):
+    """Semi-supervised HALI: q(y | z) classifies."""
+
+    uses_labels: ClassVar[bool] = True
+
+    @classmethod
+    def data_fields(cls, x_dim: int, num_classes: int | None, num_train: int, num_labelled: int, train: Any = None) -> dict[str, Any]:
+        if not num_classes:
+            raise ValueError(f"{cls.__name__} needs class labels; the data set has none")
+        return {**super().data_fields(x_dim, num_classes, num_train, num_labelled, train), "num_classes": num_classes}
+
+    @torch.no_grad()
+    def classify(self, batch: Batch | Tensor) -> Tensor:
+        """Log-probabilities of q(y | z) with z the encoder's means of the clean input: ``[B, K]``."""
+        x, _ = self.flat_x(as_batch(batch))
+        return F.log_softmax(self.classifier(self.classifier_input(self.encode_chain(x, sample=False))), -1)
+
+
+__all__ = ["HALIConfig", "HierarchicalALI", "ALI", "HALI", "SemiSupervisedHALI"]
