@@ -16,15 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from gan_mnist import train_for_budget  # noqa: E402
+from common import machine, run_in_pool, train_for_budget, write_report
 
 # Gregor et al. 2015, Table 2: negative log-likelihood bounds on binarised MNIST, in nats.
 PAPER = {"source": "Gregor et al. 2015, Table 2 (binarised MNIST, test set)", "draw-attention": 80.97, "draw-noattention": 87.40}
@@ -93,7 +90,7 @@ def summarise(args) -> dict:
         })
     report = {
         "benchmark": "draw_mnist",
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count(), "threads_per_run": 1},
+        "machine": machine(),
         "paper": PAPER, "train": TRAIN, "runs": rows,
     }
     lines = ["| run | steps (epochs) | CPU-min | test -ELBO | IW -log p(x) (k, images) | Gregor et al. |", "|---|---|---|---|---|---|"]
@@ -102,12 +99,7 @@ def summarise(args) -> dict:
         iw = f"{r['iw_negative_log_likelihood']:.2f} ({r['iw_samples']}, {r['iw_examples']})" if "iw_negative_log_likelihood" in r else "-"
         paper = f"<= {r['paper_negative_log_likelihood_bound']}" if r["paper_negative_log_likelihood_bound"] else "-"
         lines.append(f"| {r['name']} | {r['steps']} ({r['epochs']}) | {r['train_cpu_seconds'] / 60:.1f} | {elbo} | {iw} | {paper} |")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    print(f"wrote {out} and {out.with_suffix('.md')}")
+    write_report(args.out, report, lines)
     return report
 
 
@@ -128,9 +120,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     names = args.names if args.command == "train" else [n for n in args.names if n in PAPER]
     work = train_one if args.command == "train" else evaluate_one
-    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        for result in pool.map(work, [(name, args) for name in names]):
-            print(result, flush=True)
+    run_in_pool(work, [(name, args) for name in names], args.jobs)
 
 
 if __name__ == "__main__":

@@ -15,11 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import machine, train_for_budget, write_report
 
 # M2 as in benchmarks/ssl_mnist.py (Kingma's networks with batch norm, Adam 1e-3); M2 + GAN adds
 # the conditional discriminator and keeps everything else. Both see grey-level images (Bernoulli
@@ -41,30 +43,6 @@ POSTER_SSL = {
 
 def _run_dir(args, name: str) -> Path:
     return Path(args.runs) / name
-
-
-def _finished(run_dir: Path, budget_seconds: float) -> bool:
-    from pogm.train.checkpoint import read_metrics
-
-    if not (run_dir / "metrics.jsonl").is_file():
-        return False
-    records = read_metrics(run_dir)
-    return bool(records) and records[-1]["train_cpu_seconds"] >= budget_seconds - 5
-
-
-def train_for_budget(model: str, out: Path, budget_minutes: float, seed: int, data: dict, model_options: dict, train_options: dict, labels: int | None = None) -> None:
-    """Train ``model`` on MNIST in ``out`` for ``budget_minutes`` of CPU time on one thread; a
-    finished run is left alone, an interrupted one continues under its own budget."""
-    import torch
-
-    import pogm
-
-    torch.set_num_threads(1)
-    if _finished(out, budget_minutes * 60):
-        return
-    overrides = {"model": dict(model_options), "train": {**train_options, "cpu_budget_seconds": budget_minutes * 60, "threads": 1, "progress": False}, "data": dict(data)}
-    resume = (out / "state.pt").is_file()  # epochs=None keeps the run's own budget
-    pogm.train(model, data="mnist", labels=labels, epochs=None if resume else 100000, out=out, seed=seed, overrides=overrides, progress=False, resume=resume)
 
 
 def run_ssl(model: str, labels_per_class: int, budget_minutes: float, args) -> dict:
@@ -148,7 +126,7 @@ def summarise(args) -> dict:
     completion_file = Path(args.runs) / "completion.json"
     report = {
         "benchmark": "gan_mnist",
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count(), "threads_per_run": 1},
+        "machine": machine(),
         "ssl": sorted(ssl, key=lambda r: (r["labels"], r["model"])),
         "ssl_at_equal_steps": equal_steps,
         "poster_ssl": POSTER_SSL,
@@ -169,12 +147,7 @@ def summarise(args) -> dict:
         for setting, v in c.items():
             if isinstance(v, dict) and "nats_per_image" in v:
                 lines.append(f"| {setting} | {v['nats_per_image']:.2f} | {v['nats_per_missing_pixel']:.4f} | {v['elbo_per_image']:.2f} |")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    print(f"wrote {out} and {out.with_suffix('.md')}")
+    write_report(args.out, report, lines)
     return report
 
 
