@@ -206,7 +206,9 @@ class HierarchicalALI(Model):
         x, _ = self.flat_x(batch)
         return self.reconstruct_flat(x, level, sample).reshape(batch.x[self.group].shape)
 
+    @torch.no_grad()
     def reconstruct_flat(self, x: Tensor, level: int, sample: bool = True) -> Tensor:
+        """``[B, D]`` images in, their level-``level`` reconstructions out."""
         if not 1 <= level <= self.levels:
             raise ValueError(f"level must be in 1..{self.levels}, got {level}")
         z = self.encode_chain(x, level, sample)[-1]
