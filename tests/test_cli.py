@@ -99,7 +99,7 @@ def check_models_table(text: str) -> None:
     from pogm.models import get_model
 
     table = offers_by_model(text)
-    assert sorted(table) == ["adgm", "avae", "cdraw", "cdraw-gan", "cvae", "cvae-gan", "draw", "draw-gan", "factvae", "fvae", "hvae", "jmvae-plus", "m1m2", "m2", "m2-gan", "oivae", "sdgm", "vae", "vaegan"]
+    assert sorted(table) == ["adgm", "ali", "avae", "cdraw", "cdraw-gan", "cvae", "cvae-gan", "draw", "draw-gan", "factvae", "fvae", "hali", "hali-ssl", "hvae", "jmvae-plus", "m1m2", "m2", "m2-gan", "oivae", "sdgm", "vae", "vaegan"]
     for name, offers in table.items():
         assert offers == {"loss", *get_model(name).offers}, name  # the table shows what the registry offers
     # What each model is, whatever else it gains: only the semi-supervised models classify.
@@ -421,3 +421,22 @@ def test_draw_report_draws_the_canvas_sequence_and_cdraw_samples_a_class(tmp_pat
     assert code == 0, err
     result = json.loads((runs["draw"] / "eval.json").read_text())
     assert result["iw_log_likelihood"] < 0 and result["elbo"] < 0
+
+
+def test_hali_report_draws_the_hierarchy_and_ssl_hali_classifies(tmp_path):
+    small = ["--set", "train.progress=false", "--set", "hidden=[16]", "--set", "z_dims=[6,3]", "--set", "discriminator_hidden=[16]", "--set", "discriminator_joint_hidden=[16]"]
+    run = tmp_path / "hali"
+    code, _, err = call(["train", "hali", "--data", "digits", "--epochs", 1, "--out", run, *small])
+    assert code == 0, err
+    code, _, err = call(["report", run, "--weights", "latest"])
+    assert code == 0, err
+    names = {p.name for p in (run / "figures").iterdir()}
+    assert {"samples.png", "hierarchical-reconstructions.png", "inpainting.png", "traversal-z1.png", "traversal-z2.png", "innovation.png", "reconstruction-errors.png"} <= names
+    assert float(read_png(run / "figures" / "inpainting.png")[..., 0].std()) > 0
+    record = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()][-1]
+    assert record["valid_reconstruction_l1_euclidean"] > 0 and record["valid_reconstruction_l2_discriminator"] > 0
+    ssl = tmp_path / "hali-ssl"
+    code, _, err = call(["train", "hali-ssl", "--data", "digits", "--labels", 5, "--epochs", 1, "--out", ssl, *small])
+    assert code == 0, err
+    record = [json.loads(line) for line in (ssl / "metrics.jsonl").read_text().splitlines()][-1]
+    assert 0 <= record["test_error"] <= 1 and "train_supervised" in record
