@@ -232,8 +232,10 @@ class HierarchicalALI(Model):
 
     def validation_metrics(self, dataset: Any, limit: int = 1000) -> dict[str, float]:
         """What the Trainer logs at every evaluation: the per-level reconstruction errors (the paper's Fig. 3)."""
-        x = dataset.x[self.group][:limit].reshape(min(limit, len(dataset)), -1).to(self.device)
-        return self.reconstruction_errors(x)
+        from pogm.evaluate.metrics import evaluation_view  # the fixed binarisation, if the data are binarised
+
+        x = evaluation_view(dataset).x[self.group][:limit]
+        return self.reconstruction_errors(x.reshape(len(x), -1).to(self.device))
 
     @torch.no_grad()
     def impute(self, batch: Batch, sweeps: int = 2) -> Tensor:
