@@ -172,22 +172,25 @@ def image_model_figures(model, data, out: Path, n: int = 64) -> list[Path]:
 
 
 @torch.no_grad()
-def draw_sequence(model, image_shape, path: str | Path, n: int = 8, columns: int = 16, y=None, seed: int = 0) -> Path:
-    """The DRAW sequence: one row per sample, the canvas sigmoid(c_t) after ``columns`` evenly
-    spaced steps t (always ending with the last), left to right; conditional DRAW draws the
-    classes in turn unless ``y`` is given."""
+def draw_sequence(model, image_shape, path: str | Path, n: int = 8, columns: int | None = None, y=None, seed: int = 0) -> Path:
+    """The DRAW sequence: one row per sample, the canvas sigmoid(c_t) after every step t, left to
+    right (or after ``columns`` evenly spaced steps, always ending with the last); conditional DRAW
+    draws the classes in turn unless ``y`` is given."""
     model.eval()
     torch.manual_seed(seed)
     canvases = model.canvas_sequence(n, y)  # [T, n, D]
     T = canvases.shape[0]
+    columns = T if columns is None else columns
     steps = sorted({round(i * (T - 1) / max(columns - 1, 1)) for i in range(min(columns, T))})
     frames = canvases[steps].transpose(0, 1).reshape(n * len(steps), *image_shape)  # row = sample, column = step
     plt = _pyplot()
     grid = image_grid(frames, nrow=len(steps))
-    fig, ax = plt.subplots(figsize=(0.55 * len(steps) + 0.8, 0.55 * n + 0.6))
+    cell_inches = 0.55 if len(steps) <= 20 else 0.3
+    fig, ax = plt.subplots(figsize=(cell_inches * len(steps) + 0.8, cell_inches * n + 0.6))
     ax.imshow(grid, cmap="gray", vmin=0.0, vmax=1.0)
     cell = image_shape[-1] + 1
-    ax.set_xticks([cell * i + cell / 2 for i in range(len(steps))], [f"t={t + 1}" for t in steps], fontsize=6, rotation=90)
+    ticks = range(0, len(steps), 1 if len(steps) <= 20 else 4)  # every step labelled, or every fourth
+    ax.set_xticks([cell * i + cell / 2 for i in ticks], [f"t={steps[i] + 1}" for i in ticks], fontsize=6, rotation=90)
     labels = model.sample_labels(n, y) if getattr(model, "conditional", False) else None
     if labels is not None:
         ax.set_yticks([cell * i + cell / 2 for i in range(n)], [f"y={int(k)}" for k in labels.argmax(-1)], fontsize=6)
