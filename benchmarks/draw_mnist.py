@@ -33,6 +33,10 @@ RUNS = {
     "draw-noattention": ("draw", {}, {"attention": False}, TRAIN, 1.0),
     "cdraw": ("cdraw", {}, {"attention": True, "steps": 32}, TRAIN, 1 / 3),
     "draw-gan": ("draw-gan", {}, {"attention": True, "steps": 32}, TRAIN, 1 / 3),
+    # DRAW + GAN against the same DRAW without the GAN: no attention (it leaves the mean image
+    # within a few hundred steps), T = 32, grey levels for both.
+    "draw-gan-noattention": ("draw-gan", {}, {"attention": False, "steps": 32}, TRAIN, 2 / 9),
+    "draw-noattention-grey": ("draw", {"binarize": False}, {"attention": False, "steps": 32}, TRAIN, 2 / 9),
 }
 
 
@@ -81,11 +85,14 @@ def summarise(args) -> dict:
         out = run_dir(args, name)
         if not (out / "metrics.jsonl").is_file():
             continue
-        last = read_metrics(out)[-1]
+        records = read_metrics(out)
+        last = records[-1]
+        best_valid = max((r["valid_elbo"] for r in records if "valid_elbo" in r), default=None)
         evaluation = json.loads((out / "draw_eval.json").read_text()) if (out / "draw_eval.json").is_file() else {}
         rows.append({
             "name": name, "model": RUNS[name][0], "model_options": RUNS[name][2], "steps": last["step"], "epochs": last["epoch"],
             "train_cpu_seconds": last["train_cpu_seconds"], "train_wall_seconds": last["train_wall_seconds"], "paper_negative_log_likelihood_bound": PAPER.get(name),
+            "best_valid_negative_elbo": None if best_valid is None else -best_valid,
             **{k: v for k, v in evaluation.items() if k not in ("name", "run_dir")},
         })
     report = {
@@ -93,12 +100,13 @@ def summarise(args) -> dict:
         "machine": machine(),
         "paper": PAPER, "train": TRAIN, "runs": rows,
     }
-    lines = ["| run | steps (epochs) | CPU-min | test -ELBO | IW -log p(x) (k, images) | Gregor et al. |", "|---|---|---|---|---|---|"]
+    lines = ["| run | steps (epochs) | CPU-min | valid -ELBO (2,000 images) | test -ELBO | IW -log p(x) (k, images) | Gregor et al. |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         elbo = f"{r['test_negative_elbo']:.2f}" if "test_negative_elbo" in r else "-"
         iw = f"{r['iw_negative_log_likelihood']:.2f} ({r['iw_samples']}, {r['iw_examples']})" if "iw_negative_log_likelihood" in r else "-"
         paper = f"<= {r['paper_negative_log_likelihood_bound']}" if r["paper_negative_log_likelihood_bound"] else "-"
-        lines.append(f"| {r['name']} | {r['steps']} ({r['epochs']}) | {r['train_cpu_seconds'] / 60:.1f} | {elbo} | {iw} | {paper} |")
+        valid = f"{r['best_valid_negative_elbo']:.2f}" if r["best_valid_negative_elbo"] is not None else "-"
+        lines.append(f"| {r['name']} | {r['steps']} ({r['epochs']}) | {r['train_cpu_seconds'] / 60:.1f} | {valid} | {elbo} | {iw} | {paper} |")
     write_report(args.out, report, lines)
     return report
 
