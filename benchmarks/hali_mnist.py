@@ -58,9 +58,11 @@ def evaluate_one(job) -> dict:
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    run = load_run(run_dir(args, name), weights="latest")
+    out = run_dir(args, name)
+    weights = "best" if (out / "best.safetensors").is_file() else "latest"  # validation-selected where the run has a selection score
+    run = load_run(out, weights=weights)
     test = run.data.test
-    result: dict = {"name": name, "model": RUNS[name][0], "test_examples": len(test)}
+    result: dict = {"name": name, "model": RUNS[name][0], "weights": weights, "test_examples": len(test)}
     if getattr(run.model, "classify", None) is not None:
         error = classification_error(run.model, test)
         result.update(test_error=error, test_errors_out_of_10000=round(error * len(test)))
