@@ -3,6 +3,7 @@ process pool, and writing a result as JSON plus a Markdown table."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -59,3 +60,16 @@ def write_report(out: str | Path, report: dict, lines: list[str]) -> None:
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"wrote {out} and {out.with_suffix('.md')}")
+
+
+def stage_parser(description: str, names: list[str], default_budget: float, budget_help: str, runs: Path, out: Path) -> argparse.ArgumentParser:
+    """The command line of a train / evaluate / summarise benchmark; the script adds its own options."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("command", choices=["train", "evaluate", "summarise"])
+    parser.add_argument("--names", nargs="+", default=list(names), choices=list(names))
+    parser.add_argument("--budget-minutes", type=float, default=default_budget, help=budget_help)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--runs", default=str(runs))
+    parser.add_argument("--out", default=str(out))
+    return parser

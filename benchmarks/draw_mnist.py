@@ -14,14 +14,13 @@ generalisations use T = 32 to make their short runs count.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine, run_in_pool, train_for_budget, write_report
+from common import machine, run_in_pool, stage_parser, train_for_budget, write_report
 
 # Gregor et al. 2015, Table 2: negative log-likelihood bounds on binarised MNIST, in nats.
 PAPER = {"source": "Gregor et al. 2015, Table 2 (binarised MNIST, test set)", "draw-attention": 80.97, "draw-noattention": 87.40}
@@ -112,16 +111,10 @@ def summarise(args) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["train", "evaluate", "summarise"])
-    parser.add_argument("--names", nargs="+", default=list(RUNS), choices=list(RUNS))
-    parser.add_argument("--budget-minutes", type=float, default=30.0, help="CPU minutes of the main runs (the generalisations get a third)")
-    parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
+    here = Path(__file__).parent
+    parser = stage_parser(__doc__.splitlines()[0], list(RUNS), 30.0, "CPU minutes of the main runs (the generalisations get a share)", here / "runs-draw", here / "results" / "draw_mnist.json")
     parser.add_argument("--iw-samples", type=int, default=100)
     parser.add_argument("--iw-limit", type=int, default=500, help="test images for the importance-weighted bound")
-    parser.add_argument("--runs", default=str(Path(__file__).parent / "runs-draw"))
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "draw_mnist.json"))
     args = parser.parse_args(argv)
     if args.command == "summarise":
         summarise(args)

@@ -13,13 +13,12 @@ the VAE is given the same).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine, run_in_pool, train_for_budget, write_report
+from common import machine, run_in_pool, stage_parser, train_for_budget, write_report
 
 # HALI, Table 3: test errors out of 10,000 on MNIST with 100 labels.
 PAPER = {"source": "HALI (paper 003), Table 3: MNIST, 100 labels, test errors out of 10,000", "hali": 73, "adgm": 96, "feature_matching_gan": 93, "m1m2": 233}
@@ -108,15 +107,9 @@ def summarise(args) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["train", "evaluate", "summarise"])
-    parser.add_argument("--names", nargs="+", default=list(RUNS), choices=list(RUNS))
-    parser.add_argument("--budget-minutes", type=float, default=20.0, help="CPU minutes of the semi-supervised run (the others get a share)")
-    parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
+    here = Path(__file__).parent
+    parser = stage_parser(__doc__.splitlines()[0], list(RUNS), 20.0, "CPU minutes of the semi-supervised run (the others get a share)", here / "runs-hali", here / "results" / "hali_mnist.json")
     parser.add_argument("--probe-train", type=int, default=10000, help="training images the linear probe is fitted on")
-    parser.add_argument("--runs", default=str(Path(__file__).parent / "runs-hali"))
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "hali_mnist.json"))
     args = parser.parse_args(argv)
     if args.command == "summarise":
         summarise(args)

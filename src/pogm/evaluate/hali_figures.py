@@ -112,4 +112,4 @@ def hali_figures(model, data, out, run_dir=None) -> list[Path]:
     return paths
 
 
-__all__ = ["SCALES", "centre_mask", "hali_figures", "hierarchical_reconstructions", "inpainting", "innovations", "reconstruction_curves", "traversals"]
+__all__ = ["SCALES", "centre_mask", "hali_figures", "hierarchical_reconstructions", "innovations", "inpainting", "reconstruction_curves", "traversals"]

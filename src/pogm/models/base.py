@@ -121,11 +121,7 @@ class SemiSupervised:
 
     def one_hot(self, y: Tensor) -> Tensor:
         """``[..., K]`` one-hot labels in the model's float dtype; labels outside [0, K) are an error."""
-        K = self.config.num_classes
-        if y.dtype.is_floating_point or (y.numel() and (y.min() < 0 or y.max() >= K)):
-            low, high = (y.min().item(), y.max().item()) if y.numel() else ("-", "-")
-            raise ValueError(f"labels must be integers in [0, {K}); got dtype {y.dtype}, range [{low}, {high}]")
-        return F.one_hot(y, K).to(self.every_class.dtype)
+        return one_hot_labels(y, self.config.num_classes, self.every_class.dtype)
 
     @staticmethod
     def labelled_rows(batch: Batch, device: torch.device) -> tuple[Tensor, Tensor]:
@@ -133,6 +129,19 @@ class SemiSupervised:
         if batch.y is None:
             return torch.zeros(len(batch), dtype=torch.bool, device=device), torch.zeros(0, dtype=torch.long, device=device)
         return batch.y_mask, batch.y[batch.y_mask]
+
+
+def check_class_labels(y: Tensor, num_classes: int) -> None:
+    """Class labels must be integers in [0, K): a clear error names the dtype and range found."""
+    if y.dtype.is_floating_point or (y.numel() and (y.min() < 0 or y.max() >= num_classes)):
+        low, high = (y.min().item(), y.max().item()) if y.numel() else ("-", "-")
+        raise ValueError(f"labels must be integers in [0, {num_classes}); got dtype {y.dtype}, range [{low}, {high}]")
+
+
+def one_hot_labels(y: Tensor, num_classes: int, dtype: torch.dtype) -> Tensor:
+    """``[..., K]`` one-hot labels of ``dtype``, checked by `check_class_labels`."""
+    check_class_labels(y, num_classes)
+    return F.one_hot(y, num_classes).to(dtype)
 
 
 def image_fields(cls: type, x_dim: int, train: Any) -> dict[str, Any]:

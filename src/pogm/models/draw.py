@@ -31,13 +31,21 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pogm.data.batch import Batch
 from pogm.latents import DiagonalGaussian, standard_normal_log_prob
 from pogm.likelihoods import make_likelihood
-from pogm.models.base import ImportanceWeighted, ImputesByReconstruction, Model, as_batch, flat_x_shape_fields, image_fields, zero_fill
+from pogm.models.base import (
+    ImportanceWeighted,
+    ImputesByReconstruction,
+    Model,
+    as_batch,
+    flat_x_shape_fields,
+    image_fields,
+    one_hot_labels,
+    zero_fill,
+)
 from pogm.models.registry import register_model
 from pogm.nn import GaussianHead
 from pogm.nn.attention import AttentionRead, AttentionWrite, FullRead, FullWrite
@@ -163,11 +171,7 @@ class DRAW(ImportanceWeighted, ImputesByReconstruction, Model):
 
     def one_hot(self, y: Tensor) -> Tensor:
         """``[..., K]`` one-hot labels; labels outside [0, K) are an error."""
-        K = self.config.num_classes
-        if y.dtype.is_floating_point or (y.numel() and (y.min() < 0 or y.max() >= K)):
-            low, high = (y.min().item(), y.max().item()) if y.numel() else ("-", "-")
-            raise ValueError(f"labels must be integers in [0, {K}); got dtype {y.dtype}, range [{low}, {high}]")
-        return F.one_hot(y, K).to(self.initial_canvas.dtype)
+        return one_hot_labels(y, self.config.num_classes, self.initial_canvas.dtype)
 
     def rows_and_labels(self, batch: Batch) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]:
         """``(x [B, D], mask, one-hot y or None, labels or None)``; conditional DRAW keeps the labelled rows only."""
@@ -211,7 +215,10 @@ class DRAW(ImportanceWeighted, ImputesByReconstruction, Model):
         """log p(x, z_{1:T}) - log Q(z_{1:T} | x) for ``k`` sampled sequences: ``[k, B]``."""
         x, mask, y_one_hot, _ = self.rows_and_labels(batch)
         B = x.shape[0]
-        repeat = lambda t: None if t is None else t.repeat(k, *([1] * (t.dim() - 1)))  # noqa: E731  [k B, ...]
+
+        def repeat(t: Tensor | None) -> Tensor | None:
+            return None if t is None else t.repeat(k, *([1] * (t.dim() - 1)))  # [k B, ...], sample-major
+
         x_k, mask_k = repeat(x), repeat(mask)
         unrolled = self.unroll(x_k, mask_k, repeat(y_one_hot))
         log_p_x_z = self.p_x.log_prob(unrolled.canvas, x_k, mask_k)  # [k B]
@@ -253,4 +260,4 @@ class ConditionalDRAW(DRAW):
     uses_unlabelled: ClassVar[bool] = False
 
 
-__all__ = ["DRAW", "DRAWConfig", "ConditionalDRAW", "Unrolled"]
+__all__ = ["DRAW", "ConditionalDRAW", "DRAWConfig", "Unrolled"]

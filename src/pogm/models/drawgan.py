@@ -87,4 +87,4 @@ class ConditionalDRAWGAN(DRAWGAN):
     uses_unlabelled: ClassVar[bool] = False
 
 
-__all__ = ["DRAWGAN", "DRAWGANConfig", "ConditionalDRAWGAN", "ConditionalDRAWGANConfig"]
+__all__ = ["DRAWGAN", "ConditionalDRAWGAN", "ConditionalDRAWGANConfig", "DRAWGANConfig"]

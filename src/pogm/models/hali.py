@@ -38,7 +38,7 @@ from torch import Tensor, nn
 
 from pogm.data.batch import Batch
 from pogm.latents import DiagonalGaussian
-from pogm.models.base import Model, as_batch, flat_x_shape_fields
+from pogm.models.base import Model, as_batch, check_class_labels, flat_x_shape_fields
 from pogm.models.registry import register_model
 from pogm.nn import MLP, GaussianHead, call_frozen
 from pogm.nn.joint import JointDiscriminator
@@ -184,9 +184,7 @@ class HierarchicalALI(Model):
             return self.classifier.weight.sum() * 0.0
         labelled = batch.y_mask
         y = batch.y[labelled]
-        K = self.config.num_classes
-        if y.dtype.is_floating_point or y.min() < 0 or y.max() >= K:
-            raise ValueError(f"labels must be integers in [0, {K}); got dtype {y.dtype}, range [{y.min().item()}, {y.max().item()}]")
+        check_class_labels(y, self.config.num_classes)
         logits = self.classifier(self.classifier_input([z[labelled] for z in z_hat]))  # [B_l, K]
         return classification_loss(logits, y).mean()
 
@@ -232,7 +230,9 @@ class HierarchicalALI(Model):
 
     def validation_metrics(self, dataset: Any, limit: int = 1000) -> dict[str, float]:
         """What the Trainer logs at every evaluation: the per-level reconstruction errors (the paper's Fig. 3)."""
-        from pogm.evaluate.metrics import evaluation_view  # the fixed binarisation, if the data are binarised
+        from pogm.evaluate.metrics import (
+            evaluation_view,  # the fixed binarisation, if the data are binarised
+        )
 
         x = evaluation_view(dataset).x[self.group][:limit]
         return self.reconstruction_errors(x.reshape(len(x), -1).to(self.device))
@@ -325,4 +325,4 @@ class SemiSupervisedHALI(HierarchicalALI):
         return F.log_softmax(self.classifier(self.classifier_input(self.encode_chain(x, sample=False))), -1)
 
 
-__all__ = ["HALIConfig", "HierarchicalALI", "ALI", "HALI", "SemiSupervisedHALI"]
+__all__ = ["ALI", "HALI", "HALIConfig", "HierarchicalALI", "SemiSupervisedHALI"]

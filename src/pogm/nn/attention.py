@@ -21,8 +21,8 @@ image still gives rows that sum to one, with no epsilon added to a denominator.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -148,6 +148,13 @@ class FullWrite(nn.Module):
 
 
 __all__ = [
-    "AttentionWindow", "filterbank", "window_parameters", "read_window", "write_window",
-    "AttentionRead", "AttentionWrite", "FullRead", "FullWrite",
+    "AttentionRead",
+    "AttentionWindow",
+    "AttentionWrite",
+    "FullRead",
+    "FullWrite",
+    "filterbank",
+    "read_window",
+    "window_parameters",
+    "write_window",
 ]

@@ -9,7 +9,7 @@ input in training mode. Plain module: no losses.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
