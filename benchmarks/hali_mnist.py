@@ -27,6 +27,7 @@ GAN_TRAIN = {"lr": 2e-4, "adam_betas": [0.5, 0.999]}
 # (model, labels per class or None, data options, model options, train options, share of the budget)
 RUNS = {
     "hali-ssl": ("hali-ssl", 10, {}, {}, GAN_TRAIN, 1.0),
+    "hali-ssl-conv": ("hali-ssl", 10, {}, {"architecture": "dcgan", "channels": [32, 64]}, GAN_TRAIN, 1.5),
     "hali": ("hali", None, {}, {}, GAN_TRAIN, 0.6),
     "ali": ("ali", None, {}, {}, GAN_TRAIN, 0.6),
     "vae": ("vae", None, {"binarize": False}, {"z_dim": 64, "hidden": [500, 500], "activation": "relu"}, {"lr": 1e-3}, 0.3),

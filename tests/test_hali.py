@@ -56,6 +56,21 @@ def test_the_hierarchy_has_the_configured_shapes_and_markov_structure():
     assert model.discriminator.latent_stages[1][0].in_features == 8 + 3
 
 
+def test_convolutional_hali_reads_and_writes_images_and_keeps_the_hierarchy():
+    model = tiny(image_shape=(1, 4, 4), architecture="dcgan", channels=(3,)).eval()
+    assert isinstance(model.encoder[0].net.conv.net[0], torch.nn.Conv2d)  # q(z_1 | x) convolves the image
+    assert isinstance(model.discriminator.conv_stage[0], torch.nn.Conv2d)  # so does D(x)
+    assert model.encoder[1].net.inputs[0].in_features == 6 and model.decoder[0].net.inputs[0].in_features == 3
+    x = torch.rand(5, 16)
+    z1, z2 = model.encode_chain(x)
+    logits, (d1, _) = model.decode_from(z2, 2)
+    assert z1.shape == (5, 6) and z2.shape == (5, 3) and logits.shape == (5, 16) and d1.shape == (5, 6)
+    logit, features = model.discriminator(x, [z1, z2])
+    assert logit.shape == (5,) and features.shape == (5, 8)
+    with pytest.raises(ValueError, match="unknown architecture"):
+        tiny(architecture="resnet")
+
+
 def test_ali_is_one_level_and_has_no_innovation():
     model = ALI(config_from_dict(ALI.Config, {**SMALL, **{k: v for k, v in ALI.data_fields(16, None, 10, 0, None).items() if k == "z_dims"}}))
     assert model.levels == 1 and model.config.z_dims == (64,)

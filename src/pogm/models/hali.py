@@ -40,7 +40,8 @@ from pogm.data.batch import Batch
 from pogm.latents import DiagonalGaussian
 from pogm.models.base import Model, as_batch, check_class_labels, flat_x_shape_fields
 from pogm.models.registry import register_model
-from pogm.nn import MLP, GaussianHead, call_frozen
+from pogm.nn import MLP, GaussianHead, ImageDecoder, ImageEncoder, call_frozen
+from pogm.nn.images import check_architecture
 from pogm.nn.joint import JointDiscriminator
 from pogm.objectives.adversarial import discriminator_loss, joint_generator_loss
 from pogm.objectives.semi_supervised import classification_loss
@@ -52,6 +53,8 @@ class HALIConfig:
     image_shape: tuple[int, ...] = (1, 28, 28)
     z_dims: tuple[int, ...] = (64, 32)  # z_1, ..., z_L
     hidden: tuple[int, ...] = (500, 500)  # every kernel's MLP
+    architecture: str = "mlp"  # or "dcgan": convolutional q(z_1 | x), G_x(z_1) and D(x) (Table 4's pattern)
+    channels: tuple[int, ...] = (64, 128)  # the convolutions of "dcgan"
     activation: str = "leaky_relu"
     batch_norm: bool = True  # in the encoder's and decoder's kernels (HALI, section 4)
     discriminator_hidden: tuple[int, ...] = (500,)  # D(x) stage
@@ -69,6 +72,21 @@ def _gaussian_kernel(in_dim: int, out_dim: int, c: HALIConfig) -> GaussianHead:
     return GaussianHead(MLP(in_dim, c.hidden, 2 * out_dim, c.activation, c.batch_norm))
 
 
+def _image_kernel(c: HALIConfig) -> GaussianHead:
+    """q(z_1 | x): on the image, fully connected or convolutional."""
+    if c.architecture == "mlp":
+        return _gaussian_kernel(c.x_dim, c.z_dims[0], c)
+    return GaussianHead(ImageEncoder(c.architecture, c.image_shape, (), c.hidden, 2 * c.z_dims[0], c.channels, c.activation, c.batch_norm))
+
+
+def _image_generator(c: HALIConfig) -> nn.Module:
+    """G_x(z_1): image logits ``[..., D]``."""
+    hidden = tuple(reversed(c.hidden))
+    if c.architecture == "mlp":
+        return MLP(c.z_dims[0], hidden, c.x_dim, c.activation, c.batch_norm)
+    return ImageDecoder(c.architecture, (c.z_dims[0],), c.image_shape, 1, hidden, c.channels, c.activation, c.batch_norm)
+
+
 class HierarchicalALI(Model):
     """ALI with a Markov hierarchy of latent levels, trained by Algorithm 1."""
 
@@ -83,16 +101,19 @@ class HierarchicalALI(Model):
             raise ValueError("z_dims must list at least one latent level")
         if math.prod(c.image_shape) != c.x_dim:
             raise ValueError(f"image_shape {tuple(c.image_shape)} has {math.prod(c.image_shape)} values but x_dim={c.x_dim}")
+        check_architecture(c.architecture)
         L = len(c.z_dims)
         bad = [level for level in c.classifier_levels if not 1 <= level <= L]
         if bad:
             raise ValueError(f"classifier_levels must be in 1..{L}, got {bad}")
-        inputs = (c.x_dim, *c.z_dims[:-1])
-        self.encoder = nn.ModuleList(_gaussian_kernel(d_in, d_out, c) for d_in, d_out in zip(inputs, c.z_dims))  # q(z_l | z_{l-1})
+        self.encoder = nn.ModuleList(
+            [_image_kernel(c), *(_gaussian_kernel(d_in, d_out, c) for d_in, d_out in zip(c.z_dims[:-1], c.z_dims[1:]))]
+        )  # q(z_1 | x), then q(z_l | z_{l-1})
         self.decoder = nn.ModuleList(_gaussian_kernel(c.z_dims[l], c.z_dims[l - 1], c) for l in range(1, L))  # p(z_l | z_{l+1}), [l-1]
-        self.generator = MLP(c.z_dims[0], tuple(reversed(c.hidden)), c.x_dim, c.activation, c.batch_norm)  # G_x(z_1): logits
+        self.generator = _image_generator(c)  # G_x(z_1): logits
         self.discriminator = JointDiscriminator(
-            c.x_dim, c.z_dims, c.discriminator_hidden, c.discriminator_joint_hidden, c.discriminator_dropout, c.input_noise, c.weight_norm
+            c.x_dim, c.z_dims, c.discriminator_hidden, c.discriminator_joint_hidden, c.discriminator_dropout, c.input_noise, c.weight_norm,
+            c.architecture, c.image_shape, c.channels,
         )
         self.classifier = nn.Linear(sum(c.z_dims[l - 1] for l in self.classifier_levels), c.num_classes) if c.num_classes else None
 
