@@ -188,49 +188,18 @@ def cmd_impute(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from pogm.evaluate.factvae_figures import latent_sharing
-    from pogm.evaluate.figures import write_run_figures
-    from pogm.train import load_run
+    from pogm.evaluate.report import write_report
 
-    run = load_run(args.run_dir, weights=args.weights)
-    torch.manual_seed(args.seed)
-    out = Path(args.run_dir) / "figures"
-    paths = write_run_figures(run, out)
-    if args.compare:
-        paths.append(_compare_samples(run, args.compare, out, args.weights, args.seed))
-    report: dict = {"model": run.config["model"], "figures": [str(p) for p in paths]}
-    if getattr(run.model, "sparsity_pattern", None) is not None:
-        pattern = run.model.sparsity_pattern()
-        groups = list(run.model.config.group_names)
-        report["groups"] = groups
-        report["column_norms"] = pattern.tolist()
-        report["zero_columns"] = int((pattern == 0).sum())
-        report["latent_sharing"] = latent_sharing(pattern).tolist()
+    report = write_report(args.run_dir, weights=args.weights, seed=args.seed, compare=args.compare)
+    if "column_norms" in report:
         print("column norms ||Phi^(g)_{:,j}|| (groups down, latent dimensions across):")
-        for g, row in zip(groups, pattern.tolist()):
+        for g, row in zip(report["groups"], report["column_norms"]):
             print(f"  {g:>10s} " + " ".join(f"{v:5.2f}" for v in row))
-    path = Path(args.run_dir) / "report.json"
-    path.write_text(json.dumps(report, indent=2))
-    for p in paths:
+    for p in report["figures"] + report["curves"]:
         print(f"wrote {p}")
-    print(f"wrote {path}")
+    print(f"wrote {Path(args.run_dir) / 'report.json'}")
+    print(f"wrote {report['html']}")
     return 0
-
-
-def _compare_samples(run, others: list[str], out: Path, weights: str, seed: int) -> Path:
-    """``out/samples-compared.png``: this run's samples beside those of the ``others`` runs (same data)."""
-    from pogm.evaluate.figures import samples_side_by_side
-    from pogm.train import load_run
-
-    models = {f"{run.config['model']} ({Path(run.run_dir).name})": run.model}
-    shape = tuple(run.data.train.x["x"].shape[1:])
-    for other_dir in others:
-        other = load_run(other_dir, weights=weights)
-        other_shape = tuple(other.data.train.x["x"].shape[1:])
-        if other_shape != shape or getattr(other.model, "sample", None) is None:
-            raise ValueError(f"--compare {other_dir}: its model must sample images of {shape} like this run's (it has {other_shape})")
-        models[f"{other.config['model']} ({Path(other_dir).name})"] = other.model
-    return samples_side_by_side(models, shape, out / "samples-compared.png", seed=seed)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -301,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_impute)
 
-    p = sub.add_parser("report", help="write the run's figures (samples, reconstructions, completions, style grids, sparsity heat maps) and DIR/report.json")
+    p = sub.add_parser("report", help="write the run's figures (samples, reconstructions, completions, interpolations, style grids, sparsity heat maps, training curves), DIR/report.json and DIR/report.html, one self-contained page")
     p.add_argument("run_dir")
     p.add_argument("--weights", default="best", choices=["best", "latest"])
     p.add_argument("--seed", type=int, default=0)

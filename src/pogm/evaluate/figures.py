@@ -1,7 +1,10 @@
-"""Figures: image grids of samples, each written as a PNG."""
+"""Figures, each written as a PNG: image grids of samples, reconstructions, completions and latent
+interpolations, decision regions, the auxiliary latent space, DRAW's canvas sequence, and
+`write_run_figures`, which draws every figure a run's model and data allow."""
 
 from __future__ import annotations
 
+import inspect
 import math
 from pathlib import Path
 
@@ -148,6 +151,29 @@ def samples_side_by_side(models: dict[str, torch.nn.Module], image_shape, path: 
     return _save(fig, path)
 
 
+def image_shape_of(data) -> tuple[int, ...] | None:
+    """``(C, H, W)`` of the data's main group ``x`` when it holds images (one or three channels), else None."""
+    x = data.train.x.get("x")
+    if x is None or x.dim() != 4 or x.shape[1] not in (1, 3):
+        return None
+    return tuple(int(s) for s in x.shape[1:])
+
+
+def display_scale(image_shape) -> int:
+    """How many screen pixels per image pixel a grid gets: 4 for 8x8 digits, 2 from 16x16 up."""
+    return max(2, 32 // int(image_shape[-1]))
+
+
+def sampled_classes(model) -> int:
+    """How many classes ``model.sample(n, labels)`` draws from: 0 when its samples take no label
+    (no ``num_classes``, unconditional DRAW, a CVAE conditioned on partial images)."""
+    num_classes = int(getattr(model.config, "num_classes", 0) or 0)
+    if getattr(model, "conditional", True) is False or getattr(model, "uses_label", True) is False:
+        return 0
+    parameters = inspect.signature(model.sample).parameters
+    return num_classes if len(parameters) >= 2 else 0
+
+
 @torch.no_grad()
 def image_model_figures(model, data, out: Path, n: int = 64) -> list[Path]:
     """Samples (one row per class when the model samples classes) and reconstructions of test
@@ -156,19 +182,79 @@ def image_model_figures(model, data, out: Path, n: int = 64) -> list[Path]:
 
     model.eval()
     shape = tuple(data.train.x["x"].shape[1:])
-    num_classes = getattr(model.config, "num_classes", 0)
+    num_classes = sampled_classes(model)
     if num_classes:
         per_row = max(1, n // num_classes)
-        labels = torch.arange(num_classes, device=model.device).repeat_interleave(per_row)
-        paths = [save_image_grid(model.sample(len(labels), labels).reshape(len(labels), *shape), Path(out) / "samples-per-class.png", nrow=per_row, scale=2)]
+        labels = torch.arange(num_classes, device=model.device).repeat_interleave(per_row)  # [K * per_row]
+        images = model.sample(len(labels), labels).reshape(len(labels), *shape)  # [K * per_row, C, H, W]
+        paths = [save_image_grid(images, Path(out) / "samples-per-class.png", nrow=per_row, scale=display_scale(shape))]
     else:
-        paths = [save_image_grid(model.sample(n).reshape(n, *shape), Path(out) / "samples.png", scale=2)]
+        paths = [save_image_grid(model.sample(n).reshape(n, *shape), Path(out) / "samples.png", scale=display_scale(shape))]
     if getattr(model, "reconstruct", None) is not None:
         test = evaluation_view(data.test)
         batch = test.batch(torch.arange(min(16, len(test)))).to(model.device)
         pairs = torch.stack([batch.x["x"], model.reconstruct(batch)], 1).reshape(-1, *shape)  # truth, reconstruction, ...
-        paths.append(save_image_grid(pairs, Path(out) / "reconstructions.png", nrow=8, scale=2))
+        paths.append(save_image_grid(pairs, Path(out) / "reconstructions.png", nrow=8, scale=display_scale(shape)))
     return paths
+
+
+@torch.no_grad()
+def masked_completions(model, data, path: str | Path, n: int = 8) -> Path:
+    """``n`` test images, the same with only their left half given (hidden pixels grey) and the
+    model's ``impute`` of the hidden half (the observed pixels kept)."""
+    from pogm.data.batch import Batch
+    from pogm.evaluate.completion import HIDDEN_GREY, draw_rows, left_half_mask
+    from pogm.evaluate.metrics import evaluation_view
+
+    model.eval()
+    test = evaluation_view(data.test)
+    batch = test.batch(torch.arange(min(n, len(test)))).to(model.device)
+    x = batch.x["x"]  # [B, C, H, W]
+    shown = batch.x_mask["x"].expand(x.shape) & left_half_mask(tuple(x.shape[1:])).to(x.device)  # [B, C, H, W]
+    given = Batch(x={"x": torch.where(shown, x, torch.zeros((), dtype=x.dtype, device=x.device))}, x_mask={"x": shown}, y=batch.y, y_mask=batch.y_mask)
+    grey = torch.where(shown, x, torch.full((), HIDDEN_GREY, dtype=x.dtype, device=x.device))  # hidden pixels drawn grey
+    completed = model.impute(given).reshape(x.shape)  # [B, C, H, W]
+    return draw_rows([x, grey, completed], ["truth", "given left half", "completed"], path)
+
+
+def decodes_latents(model) -> bool:
+    """Whether the model maps data to latents (``encode``) and latents back to images (``decode``)."""
+    return callable(getattr(model, "encode", None)) and callable(getattr(model, "decode", None))
+
+
+@torch.no_grad()
+def latent_interpolations(model, data, path: str | Path, pairs: int = 4, steps: int = 8) -> Path | None:
+    """One row per pair of test images: the first image, ``steps`` decodings of
+    ``(1 - t) z_a + t z_b`` for t from 0 to 1 (z the mean of q(z|x) from ``encode``), the second
+    image. None when the test split has fewer than two images."""
+    from pogm.evaluate.metrics import evaluation_view
+
+    model.eval()
+    test = evaluation_view(data.test)
+    count = min(pairs, len(test) // 2)
+    if not count:
+        return None
+    source = test.batch(torch.arange(count)).to(model.device)
+    target = test.batch(torch.arange(count, 2 * count)).to(model.device)
+    z_a, z_b = model.encode(source), model.encode(target)  # [P, Z] each
+    t = torch.linspace(0, 1, steps, device=z_a.device).view(1, steps, 1)  # [1, S, 1]
+    z = (1 - t) * z_a.unsqueeze(1) + t * z_b.unsqueeze(1)  # [P, S, Z]
+    shape = tuple(source.x["x"].shape[1:])
+    decoded = model.decode(z.reshape(count * steps, -1)).reshape(count, steps, *shape)  # [P, S, C, H, W]
+    rows = torch.cat([source.x["x"].unsqueeze(1), decoded, target.x["x"].unsqueeze(1)], 1)  # [P, S + 2, C, H, W]
+    return save_image_grid(rows.reshape(-1, *shape), path, nrow=steps + 2, scale=display_scale(shape))
+
+
+def image_figures(model, data, out: Path) -> list[Path]:
+    """Every image figure a single-group model offers: samples (per class), reconstructions,
+    completions of the hidden half (``impute``) and latent interpolations (``encode`` + ``decode``)."""
+    out = Path(out)
+    paths = image_model_figures(model, data, out)
+    if callable(getattr(model, "impute", None)):
+        paths.append(masked_completions(model, data, out / "completions.png"))
+    if decodes_latents(model):
+        paths.append(latent_interpolations(model, data, out / "interpolations.png"))
+    return [p for p in paths if p is not None]
 
 
 @torch.no_grad()
@@ -202,17 +288,21 @@ def draw_sequence(model, image_shape, path: str | Path, n: int = 8, columns: int
 
 def draw_figures(model, data, out: Path) -> list[Path]:
     """DRAW's figures: the canvas sequence (``draw-sequence.png``, one sequence per class for
-    conditional DRAW), samples (per class) and reconstructions."""
+    conditional DRAW), samples (per class), reconstructions and completions."""
     shape = tuple(data.train.x["x"].shape[1:])
     num_classes = getattr(model.config, "num_classes", 0) if getattr(model, "conditional", False) else 0
     paths = [draw_sequence(model, shape, Path(out) / "draw-sequence.png", n=num_classes or 8)]
-    return paths + image_model_figures(model, data, out)
+    return paths + image_figures(model, data, out)
 
 
 def write_run_figures(run, out: Path | None = None) -> list[Path]:
-    """Every figure the run's model and data allow, written to ``out`` (default ``RUN/figures``)."""
-    out = out or Path(run.run_dir) / "figures"
+    """Every figure the run's model and data allow, written to ``out`` (default ``RUN/figures``):
+    the model family's own figures (factVAE, CVAE, DRAW, HALI, hybrid VAEs), else the image
+    figures of `image_figures` for image data, decision regions for 2-D inputs and the
+    auxiliary latent space where the model has one."""
+    out = Path(out) if out else Path(run.run_dir) / "figures"
     model, data = run.model, run.data
+    model.eval()
     if getattr(model, "sparsity_pattern", None) is not None:
         from pogm.evaluate.factvae_figures import factvae_figures
 
@@ -220,24 +310,29 @@ def write_run_figures(run, out: Path | None = None) -> list[Path]:
     if getattr(model, "conditional_log_likelihood", None) is not None:
         from pogm.evaluate.completion import cvae_figures
 
-        return cvae_figures(model, data, out) + (image_model_figures(model, data, out) if hasattr(model, "parameter_groups") else [])
+        return _unique(cvae_figures(model, data, out) + (image_model_figures(model, data, out) if hasattr(model, "parameter_groups") else []))
     if getattr(model, "canvas_sequence", None) is not None:
         return draw_figures(model, data, out)
     if getattr(model, "innovate", None) is not None:
         from pogm.evaluate.hali_figures import hali_figures
 
         return hali_figures(model, data, out, run.run_dir)
-    if hasattr(model, "parameter_groups") and data.train.x["x"].dim() == 4:
-        return image_model_figures(model, data, out)
-    x_dim = int(data.train.x["x"][0].numel())
+    if getattr(model, "sample_joint", None) is not None:
+        return hybrid_figures(model, data, out)
     paths = []
-    if getattr(model, "classify", None) is not None and x_dim == 2:
+    if image_shape_of(data) is not None and callable(getattr(model, "sample", None)):
+        paths += image_figures(model, data, out)
+    x = data.train.x.get("x")
+    if getattr(model, "classify", None) is not None and x is not None and x[0].numel() == 2:
         paths.append(decision_regions(model, data.train, run.labelled_index, out / "decision-regions.png"))
     if getattr(model, "encode_auxiliary", None) is not None:
         paths.append(auxiliary_latent_space(model, data.test, out / "auxiliary-latent-space.png"))
-    if getattr(model, "sample_joint", None) is not None:
-        paths += hybrid_figures(model, data, out)
     return paths
+
+
+def _unique(paths: list[Path]) -> list[Path]:
+    """``paths`` without repeats, in order (two figure makers may write the same file)."""
+    return list(dict.fromkeys(Path(p) for p in paths))
 
 
 @torch.no_grad()
