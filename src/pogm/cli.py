@@ -210,6 +210,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from pogm.reproduce import add_reproduce_parser
+
     parser = argparse.ArgumentParser(prog="pogm", description="Partially observed generative models (PyTorch).")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -276,6 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--compare", nargs="+", metavar="RUN_DIR", help="also draw this run's samples beside those of other runs on the same data (VAE against VAE-GAN)")
     p.set_defaults(func=cmd_report)
+
+    add_reproduce_parser(sub)
 
     p = sub.add_parser("demo", help="M2 on the bundled digits with 10 labels per class, against a labels-only classifier")
     p.add_argument("--out", default="runs/demo")
