@@ -15,22 +15,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import time
 from pathlib import Path
 
-PAPER = {
-    "avae-mnist": {"iw_log_likelihood": -84.59, "source": "Maaløe et al. 2016, poster Table 2, Auxiliary VAE, L=1, IW=1 (5000 IW samples at test)"},
-    "avae2-mnist": {"iw_log_likelihood": -82.97, "source": "Maaløe et al. 2016, poster Table 2, Auxiliary VAE, L=2, IW=1 (5000 IW samples at test)"},
-}
+from pogm.reproduce.evaluations import likelihoods
+from pogm.reproduce.paper import AVAE as PAPER
+from pogm.reproduce.runs import machine
 
 
 def run(recipe: str, args: argparse.Namespace) -> dict:
     import torch
 
     import pogm
-    from pogm.evaluate.metrics import mean_elbo, mean_log_likelihood
     from pogm.train.checkpoint import read_metrics
 
     torch.set_num_threads(args.threads)
@@ -40,10 +35,6 @@ def run(recipe: str, args: argparse.Namespace) -> dict:
         pogm.train(config_file=recipe, out=out, seed=args.seed, overrides=overrides, progress=False)
     loaded = pogm.load_run(out)
     records = read_metrics(out)
-    torch.manual_seed(args.seed)
-    start = time.time()
-    elbo = mean_elbo(loaded.model, loaded.data.test, limit=args.test_examples)
-    log_likelihood = mean_log_likelihood(loaded.model, loaded.data.test, k=args.iw_samples, batch_size=args.batch_size, limit=args.test_examples, progress=True)
     return {
         "recipe": recipe,
         "run_dir": str(out),
@@ -52,11 +43,7 @@ def run(recipe: str, args: argparse.Namespace) -> dict:
         "train_wall_seconds": records[-1]["train_wall_seconds"],
         "steps": records[-1]["step"],
         "epochs": records[-1]["epoch"],
-        "test_examples": args.test_examples,
-        "iw_samples": args.iw_samples,
-        "test_elbo": elbo,
-        "test_iw_log_likelihood": log_likelihood,
-        "iw_eval_wall_seconds": round(time.time() - start, 1),
+        **likelihoods(loaded, args.iw_samples, args.test_examples, args.batch_size, seed=args.seed, progress=True),
         "paper": PAPER[recipe],
     }
 
@@ -77,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = [run(recipe, args) for recipe in args.recipes]
     report = {
         "benchmark": "avae_mnist",
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count(), "threads": args.threads},
+        "machine": machine(args.threads),
         "settings": {k: getattr(args, k) for k in ("budget_minutes", "iw_samples", "test_examples", "seed")},
         "results": rows,
     }

@@ -20,51 +20,33 @@ of data.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
-import platform
-import random
 import statistics
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-TRIALS = ["07_01", "07_02", "07_05", "07_09", "07_10", "07_11"]
+from pogm.reproduce.evaluations import factvae_metrics
+from pogm.reproduce.paper import FACTVAE as PAPER
+from pogm.reproduce.paper import FACTVAE_SOURCE
+from pogm.reproduce.runs import machine
+
+# The settings of Table 1's runs (the same as `pogm reproduce factvae-mocap`): MODELS maps a row
+# to its registered model and settings.
+from pogm.reproduce.settings import FACTVAE_MODEL_SETTINGS as MODEL_SETTINGS
+from pogm.reproduce.settings import FACTVAE_MODELS as MODELS
+from pogm.reproduce.settings import FACTVAE_TRAIN_SETTINGS as TRAIN_SETTINGS
+from pogm.reproduce.settings import mocap_choices as choices
+
 SIZES = [1, 2, 5]
-# name -> (registered model, model settings); the rows of Table 1
-MODELS = {
-    "JMVAE+": ("jmvae-plus", {"sparsity": 0.0}),
-    "lambda=0": ("factvae", {"sparsity": 0.0}),
-    "lambda=1": ("factvae", {"sparsity": 1.0}),
-    "lambda=0.1": ("factvae", {"sparsity": 0.1}),  # not in the paper: a milder penalty for this data's scale
-}
-PAPER = {
-    "JMVAE+": {1: -620, 2: -166, 5: -77, 10: 54},
-    "lambda=0": {1: -600, 2: -117, 5: -21, 10: 89},
-    "lambda=1": {1: -555, 2: 9, 5: -13, 10: 83},
-    "lambda=0.1": {1: None, 2: None, 5: None, 10: None},
-}
-# The generators are act -> linear per group, as the oi-VAE's mocap generator: with a hidden layer
-# the N(0, I) prior on theta (weight 1 per example, eq. 9) pulled the decoder to zero and z collapsed.
-MODEL_SETTINGS = {"z_dim": 16, "group_input_dim": 8, "encoder_hidden": [64], "encoder_features": 32, "decoder_hidden": []}
-TRAIN_SETTINGS = {"lr": 1e-3, "batch_size": 100, "kl_warmup_steps": 2000}
-
-
-def choices(size: int, count: int, seed: int) -> list[tuple[list[str], str]]:
-    """``count`` distinct (training trials, held-out trial) pairs with ``size`` training trials."""
-    rng = random.Random(seed * 1000 + size)
-    pairs = [(list(train), held) for held in TRIALS for train in itertools.combinations([t for t in TRIALS if t != held], size)]
-    rng.shuffle(pairs)
-    return pairs[:count]
 
 
 def run_one(row: str, train_trials: list[str], held_out: str, args: argparse.Namespace) -> dict:
     import torch
 
     import pogm
-    from pogm.evaluate import mean_log_likelihood
     from pogm.train.checkpoint import read_metrics
 
     torch.set_num_threads(args.threads)
@@ -82,24 +64,17 @@ def run_one(row: str, train_trials: list[str], held_out: str, args: argparse.Nam
         pogm.train(model, data="mocap", out=out, seed=args.seed, overrides=overrides, progress=False)
     train_wall = time.time() - start
     records = read_metrics(out)
-    run = pogm.load_run(out, weights="latest")
-    torch.manual_seed(0)
     result = {
         "row": row,
         "model": model,
         "trials": len(train_trials),
         "train_trials": train_trials,
         "held_out": held_out,
-        "train_frames": len(run.data.train),
-        "test_frames": len(run.data.test),
         "steps": records[-1]["step"],
         "train_cpu_seconds": records[-1]["train_cpu_seconds"],
         "train_wall_seconds": round(train_wall, 1),
         "train_elbo": records[-1].get("train_elbo"),
-        "test_elbo": mean_log_likelihood(run.model, run.data.test, k=1),
-        "test_log_likelihood": mean_log_likelihood(run.model, run.data.test, k=args.iw_samples, chunk_size=250),
-        "iw_samples": args.iw_samples,
-        "zero_columns": int((run.model.sparsity_pattern() == 0).sum().item()),
+        **factvae_metrics(out, args.iw_samples),
         "run": str(out),
     }
     print(json.dumps(result), flush=True)
@@ -177,16 +152,14 @@ def main() -> int:
         futures = [pool.submit(run_one, row, train, held, args) for row, train, held in jobs]
         for future in as_completed(futures):
             results.append(future.result())
-    import torch
-
     table = summarise(results)
     report = {
         "benchmark": "factvae_mocap",
-        "paper": "Ainsworth, Foti & Fox 2018, Table 1 (CMU subject 07 walking; 10-trial column not runnable with 6 trials)",
+        "paper": f"{FACTVAE_SOURCE}; 10-trial column not runnable with 6 trials",
         "table": table,
         "claim_checks": claims(table),
         "settings": {"model": MODEL_SETTINGS, "rows": {k: v for k, v in MODELS.items() if k in args.rows}, "train": TRAIN_SETTINGS, "steps": args.steps, "prox_lr": args.prox_lr, "iw_samples": args.iw_samples, "choices": args.choices, "seed": args.seed},
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(), "torch": torch.__version__, "jobs": args.jobs, "threads_per_run": args.threads},
+        "machine": machine(args.threads, jobs=args.jobs),
         "wall_seconds": round(time.time() - start, 1),
         "date": time.strftime("%Y-%m-%d"),
         "results": sorted(results, key=lambda r: (r["trials"], r["row"], r["held_out"])),

@@ -23,6 +23,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, train_for_budget, write_report
 
+from pogm.reproduce.paper import POSTER_SSL
+from pogm.reproduce.runs import selected_record
+
 # M2 as in benchmarks/ssl_mnist.py (Kingma's networks with batch norm, Adam 1e-3); M2 + GAN adds
 # the conditional discriminator and keeps everything else. Both see grey-level images (Bernoulli
 # likelihood on intensities): a discriminator would tell binarised real images from grey samples
@@ -30,14 +33,6 @@ from common import machine, train_for_budget, write_report
 SSL_SETTINGS = {
     "m2": {"model": {"batch_norm": True}, "train": {"lr": 1e-3}, "data": {"binarize": False}},
     "m2-gan": {"model": {"batch_norm": True}, "train": {"lr": 1e-3}, "data": {"binarize": False}},
-}
-POSTER_SSL = {
-    "source": "Chen, Fang & Ju 2016 (poster 002), SSL VAE test error on MNIST, 55,000 training examples",
-    "fully_connected": {"1000": 0.051, "600": 0.120},
-    "convolutional": {"1000": 0.048, "600": 0.062},
-    # The poster's "Kingma et al." row (2.4%, 2.6%) matches Kingma et al.'s M1+M2, not M2.
-    "kingma_m1m2_as_quoted": {"1000": 0.024, "600": 0.026},
-    "kingma_m2": {"100": 0.1197, "600": 0.0494, "1000": 0.0360},
 }
 
 
@@ -107,7 +102,7 @@ def summarise(args) -> dict:
         records = read_metrics(run_dir)
         if not records:
             continue
-        best = min(records, key=lambda r: (r["valid_error"], r["step"]))
+        best = selected_record(records)
         last = records[-1]
         model, rest = run_dir.name.split("-labels")
         ssl.append({
@@ -185,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
             runs = list(pool.map(_run, jobs))
         for run in runs:
             if "labels" in run:
-                best = min(run["records"], key=lambda r: (r["valid_error"], r["step"]))
+                best = selected_record(run["records"])
                 print(f"{run['model']:7s} {run['labels']:5d} labels: test error {best['test_error']:.2%} at step {best['step']}")
             else:
                 print(f"{run['name']}: {run['records'][-1]['step']} steps, {run['records'][-1]['train_cpu_seconds']:.0f} CPU-s")

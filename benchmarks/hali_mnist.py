@@ -21,9 +21,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, run_in_pool, stage_parser, train_for_budget, write_report
 
 # HALI, Table 3: test errors out of 10,000 on MNIST with 100 labels.
-PAPER = {"source": "HALI (paper 003), Table 3: MNIST, 100 labels, test errors out of 10,000", "hali": 73, "adgm": 96, "feature_matching_gan": 93, "m1m2": 233}
+from pogm.reproduce.paper import HALI as PAPER
+from pogm.reproduce.settings import GAN_TRAIN
 
-GAN_TRAIN = {"lr": 2e-4, "adam_betas": [0.5, 0.999]}
 # (model, labels per class or None, data options, model options, train options, share of the budget)
 RUNS = {
     "hali-ssl": ("hali-ssl", 10, {}, {}, GAN_TRAIN, 1.0),

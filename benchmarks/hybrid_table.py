@@ -22,11 +22,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
+
+from pogm.reproduce.evaluations import hybrid_metrics
+
+# The paper's claims that this table tests (sec. 4.3, Table 1).
+from pogm.reproduce.paper import HYBRID_CLAIMS as CLAIMS
+from pogm.reproduce.runs import machine
+from pogm.reproduce.settings import HYBRID_MODEL_SETTINGS as MODEL_SETTINGS
+from pogm.reproduce.settings import HYBRID_TRAIN_SETTINGS as TRAIN_SETTINGS
+from pogm.reproduce.settings import hybrid_overrides
 
 # (n) for F-VAE and (n, m) for H-VAE, per source; "all" = every training example.
 GRID = {
@@ -34,47 +42,25 @@ GRID = {
     "yaleb": {"fvae": [100, 500, 1900], "hvae": [(100, 500), (100, 1800), (500, 1400)]},
     "depth": {"fvae": [500, 5000, 20000], "hvae": [(500, 5000), (500, 19500), (5000, 15000)]},
 }
-MODEL_SETTINGS = {
-    "mnist-keypoints": {"z_samples": 1, "h_samples": 1},
-    "yaleb": {"z_samples": 1, "h_samples": 1, "channels": [16, 32, 64, 128]},  # 64x64: one more halving
-    "depth": {"z_samples": 1, "h_samples": 1},
-}
-TRAIN_SETTINGS = {"lr": 1e-3, "batch_size": 32, "labelled_batch_size": 32, "eval_elbo_limit": 1000}
-
-# The paper's claims that this table tests (sec. 4.3, Table 1).
-CLAIMS = [
-    "H-VAE(n, m) has a better test NLL than F-VAE(n)",
-    "H-VAE with few labels and many unlabelled images approaches F-VAE trained on many labels",
-]
 
 
 def run_one(source: str, model: str, n: int, m: int | None, args: argparse.Namespace) -> dict:
     import torch
 
     import pogm
-    from pogm.evaluate import mean_log_likelihood, task_loss
     from pogm.train.checkpoint import read_metrics
 
     torch.set_num_threads(args.threads)
     name = f"{source}-{model}-n{n}" + (f"-m{m}" if m is not None else "") + f"-seed{args.seed}"
     out = Path(args.runs) / name
-    settings = {**TRAIN_SETTINGS, "max_steps": args.steps, "threads": args.threads, "progress": False}
-    model_settings = {k: v for k, v in MODEL_SETTINGS[source].items() if model == "hvae" or k != "h_samples"}
-    overrides = {"model": model_settings, "train": settings, "data": {}}
-    # Evaluate about every `--eval-steps` optimizer steps whatever the epoch length.
-    pool = m if model == "hvae" else n
-    batch = TRAIN_SETTINGS["batch_size"] if model == "hvae" else TRAIN_SETTINGS["labelled_batch_size"]
-    settings["eval_every"] = max(1, args.eval_steps // max(1, pool // batch))
+    overrides = hybrid_overrides(source, model, n, m, args.eval_steps)  # evaluates about every --eval-steps steps
+    overrides["train"].update(max_steps=args.steps, threads=args.threads, progress=False)
     start = time.time()
     if not (out / "config.yaml").exists():
         pogm.train(model, data=source, labels=n, unlabelled=m, out=out, seed=args.seed, overrides=overrides, progress=False)
     train_wall = time.time() - start
     records = read_metrics(out)
     best = [r for r in records if r.get("best")][-1]
-    run = pogm.load_run(out)
-    test = run.data.test
-    limit = min(len(test), args.test_examples)
-    torch.manual_seed(0)
     result = {
         "source": source,
         "model": model,
@@ -85,15 +71,9 @@ def run_one(source: str, model: str, n: int, m: int | None, args: argparse.Names
         "train_cpu_seconds": records[-1]["train_cpu_seconds"],
         "train_wall_seconds": round(train_wall, 1),
         "valid_bound": best.get("valid_elbo"),
-        "test_examples": limit,
-        "test_nll_bound": -mean_log_likelihood(run.model, test, k=1, limit=limit),
-        "test_nll_iw": -mean_log_likelihood(run.model, test, k=args.iw_samples, chunk_size=50, limit=limit),
-        "iw_samples": args.iw_samples,
+        **hybrid_metrics(out, args.iw_samples, args.test_examples),
         "run": str(out),
     }
-    if model == "hvae":
-        result["test_task_loss"] = task_loss(run.model, test, run.data.info["task_loss"], limit=limit)
-        result["task_loss"] = run.data.info["task_loss"]
     print(json.dumps(result), flush=True)
     return result
 
@@ -149,8 +129,6 @@ def mean_label_baselines(sources) -> dict:
 
 
 def write_report(out: Path, results: list[dict], args: argparse.Namespace, start: float, baselines: dict | None = None) -> dict:
-    import torch
-
     report = {
         "benchmark": "hybrid_table",
         "paper": "Tulyakov, Fitzgibbon & Nowozin, Hybrid VAE, Table 1 (MultiPIE, CelebA, NYU hands: not available here)",
@@ -158,7 +136,7 @@ def write_report(out: Path, results: list[dict], args: argparse.Namespace, start
         "claim_checks": check_claims(results),
         "mean_label_baseline_task_loss": baselines or {},
         "settings": {"model": MODEL_SETTINGS, "train": TRAIN_SETTINGS, "steps": args.steps, "iw_samples": args.iw_samples, "seed": args.seed, "threads_per_run": args.threads, "jobs": args.jobs},
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(), "torch": torch.__version__},
+        "machine": machine(args.threads, jobs=args.jobs),
         "wall_seconds": round(time.time() - start, 1),
         "date": time.strftime("%Y-%m-%d"),
         "results": results,

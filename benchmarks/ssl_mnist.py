@@ -22,52 +22,24 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-PAPER = {
-    "m2": {"test_error": 0.1197, "source": "Kingma et al. 2014, Table 1, M2, 100 labels (11.97% +- 1.71)"},
-    "m1m2": {"test_error": 0.0333, "source": "Kingma et al. 2014, Table 1, M1+M2, 100 labels (3.33% +- 0.14)"},
-    "adgm": {"test_error": 0.0096, "source": "Maaløe et al. 2016, poster Table 1, ADGM, 100 labels (0.96% +- 0.02)"},
-    "sdgm": {"test_error": 0.0132, "source": "Maaløe et al. 2016, poster Table 1, SDGM, 100 labels (1.32% +- 0.07)"},
-}
-RECIPES = {"adgm": "adgm-mnist100-cpu", "sdgm": "sdgm-mnist100-cpu"}
-# pogm's settings for this benchmark: Kingma et al.'s networks (M2: one hidden layer of 500
-# softplus units, z of 50; M1: two layers of 600, z of 50), plus batch normalisation in M2's
-# networks and Adam at 1e-3, which train faster on a CPU budget (measured: 19% vs 24% test error
-# after 6 and 5 epochs of M2 without it, at the same settings otherwise).
-MODEL_SETTINGS = {"m2": {"batch_norm": True}, "m1m2": {"batch_norm": True}, "adgm": {}, "sdgm": {}}
-TRAIN_SETTINGS = {"m2": {"lr": 1e-3}, "m1m2": {"lr": 1e-3}, "adgm": {}, "sdgm": {}}
+from pogm.reproduce.evaluations import m1_steps_for
+from pogm.reproduce.paper import SSL_MNIST as PAPER
+from pogm.reproduce.runs import machine, selected_record
+
+# pogm's settings for this benchmark (the same as `pogm reproduce ssl-mnist100`; see there why).
+from pogm.reproduce.settings import SSL_MODEL_SETTINGS as MODEL_SETTINGS
+from pogm.reproduce.settings import SSL_RECIPES as RECIPES
+from pogm.reproduce.settings import SSL_TRAIN_SETTINGS as TRAIN_SETTINGS
 
 PUBLIC_REFERENCE = {
     "m2": {"test_error_after_10_minutes": 0.485, "unlabelled_per_second": 1560, "source": "a public PyTorch M2 ([784, 10, 50, [600, 600]]) run on this machine for 10 minutes with its own recipe (issue 2)"},
     "adgm": {"test_error_after_10_minutes": 0.74, "unlabelled_per_second": 840, "source": "a public PyTorch ADGM run on this machine for 10 minutes with its own recipe (issue 3)"},
 }
-
-
-def _m1_steps_for(budget_seconds: float, fraction: float, threads: int) -> int:
-    """Optimizer steps of M1 that fit in ``fraction`` of the budget, from a short timing run."""
-    import torch
-
-    from pogm.data.batch import Batch
-    from pogm.models.vae import VAE, VAEConfig
-
-    torch.set_num_threads(threads)
-    model = VAE(VAEConfig())
-    optimizer = torch.optim.Adam(model.parameters(), 3e-4)
-    batch = Batch(x={"x": torch.bernoulli(torch.full((200, 784), 0.13))})
-    for i in range(25):
-        if i == 5:
-            start = time.process_time()
-        loss = model.loss(batch)["loss"]
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    seconds_per_step = (time.process_time() - start) / 20
-    return max(1, int(fraction * budget_seconds / seconds_per_step))
 
 
 def run_one(model: str, budget_minutes: float, args: argparse.Namespace) -> dict:
@@ -88,7 +60,7 @@ def run_one(model: str, budget_minutes: float, args: argparse.Namespace) -> dict
     if args.precision is not None:
         overrides["train"]["precision"] = args.precision
     if model == "m1m2":
-        overrides["model"]["m1_steps"] = _m1_steps_for(budget_minutes * 60, args.m1_fraction, args.threads)
+        overrides["model"]["m1_steps"] = m1_steps_for(budget_minutes * 60, args.m1_fraction, args.threads)
     start = time.time()
     recipe = RECIPES.get(model)
     epochs = None if recipe else 100000  # the recipes set their own epochs (the budget ends the run first)
@@ -115,7 +87,7 @@ def summarise(run: dict, budget_minutes: float, batch_size: int = 100) -> dict:
     records = [r for r in run["records"] if r["train_cpu_seconds"] <= budget_minutes * 60 + 1e-6]
     if not records:
         return {"budget_minutes": budget_minutes, "note": "no evaluation inside this budget"}
-    best = min(records, key=lambda r: (r["valid_error"], r["step"]))  # the first best, as the Trainer keeps it
+    best = selected_record(records)
     last = records[-1]
     return {
         "budget_minutes": budget_minutes,
@@ -171,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     report = {
         "benchmark": "ssl_mnist",
         "labels": 100,
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count(), "threads_per_run": args.threads, "parallel_runs": args.jobs},
+        "machine": machine(args.threads, parallel_runs=args.jobs),
         "settings": {"lr": args.lr, "precision": args.precision, "m1_fraction": args.m1_fraction, "seed": args.seed, "recipes": {m: RECIPES[m] for m in args.models if m in RECIPES}},
         "results": results,
     }

@@ -1,0 +1,123 @@
+"""What a paper table reads off a trained run: each function takes a run (a directory or a loaded
+`pogm.train.Run`) and returns a dict of numbers. `pogm reproduce` and the benchmark scripts both
+use them; every one seeds torch, so a run evaluates to the same numbers every time.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+
+def _loaded(run: Any, weights: str = "best"):
+    """``run`` itself if it is a loaded run, else the run directory ``run`` loaded."""
+    from pogm.train import load_run
+
+    return load_run(run, weights=weights) if isinstance(run, (str, Path)) else run
+
+
+def selected_errors(run: Any) -> dict[str, Any]:
+    """Test error of the evaluation with the lowest validation error (the test error is only
+    reported, never used for the selection), read from the run's ``metrics.jsonl``."""
+    from pogm.reproduce.runs import selected_record
+    from pogm.train.checkpoint import read_metrics
+
+    best = selected_record(read_metrics(Path(getattr(run, "run_dir", run))))
+    return {"test_error": best["test_error"], "valid_error": best["valid_error"], "selected_step": best["step"]}
+
+
+def likelihoods(run: Any, iw_samples: int = 5000, test_examples: int | None = 1000, batch_size: int = 20, seed: int = 0, progress: bool = False) -> dict[str, Any]:
+    """Test ELBO and importance-weighted log p(x) with ``iw_samples`` samples (Burda et al. 2015)
+    on the first ``test_examples`` test images (best validation weights)."""
+    import torch
+
+    from pogm.evaluate.metrics import mean_elbo, mean_log_likelihood
+
+    loaded = _loaded(run)
+    test = loaded.data.test
+    torch.manual_seed(seed)
+    start = time.time()
+    elbo = mean_elbo(loaded.model, test, limit=test_examples)
+    log_likelihood = mean_log_likelihood(loaded.model, test, k=iw_samples, batch_size=batch_size, limit=test_examples, progress=progress)
+    return {
+        "test_examples": min(len(test), test_examples or len(test)),
+        "iw_samples": iw_samples,
+        "test_elbo": elbo,
+        "test_iw_log_likelihood": log_likelihood,
+        "iw_eval_wall_seconds": round(time.time() - start, 1),
+    }
+
+
+def hybrid_metrics(run: Any, iw_samples: int = 50, test_examples: int = 500) -> dict[str, Any]:
+    """The Hybrid VAE table's numbers for an F-VAE or H-VAE run (Tulyakov et al., sec. 4.3) on the
+    first ``test_examples`` test pairs: -log p(d, h) by the bound of eq. 2 and by importance
+    sampling with ``iw_samples`` samples of q(z|d,h), and for the H-VAE the task loss of the mean
+    of q(h|d) (best validation weights)."""
+    import torch
+
+    from pogm.evaluate import mean_log_likelihood, task_loss
+
+    loaded = _loaded(run)
+    test = loaded.data.test
+    limit = min(len(test), test_examples)
+    torch.manual_seed(0)
+    result = {
+        "test_examples": limit,
+        "test_nll_bound": -mean_log_likelihood(loaded.model, test, k=1, limit=limit),
+        "test_nll_iw": -mean_log_likelihood(loaded.model, test, k=iw_samples, chunk_size=50, limit=limit),
+        "iw_samples": iw_samples,
+    }
+    if getattr(loaded.model, "predict_labels", None) is not None:
+        result["test_task_loss"] = task_loss(loaded.model, test, loaded.data.info["task_loss"], limit=limit)
+        result["task_loss"] = loaded.data.info["task_loss"]
+    return result
+
+
+def factvae_metrics(run: Any, iw_samples: int = 1000) -> dict[str, Any]:
+    """The factVAE table's numbers (Ainsworth et al., Table 1) for a mocap run: log p(x) of every
+    frame of the held-out trial, all groups observed, by the ELBO and by the importance-weighted
+    bound with ``iw_samples`` samples, in nats per frame (latest weights), and the columns of Phi
+    that the group lasso zeroed."""
+    import torch
+
+    from pogm.evaluate import mean_log_likelihood
+
+    loaded = _loaded(run, weights="latest")
+    torch.manual_seed(0)
+    return {
+        "train_frames": len(loaded.data.train),
+        "test_frames": len(loaded.data.test),
+        "test_elbo": mean_log_likelihood(loaded.model, loaded.data.test, k=1),
+        "test_log_likelihood": mean_log_likelihood(loaded.model, loaded.data.test, k=iw_samples, chunk_size=250),
+        "iw_samples": iw_samples,
+        "zero_columns": int((loaded.model.sparsity_pattern() == 0).sum().item()),
+    }
+
+
+def m1_steps_for(budget_seconds: float, fraction: float = 0.5, threads: int = 1) -> int:
+    """Optimizer steps of M1 (the VAE phase of M1+M2 on MNIST) that fit in ``fraction`` of the
+    budget, from a short timing run."""
+    import torch
+
+    from pogm.data.batch import Batch
+    from pogm.models.vae import VAE, VAEConfig
+
+    torch.set_num_threads(threads)
+    model = VAE(VAEConfig())
+    optimizer = torch.optim.Adam(model.parameters(), 3e-4)
+    batch = Batch(x={"x": torch.bernoulli(torch.full((200, 784), 0.13))})
+    for i in range(25):
+        if i == 5:
+            start = time.process_time()
+        loss = model.loss(batch)["loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    seconds_per_step = (time.process_time() - start) / 20
+    return max(1, int(fraction * budget_seconds / seconds_per_step))
+
+
+def m1m2_fresh_options(budget_seconds: float, fraction: float = 0.5) -> dict[str, int]:
+    """M1+M2's model options for a run of ``budget_seconds``: ``fraction`` of it for M1."""
+    return {"m1_steps": m1_steps_for(budget_seconds, fraction)}

@@ -1,0 +1,427 @@
+"""Paper tables as data, the verdict rule, the registry, and running a table.
+
+A `Table` names the training runs behind it (`RunSpec`: model, data, settings, share of the
+budget, and the evaluation that reads numbers off the finished run) and its rows (`Row`: what it
+measures, the paper's value and ±, the direction, and how ours comes from the runs' numbers:
+`Metric`, `Mean` or `Claim`). `reproduce` trains what is missing, evaluates, and writes
+``OUT/TABLE.md`` and ``OUT/TABLE.json``; the runs live in ``OUT/runs/TABLE/``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import statistics
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pogm.reproduce.evaluations import selected_errors
+from pogm.reproduce.runs import (
+    describe_machine,
+    finished,
+    machine,
+    run_in_pool,
+    train_for_budget,
+    write_report,
+)
+
+VERDICT_RULE = (
+    "reproduced: ours at least as good as the paper's, or within its ± (without one, within 5% relative); "
+    "close: within 25% relative (errors: within max(25% relative, 0.5 percentage points)); else not reproduced"
+)
+MAX_JOBS = 2
+RECORD = "reproduce.json"  # in each run directory: the machine it trained on and its cached evaluation
+
+
+def verdict(ours: float, paper: float, direction: str, pm: float | None = None, error: bool = False) -> str:
+    """``"reproduced"``, ``"close"`` or ``"not reproduced"`` (see `VERDICT_RULE`).
+
+    ``direction`` is ``"lower"`` or ``"higher"`` (which is better); ``pm`` the paper's reported
+    spread; ``error`` marks error rates (fractions), whose "close" band is at least 0.5 percentage
+    points wide.
+    """
+    if direction not in ("lower", "higher"):
+        raise ValueError(f"direction must be 'lower' or 'higher', got {direction!r}")
+    gap = abs(ours - paper)
+    as_good = ours <= paper if direction == "lower" else ours >= paper
+    if as_good or gap <= (pm if pm is not None else 0.05 * abs(paper)):
+        return "reproduced"
+    close = max(0.25 * abs(paper), 0.005) if error else 0.25 * abs(paper)
+    return "close" if gap <= close else "not reproduced"
+
+
+# ----------------------------------------------------------------------------- how ours is computed
+@dataclass(frozen=True)
+class Metric:
+    """One number of one run's evaluation."""
+
+    run: str
+    key: str
+
+    @property
+    def runs(self) -> tuple[str, ...]:
+        return (self.run,)
+
+    def __call__(self, numbers: Mapping[str, Mapping[str, Any]]) -> float:
+        return float(numbers[self.run][self.key])
+
+    def detail(self, numbers: Mapping[str, Mapping[str, Any]]) -> str:
+        return ""
+
+    def describe(self) -> str:
+        return f"{self.key} of run {self.run}"
+
+
+@dataclass(frozen=True)
+class Mean:
+    """The mean of one number over several runs (choices of data, seeds)."""
+
+    over: tuple[str, ...]
+    key: str
+
+    @property
+    def runs(self) -> tuple[str, ...]:
+        return self.over
+
+    def __call__(self, numbers: Mapping[str, Mapping[str, Any]]) -> float:
+        return statistics.fmean(float(numbers[run][self.key]) for run in self.over)
+
+    def detail(self, numbers: Mapping[str, Mapping[str, Any]]) -> str:
+        values = [float(numbers[run][self.key]) for run in self.over]
+        spread = f" ± {statistics.stdev(values):.1f}" if len(values) > 1 else ""
+        return f"{statistics.fmean(values):.1f}{spread} (n={len(values)})"
+
+    def describe(self) -> str:
+        return f"mean {self.key} over runs {', '.join(self.over)}"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """1 if ``better`` is better than ``worse`` (``direction``: which is better), else 0: a
+    paper's claim about the order of two numbers, checked on our runs."""
+
+    better: Metric | Mean
+    worse: Metric | Mean
+    direction: str = "lower"
+
+    @property
+    def runs(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(self.better.runs + self.worse.runs))
+
+    def __call__(self, numbers: Mapping[str, Mapping[str, Any]]) -> float:
+        b, w = self.better(numbers), self.worse(numbers)
+        return 1.0 if (b < w if self.direction == "lower" else b > w) else 0.0
+
+    def detail(self, numbers: Mapping[str, Mapping[str, Any]]) -> str:
+        sign = ("<" if self.direction == "lower" else ">") if self(numbers) else ("≥" if self.direction == "lower" else "≤")
+        both = [part.detail(numbers) or f"{part(numbers):.1f}" for part in (self.better, self.worse)]
+        return f"{both[0]} {sign} {both[1]}"
+
+    def describe(self) -> str:
+        return f"1 if {self.better.describe()} is {self.direction} than {self.worse.describe()}, else 0"
+
+
+# ----------------------------------------------------------------------------- tables
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run behind a table: what to train, its share of the table's CPU budget, and
+    ``evaluate(run_dir) -> dict`` that reads its numbers (a module-level function or a
+    `functools.partial` of one, so that it can run in a worker process)."""
+
+    name: str
+    model: str | None = None
+    source: str = "mnist"
+    labels: int | None = None
+    unlabelled: int | None = None
+    recipe: str | None = None
+    model_options: Mapping[str, Any] = field(default_factory=dict)
+    train_options: Mapping[str, Any] = field(default_factory=dict)
+    data_options: Mapping[str, Any] = field(default_factory=dict)
+    share: float = 1.0
+    evaluate: Callable[[Path], dict] = selected_errors
+    fresh_options: Callable[[float], Mapping[str, Any]] | None = None  # model options computed when the run starts
+
+
+UNITS: dict[str, Callable[[float], str]] = {
+    "%": lambda v: f"{v:.2%}",
+    "errors/10,000": lambda v: f"{round(v * 10000)}",
+    "nats": lambda v: f"{v:.2f}",
+    "claim": lambda v: "holds" if v >= 0.5 else "fails",
+}
+ERROR_UNITS = ("%", "errors/10,000")  # stored as fractions
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of a table: ``ours`` computes our value from the runs' numbers. Errors are
+    fractions whatever the ``unit`` shows (``%``, ``errors/10,000``); a ``claim`` row is 1 (the
+    paper's claim holds) or 0, and ``paper_detail`` gives the paper's numbers behind it."""
+
+    name: str
+    measures: str
+    paper: float
+    ours: Metric | Mean | Claim
+    direction: str = "lower"
+    paper_pm: float | None = None
+    unit: str = "%"
+    paper_detail: str = ""
+
+    def __post_init__(self) -> None:
+        if self.unit not in UNITS:
+            raise ValueError(f"row {self.name!r}: unit must be one of {list(UNITS)}, got {self.unit!r}")
+        if self.direction not in ("lower", "higher"):
+            raise ValueError(f"row {self.name!r}: direction must be 'lower' or 'higher', got {self.direction!r}")
+
+    def show(self, value: float) -> str:
+        return UNITS[self.unit](value)
+
+    def show_paper(self) -> str:
+        text = self.show(self.paper) + (f" ± {self.show(self.paper_pm)}" if self.paper_pm is not None else "")
+        return f"{text} ({self.paper_detail})" if self.paper_detail else text
+
+
+@dataclass(frozen=True)
+class Table:
+    """A paper table: its runs, its rows, and the CPU-minutes it trains for by default."""
+
+    name: str
+    description: str  # one line, for `pogm reproduce --list`
+    paper: str  # where the paper's numbers come from
+    runs: tuple[RunSpec, ...]
+    rows: tuple[Row, ...]
+    default_budget: float  # CPU-minutes of training for the whole table
+    notes: str = ""  # caveats printed under the table
+
+    def __post_init__(self) -> None:
+        names = [run.name for run in self.runs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"table {self.name}: run names must be unique")
+        for row in self.rows:
+            missing = sorted(set(row.ours.runs) - set(names))
+            if missing:
+                raise ValueError(f"table {self.name}, row {row.name!r}: reads runs {missing} that the table does not train")
+
+    def budgets(self, budget: float) -> dict[str, float]:
+        """CPU-minutes of each run: ``budget`` split by the runs' shares."""
+        total = sum(run.share for run in self.runs)
+        return {run.name: budget * run.share / total for run in self.runs}
+
+
+TABLES: dict[str, Table] = {}
+
+
+def register_table(table: Table) -> Table:
+    """Add ``table`` to the registry (`list_tables`, `get_table`, `pogm reproduce`)."""
+    if table.name in TABLES:
+        raise ValueError(f"a table named {table.name!r} is already registered")
+    TABLES[table.name] = table
+    return table
+
+
+def list_tables() -> list[str]:
+    """Names of the registered tables, in registration order."""
+    return list(TABLES)
+
+
+def get_table(name: str) -> Table:
+    """The table ``name``; an unknown name is a ValueError that lists the known ones."""
+    if name not in TABLES:
+        raise ValueError(f"unknown table {name!r}; choose one of {', '.join(TABLES)} (`pogm reproduce --list` describes them)")
+    return TABLES[name]
+
+
+# ----------------------------------------------------------------------------- running a table
+@dataclass(frozen=True)
+class _Job:
+    table: str
+    spec: RunSpec
+    run_dir: Path
+    minutes: float
+    seed: int
+
+
+def _callable_name(fn: Callable) -> tuple[str, dict[str, Any]]:
+    """``("module.function", keyword options)`` of a function or a `functools.partial` of one."""
+    options: dict[str, Any] = {}
+    while isinstance(fn, functools.partial):
+        options = {**fn.keywords, **options}
+        fn = fn.func
+    return f"{fn.__module__}.{fn.__qualname__}", options
+
+
+def _read_record(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / RECORD
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _write_record(run_dir: Path, record: dict[str, Any]) -> None:
+    (run_dir / RECORD).write_text(json.dumps(record, indent=2))
+
+
+def _evaluate(spec: RunSpec, run_dir: Path, step: int) -> dict[str, Any]:
+    """The run's numbers: cached in ``RECORD`` for this evaluation, its options and the run's step."""
+    by, options = _callable_name(spec.evaluate)
+    record = _read_record(run_dir)
+    cached = record.get("evaluation", {})
+    if cached.get("by") == by and cached.get("options") == options and cached.get("step") == step:
+        return cached["numbers"]
+    numbers = spec.evaluate(run_dir)
+    record["evaluation"] = {"by": by, "options": options, "step": step, "numbers": numbers}
+    _write_record(run_dir, record)
+    return numbers
+
+
+def _run_job(job: _Job) -> dict[str, Any]:
+    """Train (unless finished), evaluate, and return the run's record; one progress line per state."""
+    import torch
+
+    from pogm.train.checkpoint import read_metrics
+
+    torch.set_num_threads(1)
+    spec, run_dir = job.spec, job.run_dir
+    prefix = f"[{job.table}] {spec.name}:"
+    done = finished(run_dir, job.minutes * 60)
+    if not done:
+        state = "resumed" if (run_dir / "state.pt").is_file() else "started"
+        print(f"{prefix} {state}, {job.minutes:.3g} CPU-min budget -> {run_dir}", flush=True)
+        start = time.time()
+        train_for_budget(
+            spec.model, run_dir, job.minutes, job.seed, spec.data_options, spec.model_options, spec.train_options, spec.labels,
+            source=spec.source, unlabelled=spec.unlabelled, recipe=spec.recipe, fresh_options=spec.fresh_options,
+        )
+        _write_record(run_dir, {**_read_record(run_dir), "machine": machine(), "last_training_wall_seconds": round(time.time() - start, 1)})
+    last = read_metrics(run_dir)[-1]
+    numbers = _evaluate(spec, run_dir, last["step"])
+    length = f"{last['step']:,} steps, {last['epoch']} epochs, {last['train_cpu_seconds'] / 60:.2f} CPU-min"
+    print(f"{prefix} {'reused' if done else 'finished'}, {length} ({run_dir})", flush=True)
+    return {
+        "name": spec.name,
+        "model": spec.model,
+        "recipe": spec.recipe,
+        "source": spec.source,
+        "budget_cpu_minutes": job.minutes,
+        "run_dir": str(run_dir),
+        "status": "reused" if done else "trained",
+        "steps": last["step"],
+        "epochs": last["epoch"],
+        "train_cpu_seconds": last["train_cpu_seconds"],
+        "train_wall_seconds": last["train_wall_seconds"],
+        "machine": _read_record(run_dir).get("machine"),
+        "evaluated_by": _callable_name(spec.evaluate)[0],
+        "numbers": numbers,
+    }
+
+
+def _run_length(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "runs": len(runs),
+        "steps": [r["steps"] for r in runs],
+        "epochs": [r["epochs"] for r in runs],
+        "train_cpu_minutes": round(sum(r["train_cpu_seconds"] for r in runs) / 60, 2),
+    }
+
+
+def _show_length(length: dict[str, Any]) -> str:
+    def span(values: list[int]) -> str:
+        return f"{min(values):,}" if min(values) == max(values) else f"{min(values):,}-{max(values):,}"
+
+    if length["runs"] == 1:
+        return f"{span(length['steps'])} steps, {span(length['epochs'])} epochs, {length['train_cpu_minutes']:.2f} CPU-min"
+    return f"{length['runs']} runs: {span(length['steps'])} steps, {span(length['epochs'])} epochs, {length['train_cpu_minutes']:.2f} CPU-min in all"
+
+
+def _machines(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The distinct machines that trained ``runs``."""
+    seen: dict[str, dict[str, Any]] = {}
+    for r in runs:
+        if r["machine"]:
+            seen.setdefault(describe_machine(r["machine"]), r["machine"])
+    return list(seen.values())
+
+
+def _row_result(row: Row, numbers: dict[str, dict], runs: dict[str, dict]) -> dict[str, Any]:
+    ours = row.ours(numbers)
+    used = [runs[name] for name in row.ours.runs]
+    return {
+        "name": row.name,
+        "measures": row.measures,
+        "unit": row.unit,
+        "direction": f"{row.direction} is better",
+        "paper": row.paper,
+        "paper_pm": row.paper_pm,
+        "paper_detail": row.paper_detail,
+        "ours": ours,
+        "ours_detail": row.ours.detail(numbers),
+        "computed_from": row.ours.describe(),
+        "runs": list(row.ours.runs),
+        "run_length": _run_length(used),
+        "machine": _machines(used),
+        "verdict": verdict(ours, row.paper, row.direction, row.paper_pm, error=row.unit in ERROR_UNITS) if not math.isnan(ours) else "not run",
+    }
+
+
+def _markdown(table: Table, report: dict[str, Any]) -> list[str]:
+    rows_by_name = {row.name: row for row in table.rows}
+    lines = [
+        f"# {table.name}: {table.description}",
+        "",
+        f"Paper: {table.paper}.",
+        (
+            f"Budget: {report['budget_cpu_minutes']:g} CPU-minutes of training over {len(table.runs)} runs "
+            f"(one thread each, {report['jobs']} at a time), seed {report['seed']}; written {report['date']}."
+        ),
+        "",
+        "| row | measures | paper | ours | run length | machine | verdict |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in report["rows"]:
+        row = rows_by_name[r["name"]]
+        ours = row.show(r["ours"]) + (f" ({r['ours_detail']})" if r["ours_detail"] else "")
+        machines = "; ".join(describe_machine(m) for m in r["machine"]) or "-"
+        measures = r["measures"] if row.unit == "claim" else f"{r['measures']} ({r['direction']})"
+        lines.append(f"| {r['name']} | {measures} | {row.show_paper()} | {ours} | {_show_length(r['run_length'])} | {machines} | {r['verdict']} |")
+    lines += ["", "Runs:", "", "| run | trains | budget CPU-min | steps | epochs | CPU-min | wall-min | this call | directory |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in report["runs"]:
+        trains = f"recipe {r['recipe']}" if r["recipe"] else f"{r['model']} on {r['source']}"
+        lines.append(f"| {r['name']} | {trains} | {r['budget_cpu_minutes']:.3g} | {r['steps']:,} | {r['epochs']} | {r['train_cpu_seconds'] / 60:.2f} | {r['train_wall_seconds'] / 60:.2f} | {r['status']} | `{r['run_dir']}` |")
+    lines += ["", f"Verdict rule: {VERDICT_RULE}."]
+    lines += ["", table.notes] if table.notes else []
+    return lines
+
+
+def reproduce(name: str, out: str | Path = "reproduce", budget: float | None = None, jobs: int = 2, seed: int = 0) -> dict[str, Any]:
+    """Run the table ``name`` (training what is not finished, resuming what was interrupted) for
+    ``budget`` CPU-minutes (default: the table's), ``jobs`` runs at a time (1 or 2, one thread
+    each); write ``OUT/NAME.md`` and ``OUT/NAME.json`` and return the report."""
+    table = get_table(name)
+    budget = table.default_budget if budget is None else float(budget)
+    if not budget > 0:
+        raise ValueError(f"--budget must be a positive number of CPU-minutes (the default for {name} is {table.default_budget:g})")
+    if jobs not in range(1, MAX_JOBS + 1):
+        raise ValueError(f"--jobs {jobs}: a table trains 1 or {MAX_JOBS} runs at a time")
+    out = Path(out)
+    minutes = table.budgets(budget)
+    work = [_Job(table.name, spec, out / "runs" / table.name / f"{spec.name}-{minutes[spec.name]:.4g}min-seed{seed}", minutes[spec.name], seed) for spec in table.runs]
+    print(f"[{table.name}] {len(work)} runs, {budget:g} CPU-minutes of training, {jobs} at a time", flush=True)
+    runs = {r["name"]: r for r in run_in_pool(_run_job, work, jobs, echo=False)}
+    numbers = {name: r["numbers"] for name, r in runs.items()}
+    report = {
+        "table": table.name,
+        "description": table.description,
+        "paper": table.paper,
+        "budget_cpu_minutes": budget,
+        "jobs": jobs,
+        "seed": seed,
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": machine(),
+        "verdict_rule": VERDICT_RULE,
+        "rows": [_row_result(row, numbers, runs) for row in table.rows],
+        "runs": list(runs.values()),
+        "notes": table.notes,
+    }
+    write_report(out / f"{table.name}.json", report, _markdown(table, report))
+    return report
