@@ -197,3 +197,17 @@ def test_latent_interpolations_decode_the_line_between_two_encodings(m2_run, tmp
             top, left = (1 + row * cell + 4) * scale, (1 + (step + 1) * cell + 4) * scale  # centre of the tile
             expected = (1 - t) * x[a].mean().item() + t * x[b].mean().item()
             assert grey[top, left] == pytest.approx(expected, abs=0.01)
+
+
+def test_a_vae_report_interpolates_between_test_images_through_its_decoder(tmp_path):
+    """The VAE offers ``encode`` and ``decode``: its report draws interpolations, whose end
+    columns decode the two images' own latent means (the reconstructions)."""
+    from pogm.evaluate.figures import write_run_figures
+    from pogm.train import load_run, train
+
+    run_dir = train("vae", data="digits", epochs=1, out=tmp_path / "vae", seed=0, overrides={"model": {"hidden": [32], "z_dim": 3}, "train": {"progress": False, "threads": 1}}, progress=False)
+    run = load_run(run_dir)
+    x = run.data.test.x["x"][:4]  # [4, 1, 8, 8]
+    torch.testing.assert_close(run.model.decode(run.model.encode(x)).reshape(x.shape), run.model.reconstruct(x))
+    names = {p.name for p in write_run_figures(run, tmp_path / "figures")}
+    assert "interpolations.png" in names

@@ -80,6 +80,10 @@ class VAE(ImportanceWeighted, ImputesByReconstruction, Model):
         return mean.reshape(batch.x[self.group].shape)
 
     @torch.no_grad()
+    def decode(self, z: Tensor) -> Tensor:
+        """The mean of p(x | z): ``[..., Z] -> [..., D]`` (flat images)."""
+        return self.p_x.mean(self.p_x_z(z))
+
+    @torch.no_grad()
     def sample(self, n: int, y: Tensor | None = None) -> Tensor:
-        z = torch.randn(n, self.config.z_dim, device=self.device)
-        return self.p_x.mean(self.p_x_z(z))  # [n, D]
+        return self.decode(torch.randn(n, self.config.z_dim, device=self.device))  # [n, D]
