@@ -303,8 +303,12 @@ def test_training_into_an_existing_run_needs_resume(run_copy):
 def test_training_leaves_no_temporary_files(tmp_path):
     run = pogm.train("m2", data="digits", labels=10, epochs=2, out=tmp_path / "run", overrides=overrides(), progress=False)
     names = sorted(p.name for p in run.iterdir())
-    assert names == ["best.safetensors", "config.yaml", "labelled_index.json", "metrics.jsonl", "model.safetensors", "state.pt"]
-    for name in ("best.safetensors", "config.yaml", "labelled_index.json", "model.safetensors", "state.pt"):
+    # Two checkpoint generations (the previous one kept as *.prev.*) and the manifest that names them.
+    assert names == [
+        "best.safetensors", "checkpoint.json", "config.yaml", "labelled_index.json", "metrics.jsonl",
+        "model.prev.safetensors", "model.safetensors", "state.prev.pt", "state.pt",
+    ]
+    for name in ("best.safetensors", "checkpoint.json", "config.yaml", "labelled_index.json", "model.safetensors", "model.prev.safetensors", "state.pt", "state.prev.pt"):
         assert (run / name).stat().st_mode & 0o777 == 0o644, name  # atomic writes: shared, not mkstemp-private
     assert list(tmp_path.iterdir()) == [run]
 

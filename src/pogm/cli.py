@@ -75,23 +75,28 @@ def cmd_figures(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from pogm.train import train
+    """Train (or resume); SIGINT/SIGTERM save a checkpoint and exit with 128 + the signal number."""
+    from pogm.train import TrainingInterrupted, train
 
     overrides = list(args.set or [])
     if args.device:
         overrides.append(f"train.device={args.device}")
-    run_dir = train(
-        args.model,
-        data=args.data,
-        labels=args.labels,
-        unlabelled=args.unlabelled,
-        epochs=args.epochs,
-        out=args.out,
-        seed=args.seed,
-        config_file=args.config,
-        overrides=overrides,
-        resume=args.resume,
-    )
+    try:
+        run_dir = train(
+            args.model,
+            data=args.data,
+            labels=args.labels,
+            unlabelled=args.unlabelled,
+            epochs=args.epochs,
+            out=args.out,
+            seed=args.seed,
+            config_file=args.config,
+            overrides=overrides,
+            resume=args.resume,
+        )
+    except TrainingInterrupted as stop:
+        print(f"pogm train: {stop}", file=sys.stderr)
+        return stop.exit_code
     print(f"run directory: {run_dir}")
     return 0
 
@@ -232,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu or cuda")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value: z_dim=32, train.lr=1e-3, data.binarize=false")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out exactly from its last checkpoint")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out exactly from its last checkpoint (the previous one if the last is damaged)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="evaluate a run on its test split; writes DIR/eval.json")

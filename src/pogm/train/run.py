@@ -173,6 +173,9 @@ def train(
     Returns the run directory (``runs/<model>-<data>-<time>`` unless ``out`` is given).
     With ``resume=True`` the run in ``out`` continues exactly from its last checkpoint, and
     ``epochs`` may raise its epoch limit.
+
+    Raises `TrainingInterrupted` after saving a checkpoint when SIGINT (Ctrl-C) or SIGTERM
+    arrives, and FloatingPointError when a loss or gradient is not finite (``train.on_nonfinite``).
     """
     if resume:
         if out is None:
@@ -225,6 +228,7 @@ def train(
         "train": config_to_dict(train_config),
     }
     checkpoint.write_config(run_dir, config)
+    checkpoint.write_manifest(run_dir, [])  # no checkpoint yet: `--resume` starts again from step 0
     trainer = _make_trainer(net, splits, labelled_index, train_config, seed, run_dir, unlabelled_index)
     trainer.fit()
     return run_dir
@@ -250,8 +254,9 @@ def _make_trainer(net, splits: DataSplits, labelled_index, train_config: TrainCo
 def _rebuild(run_dir: Path) -> tuple[dict[str, Any], torch.nn.Module, DataSplits, torch.Tensor | None, torch.Tensor | None]:
     config = checkpoint.read_config(run_dir)
     entry = get_model(config["model"])
-    net = entry.cls(config_from_dict(entry.cls.Config, config["model_config"]))
+    # The data, then the model: the order in which `train` draws from the seeded RNG.
     splits = load_source(config["data"]["name"], **(config["data"].get("options") or {}))
+    net = entry.cls(config_from_dict(entry.cls.Config, config["model_config"]))
     index_file = run_dir / "labelled_index.json"
     labelled_index = load_split(index_file) if index_file.is_file() else None
     pool_file = run_dir / "unlabelled_index.json"
@@ -260,6 +265,9 @@ def _rebuild(run_dir: Path) -> tuple[dict[str, Any], torch.nn.Module, DataSplits
 
 
 def _resume(run_dir: Path, epochs: int | None, progress: bool) -> Path:
+    """Continue the run in ``run_dir`` from its newest usable checkpoint; a run stopped before its
+    first checkpoint starts again from step 0, seeded as `train` seeded it."""
+    torch.manual_seed(checkpoint.read_config(run_dir)["seed"])
     config, net, splits, labelled_index, unlabelled_index = _rebuild(run_dir)
     train_values = dict(config["train"])
     if epochs is not None:

@@ -14,14 +14,27 @@ the terms (a gated update) is not stepped. ``schedule`` says when the groups ste
   ``discriminator_steps`` times on fresh batches, then the other groups once.
 
 A crash loses at most the work since the last checkpoint, which is written at every evaluation
-(every ``eval_every`` epochs) and when training ends.
+(every ``eval_every`` epochs) and when training ends; a resumed run ends bit for bit where the
+uninterrupted one would (see `pogm.train.checkpoint` for how checkpoints survive a kill at any
+moment). SIGINT (Ctrl-C) and SIGTERM stop training at the next step boundary with a checkpoint
+(`TrainingInterrupted`); a second Ctrl-C stops at once.
+
+A non-finite loss or gradient makes no update. ``on_nonfinite="stop"`` (the default) stops the
+run with a `FloatingPointError` naming the non-finite terms or parameters; ``"skip"`` drops the
+batch and goes on, until ``max_nonfinite_skips`` batches in a row were bad. (In the alternating
+schedule the discriminator steps taken before a bad generator batch stay.) A checkpoint is never
+written from non-finite parameters.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import signal
+import sys
+import threading
 import time
+from collections.abc import Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,9 +78,69 @@ class TrainConfig:
     schedule: str = "simultaneous"  # or "alternating": discriminator_steps D updates, then one of the rest
     discriminator_steps: int = 1  # D updates per generator update in the alternating schedule
     group_lr: dict[str, float] | None = None  # learning rates per parameter group, e.g. {discriminator: 2e-4}
+    # A batch whose loss or gradient is not finite makes no update; then "stop" the run, or "skip"
+    # the batch (and stop anyway after max_nonfinite_skips bad batches in a row).
+    on_nonfinite: str = "stop"
+    max_nonfinite_skips: int = 10
 
 SCHEDULES = ("simultaneous", "alternating")
+NONFINITE_POLICIES = ("stop", "skip")
 SINGLE_GROUP = "model"  # the name of the only optimizer of a single-loss model
+
+
+class NonFiniteStep(FloatingPointError):
+    """A step whose loss or gradient is not finite; it made no update. ``problem`` says what went
+    bad (the terms or parameters), the message adds what to do."""
+
+    def __init__(self, message: str, problem: str) -> None:
+        super().__init__(message)
+        self.problem = problem
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped by SIGINT or SIGTERM after saving a checkpoint; ``exit_code`` is 128 + the
+    signal's number (130 for Ctrl-C, 143 for SIGTERM), as shells report a signal's end."""
+
+    def __init__(self, run_dir: Path, step: int, signum: int) -> None:
+        self.run_dir, self.step, self.signum = run_dir, step, signum
+        self.exit_code = 128 + int(signum)
+        super().__init__(
+            f"training stopped by {signal.Signals(signum).name} at step {step}; checkpoint saved in {run_dir}. "
+            f"Continue with: pogm train --resume --out {run_dir}"
+        )
+
+
+class StopSignals:
+    """While active (in the main thread), SIGINT and SIGTERM only set ``received``, so that training
+    stops at a step boundary with a checkpoint; a second signal raises KeyboardInterrupt at once
+    (every file is written atomically, so even that leaves the last checkpoint usable)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.received is not None:
+            raise KeyboardInterrupt
+        self.received = signum
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        self._previous.clear()
+
+
+def _say(message: str) -> None:
+    """A line on stderr that does not break a progress bar."""
+    tqdm.write(f"[pogm] {message}", file=sys.stderr)
 
 
 class Trainer:
@@ -105,6 +178,10 @@ class Trainer:
             raise ValueError(f"train.group_lr names {unknown}, but {type(model).__name__} has the parameter groups {sorted(self.groups)}")
         if config.schedule not in SCHEDULES:
             raise ValueError(f"train.schedule must be one of {list(SCHEDULES)}, got {config.schedule!r}")
+        if config.on_nonfinite not in NONFINITE_POLICIES:
+            raise ValueError(f"train.on_nonfinite must be one of {list(NONFINITE_POLICIES)}, got {config.on_nonfinite!r}")
+        if config.max_nonfinite_skips < 1:
+            raise ValueError(f"train.max_nonfinite_skips must be >= 1, got {config.max_nonfinite_skips}")
         if config.discriminator_steps < 1:
             raise ValueError(f"train.discriminator_steps must be >= 1, got {config.discriminator_steps}")
         self.discriminator_groups = tuple(getattr(model, "discriminator_groups", ()))
@@ -118,10 +195,19 @@ class Trainer:
         if config.lr_decay_every < 1 or not 0 < config.lr_decay <= 1:
             raise ValueError(f"need lr_decay in (0, 1] and lr_decay_every >= 1; got {config.lr_decay} and {config.lr_decay_every}")
         self.schedulers = {name: torch.optim.lr_scheduler.LambdaLR(opt, self._lr_factor) for name, opt in self.optimizers.items()}
+        self.param_names = {id(p): name for name, p in model.named_parameters()}
         self.step = 0
         self.best_score: float | None = None
         self.train_cpu_seconds = 0.0
         self.train_wall_seconds = 0.0
+        # The running sums of the training terms over the current epoch (saved in checkpoints, so
+        # that an epoch's record is the same whether or not the run was stopped inside it).
+        self.epoch_sums: dict[str, float] = {}
+        self.epoch_count = 0
+        self.skipped_batches = 0  # batches skipped for a non-finite loss or gradient, in all
+        self.consecutive_skips = 0
+        self.generation: checkpoint.Generation | None = None  # the last checkpoint committed
+        self.saved_step: int | None = None  # the step of the checkpoint on disk, if this Trainer wrote or read it
 
     @staticmethod
     def _parameter_groups(model: torch.nn.Module, proximal_ids: set[int]) -> dict[str, list[torch.nn.Parameter]]:
@@ -188,24 +274,57 @@ class Trainer:
         with self._autocast():
             return self.model.loss(batch, kl_weight=self.kl_weight(), step=self.step)
 
-    def _check_finite(self, name: str, loss: torch.Tensor) -> None:
+    def _last_checkpoint(self) -> str:
+        """Where the last checkpoint is, for error messages."""
+        if self.saved_step is not None:
+            return f"the last checkpoint (step {self.saved_step}) in {self.run_dir} is intact: resume with `pogm train --resume --out {self.run_dir}`"
+        if (self.run_dir / checkpoint.STATE).exists():
+            return f"the last checkpoint in {self.run_dir} is intact: resume with `pogm train --resume --out {self.run_dir}`"
+        return "no checkpoint had been written yet"
+
+    def _nonfinite(self, problem: str) -> NonFiniteStep:
+        """The error for a bad step: what went bad, what to do, and where the last checkpoint is."""
+        remedy = "lower the learning rate (--set train.lr=...) or set train.grad_clip"
+        if self.config.on_nonfinite == "stop":
+            remedy += ", or skip such batches (--set train.on_nonfinite=skip)"
+        return NonFiniteStep(f"{problem}; no update was made. To fix it, {remedy}; {self._last_checkpoint()}", problem)
+
+    def _check_finite(self, name: str, loss: torch.Tensor, terms: dict[str, Any]) -> None:
+        """Raise NonFiniteStep when ``loss`` is not finite, naming every non-finite term."""
         if torch.isfinite(loss):
             return
-        if (self.run_dir / "state.pt").exists():
-            saved = f"the last checkpoint in {self.run_dir} is intact (resume with --resume)"
-        else:
-            saved = "no checkpoint had been written yet"
-        raise FloatingPointError(
-            f"the {name} became {loss.item()} at step {self.step}; lower the learning rate (--set train.lr=...) or "
-            f"set train.grad_clip; {saved}"
-        )
+        bad = []
+        for key, value in terms.items():
+            value = torch.as_tensor(value).detach()
+            if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                bad.append(f"{key}={value.item() if value.numel() == 1 else 'non-finite'}")
+        raise self._nonfinite(f"the {name} became {loss.item()} at step {self.step} (non-finite terms: {', '.join(bad)})")
+
+    def _check_gradients(self, name: str, params: Iterable[torch.nn.Parameter], grads: Iterable[torch.Tensor | None]) -> None:
+        """Raise NonFiniteStep when a gradient is not finite, naming the parameters (one sync
+        when every gradient is finite)."""
+        pairs = [(p, g) for p, g in zip(params, grads) if g is not None]
+        if not pairs:
+            return
+        finite = torch.stack([torch.isfinite(g).all() for _, g in pairs])
+        if bool(finite.all()):
+            return
+        bad = [self.param_names.get(id(p), "<unnamed>") for (p, _), ok in zip(pairs, finite.tolist()) if not ok]
+        shown = ", ".join(bad[:8]) + (f" and {len(bad) - 8} more" if len(bad) > 8 else "")
+        raise self._nonfinite(f"the gradient of the {name} became non-finite at step {self.step} (in {shown})")
 
     def _single_loss_step(self, batch) -> dict[str, torch.Tensor]:
         terms = self._losses(batch)
         loss = terms["loss"]
-        self._check_finite("loss", loss)
+        self._check_finite("loss", loss, terms)
         self.model.zero_grad(set_to_none=True)
         loss.backward()
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        try:
+            self._check_gradients("loss", params, [p.grad for p in params])
+        except NonFiniteStep:
+            self.model.zero_grad(set_to_none=True)
+            raise
         if self.config.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
         self.optimizer.step()
@@ -220,11 +339,13 @@ class Trainer:
         terms = self._losses(batch)
         active = [g for g in names if f"loss/{g}" in terms]
         for g in active:
-            self._check_finite(f"loss of group {g!r}", terms[f"loss/{g}"])
+            self._check_finite(f"loss of group {g!r}", terms[f"loss/{g}"], terms)
         self.model.zero_grad(set_to_none=True)
         grads = {}
         for i, g in enumerate(active):
             grads[g] = torch.autograd.grad(terms[f"loss/{g}"], self.groups[g], retain_graph=i + 1 < len(active), allow_unused=True)
+        for g in active:  # every group's gradients are checked before any group steps
+            self._check_gradients(f"loss of group {g!r}", self.groups[g], grads[g])
         for g in active:
             for p, grad in zip(self.groups[g], grads[g]):
                 p.grad = grad
@@ -234,36 +355,82 @@ class Trainer:
         return terms
 
     def fit(self) -> dict[str, Any]:
-        """Train until the epoch, step or CPU budget runs out; returns the last evaluation record."""
+        """Train until the epoch, step or CPU budget runs out; returns the last evaluation record.
+
+        Raises TrainingInterrupted (after a checkpoint) on SIGINT or SIGTERM, and FloatingPointError
+        (without one) when a loss or gradient is not finite and the policy says stop."""
         record: dict[str, Any] = {}
         if self.config.flush_denormal:
             torch.set_flush_denormal(True)
-        while not self._done():
-            epoch = self.stream.epoch
-            sums: dict[str, float] = {}
-            count = 0
-            bar = tqdm(total=self.stream.steps_per_epoch, initial=self.stream._pos, desc=f"epoch {epoch + 1}", disable=not self.config.progress, leave=False)
-            while self.stream.epoch == epoch and not self._done():
-                cpu0, wall0 = time.process_time(), time.perf_counter()
-                batch = self.stream.next_batch()
-                terms = self.train_step(batch)
-                self.train_cpu_seconds += time.process_time() - cpu0
-                self.train_wall_seconds += time.perf_counter() - wall0
-                for name, value in terms.items():
-                    sums[name] = sums.get(name, 0.0) + value
-                count += 1
-                bar.update(1)
-                if count % 10 == 0:
-                    bar.set_postfix(loss=f"{sums['loss'] / count:.3f}")
-            bar.close()
-            epoch_finished = self.stream.epoch > epoch
-            if epoch_finished:
-                for scheduler in self.schedulers.values():
-                    scheduler.step()
-            if (epoch_finished and self.stream.epoch % self.config.eval_every == 0) or self._done():
-                train_terms = {f"train_{k}": v / max(count, 1) for k, v in sums.items()}
-                record = self.evaluate_and_checkpoint(train_terms)
+        with StopSignals() as signals:
+            while not self._done():
+                epoch = self.stream.epoch
+                self._train_epoch(epoch, signals)
+                epoch_finished = self.stream.epoch > epoch
+                if epoch_finished:
+                    for scheduler in self.schedulers.values():
+                        scheduler.step()
+                train_terms = {f"train_{k}": v / max(self.epoch_count, 1) for k, v in self.epoch_sums.items()}
+                if epoch_finished:  # before the checkpoint, which then holds the next epoch's empty sums
+                    self.epoch_sums, self.epoch_count = {}, 0
+                if (epoch_finished and self.stream.epoch % self.config.eval_every == 0) or self._done():
+                    record = self.evaluate_and_checkpoint(train_terms)
+                self._stop_if_signalled(signals)
         return record
+
+    def _train_epoch(self, epoch: int, signals: StopSignals) -> None:
+        """Steps until the epoch (or the run) ends, or a signal asks to stop."""
+        bar = tqdm(total=self.stream.steps_per_epoch, initial=self.stream._pos, desc=f"epoch {epoch + 1}", disable=not self.config.progress, leave=False)
+        try:
+            while self.stream.epoch == epoch and not self._done():
+                self._timed_step()
+                bar.update(1)
+                if self.epoch_count and self.epoch_count % 10 == 0:
+                    bar.set_postfix(loss=f"{self.epoch_sums['loss'] / self.epoch_count:.3f}")
+                self._stop_if_signalled(signals)
+        finally:
+            bar.close()
+
+    def _timed_step(self) -> None:
+        """One training step on the next batch, timed and added to the epoch's sums (or skipped)."""
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        try:
+            terms = self.train_step(self.stream.next_batch())
+        except NonFiniteStep as error:
+            self._skip_or_stop(error)
+            return
+        finally:
+            self.train_cpu_seconds += time.process_time() - cpu0
+            self.train_wall_seconds += time.perf_counter() - wall0
+        self.consecutive_skips = 0
+        for name, value in terms.items():
+            self.epoch_sums[name] = self.epoch_sums.get(name, 0.0) + value
+        self.epoch_count += 1
+
+    def _skip_or_stop(self, error: NonFiniteStep) -> None:
+        """Apply ``on_nonfinite`` to a bad batch: re-raise, or count it as skipped (and stop after
+        ``max_nonfinite_skips`` in a row)."""
+        if self.config.on_nonfinite == "stop":
+            raise error
+        self.skipped_batches += 1
+        self.consecutive_skips += 1
+        limit = self.config.max_nonfinite_skips
+        if self.consecutive_skips >= limit:
+            raise FloatingPointError(
+                f"{self.consecutive_skips} batches in a row had a non-finite loss or gradient (train.max_nonfinite_skips={limit}): "
+                f"the training has diverged; the last was: {error.problem}. Lower the learning rate (--set train.lr=...) or set "
+                f"train.grad_clip; {self._last_checkpoint()}"
+            ) from error
+        _say(f"skipped a batch: {error.problem} ({self.consecutive_skips} in a row; the run stops at {limit})")
+
+    def _stop_if_signalled(self, signals: StopSignals) -> None:
+        """After SIGINT or SIGTERM: save a checkpoint (unless one for this step exists) and raise
+        TrainingInterrupted."""
+        if signals.received is None:
+            return
+        if self.saved_step != self.step:
+            self.save()
+        raise TrainingInterrupted(self.run_dir, self.step, signals.received)
 
     # ------------------------------------------------------------------ evaluation and checkpoints
     def evaluate(self) -> dict[str, float]:
@@ -296,6 +463,8 @@ class Trainer:
         return metrics.get("valid_elbo")
 
     def evaluate_and_checkpoint(self, train_terms: dict[str, float]) -> dict[str, Any]:
+        """Evaluate, append the record to ``metrics.jsonl`` and write a checkpoint that covers it."""
+        self._check_parameters_finite()
         metrics = self.evaluate()
         record = {
             "step": self.step,
@@ -306,13 +475,17 @@ class Trainer:
             **train_terms,
             **metrics,
         }
+        if self.skipped_batches:
+            record["skipped_batches"] = self.skipped_batches
         score = self.selection_score(metrics)
         if score is not None and not math.isnan(score) and (self.best_score is None or score > self.best_score):
             self.best_score = score
             record["best"] = True
             checkpoint.save_weights(self.run_dir / "best.safetensors", self.model)
-        self.save()
+        # The record goes first: the checkpoint notes the file's length, so that a resume from it
+        # drops whatever a killed run appended after it, and never loses this record.
         checkpoint.append_metrics(self.run_dir, record)
+        self.save()
         if self.config.progress:
             shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in record.items() if k in ("epoch", "step", "train_loss", "valid_error", "test_error", "valid_elbo", "valid_task_loss")}
             tqdm.write(f"[pogm] {shown}")
@@ -329,17 +502,53 @@ class Trainer:
             "best_score": self.best_score,
             "train_cpu_seconds": self.train_cpu_seconds,
             "train_wall_seconds": self.train_wall_seconds,
+            "epoch_sums": dict(self.epoch_sums),
+            "epoch_count": self.epoch_count,
+            "skipped_batches": self.skipped_batches,
+            "consecutive_skips": self.consecutive_skips,
+            "metrics_bytes": checkpoint.metrics_size(self.run_dir),
         }
 
-    def save(self) -> None:
-        """Latest weights and training state, each written atomically."""
-        checkpoint.save_weights(self.run_dir / "model.safetensors", self.model)
-        checkpoint.save_state(self.run_dir / "state.pt", self.state_dict())
+    def _check_parameters_finite(self) -> None:
+        """Refuse to checkpoint non-finite weights (they would poison every resume)."""
+        bad = [name for name, value in self.model.state_dict().items() if value.is_floating_point() and not bool(torch.isfinite(value).all())]
+        if bad:
+            raise FloatingPointError(
+                f"refusing to write a checkpoint at step {self.step}: the model's {', '.join(bad[:8])} hold non-finite values; "
+                f"lower the learning rate (--set train.lr=...) or set train.grad_clip; {self._last_checkpoint()}"
+            )
 
-    def resume(self) -> None:
-        """Restore the latest checkpoint so training continues exactly where it stopped."""
-        checkpoint.load_weights(self.run_dir / "model.safetensors", self.model)
-        state = checkpoint.load_state(self.run_dir / "state.pt")
+    def save(self) -> None:
+        """Write a checkpoint generation (weights and training state, verified by checksums in
+        ``checkpoint.json``) and keep the previous one."""
+        self._check_parameters_finite()
+        state = self.state_dict()
+        blobs = {checkpoint.WEIGHTS: checkpoint.weights_to_bytes(self.model), checkpoint.STATE: checkpoint.state_to_bytes(state)}
+        self.generation = checkpoint.commit_generation(self.run_dir, blobs, self.step, state["metrics_bytes"], self.generation)
+        self.saved_step = self.step
+
+    def resume(self) -> bool:
+        """Restore the newest usable checkpoint so training continues exactly where it stopped;
+        False (and nothing restored) when the run has no checkpoint yet."""
+        for name in checkpoint.remove_stale_temporaries(self.run_dir):
+            _say(f"removed {name}, a temporary file left by a killed writer")
+        generation, problems = checkpoint.load_latest_generation(self.run_dir)
+        for problem in problems:
+            _say(f"{problem}; using the previous checkpoint")
+        if generation is None:
+            dropped = checkpoint.truncate_metrics(self.run_dir, 0)
+            _say(f"{self.run_dir} has no checkpoint yet: training starts from step 0" + (" (metrics.jsonl cleared)" if dropped > 0 else ""))
+            return False
+        checkpoint.load_weights_bytes(self.run_dir / generation.files[checkpoint.WEIGHTS]["path"], generation.data[checkpoint.WEIGHTS], self.model)
+        state = checkpoint.load_state_bytes(self.run_dir / generation.files[checkpoint.STATE]["path"], generation.data[checkpoint.STATE])
+        self.load_state_dict(state)
+        generation.step, generation.data = self.step, {}
+        self.generation, self.saved_step = generation, self.step
+        self._truncate_metrics(state.get("metrics_bytes"))
+        return True
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` saved (also the format written before parameter groups)."""
         self.step = int(state["step"])
         if "optimizer" in state:  # written before parameter groups existed: one optimizer, one scheduler
             state["optimizers"], state["schedulers"] = {SINGLE_GROUP: state["optimizer"]}, {SINGLE_GROUP: state["scheduler"]}
@@ -355,6 +564,17 @@ class Trainer:
         self.best_score = state["best_score"]
         self.train_cpu_seconds = float(state["train_cpu_seconds"])
         self.train_wall_seconds = float(state["train_wall_seconds"])
-        # Drop metric lines written after this checkpoint (a crash between the two writes).
-        records = [r for r in checkpoint.read_metrics(self.run_dir) if r["step"] <= self.step]
-        checkpoint.atomic_write(self.run_dir / "metrics.jsonl", lambda tmp: Path(tmp).write_text("".join(json.dumps(r) + "\n" for r in records)))
+        self.epoch_sums = dict(state.get("epoch_sums", {}))
+        self.epoch_count = int(state.get("epoch_count", 0))
+        self.skipped_batches = int(state.get("skipped_batches", 0))
+        self.consecutive_skips = int(state.get("consecutive_skips", 0))
+
+    def _truncate_metrics(self, length: int | None) -> None:
+        """Drop the metric records written after the checkpoint (by a run killed after it)."""
+        if length is None:  # a checkpoint from before lengths were recorded: keep records up to its step
+            records = [r for r in checkpoint.read_metrics(self.run_dir) if r["step"] <= self.step]
+            checkpoint.atomic_write_bytes(self.run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in records).encode())
+            return
+        dropped = checkpoint.truncate_metrics(self.run_dir, length)
+        if dropped < 0:
+            _say(f"{self.run_dir / 'metrics.jsonl'} is {-dropped} bytes shorter than at the checkpoint: some records were lost")
