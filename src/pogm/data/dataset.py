@@ -33,18 +33,61 @@ from pogm.data.batch import Batch
 ArrayLike = Union[np.ndarray, Tensor]
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+# numpy dtype kinds that hold numbers: bool, signed and unsigned integers, floats.
+_NUMERIC_KINDS = "biuf"
+_KIND_NAMES = {"U": "strings", "S": "byte strings", "V": "records or raw bytes", "M": "dates", "m": "time spans", "O": "Python objects", "c": "complex numbers"}
+_TORCH_NUMERIC = {torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64}
+_TORCH_WIDE_UNSIGNED = {d for d in (getattr(torch, f"uint{b}", None) for b in (16, 32, 64)) if d is not None}
+
+
 def _as_tensor(a: Any, what: str) -> Tensor:
-    """A torch tensor sharing memory with ``a`` where possible (numpy, torch, or nested lists)."""
+    """A torch tensor of a real numeric dtype sharing memory with ``a`` where possible.
+
+    ``a`` may be a numpy array, a torch tensor or nested lists. Strings, objects, complex numbers,
+    dates and records are refused with a `ValueError` naming ``what``; numpy arrays in a foreign
+    byte order (big-endian files) and unsigned or extended-precision types torch lacks are converted.
+    """
     if isinstance(a, Tensor):
+        if a.layout != torch.strided:
+            raise ValueError(f"{what} is a {a.layout} tensor; pass a dense tensor (call .to_dense())")
+        if a.is_complex():
+            raise ValueError(f"{what} has dtype {a.dtype}; pass a real float or integer array")
+        if a.dtype in _TORCH_WIDE_UNSIGNED:
+            return a.detach().to(torch.float64)  # torch supports few operations on these
+        if not (a.is_floating_point() or a.dtype in _TORCH_NUMERIC):
+            raise ValueError(f"{what} has dtype {a.dtype}; pass a float, integer or bool tensor")
         return a.detach()
-    if isinstance(a, np.ndarray):
-        if a.dtype == object:
-            raise ValueError(f"{what} has dtype object; pass a numeric array (float or int)")
-        return torch.from_numpy(np.ascontiguousarray(a))
-    try:
-        return torch.as_tensor(np.asarray(a))
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{what} could not be converted to a numeric array: {err}") from err
+    if not isinstance(a, np.ndarray):
+        try:
+            a = np.asarray(a)
+        except (TypeError, ValueError, OverflowError) as err:
+            raise ValueError(f"{what} could not be converted to a numeric array: {err}") from err
+    dtype = a.dtype
+    if dtype.kind not in _NUMERIC_KINDS or dtype.hasobject:
+        kind = _KIND_NAMES.get(dtype.kind, "non-numeric values")
+        if dtype.kind == "c":
+            raise ValueError(f"{what} has dtype {dtype} ({kind}); pass a real float or integer array")
+        raise ValueError(f"{what} has dtype {dtype} ({kind}); pass a numeric array (float, integer or bool)")
+    if not dtype.isnative:
+        a = a.astype(dtype.newbyteorder("="))  # e.g. '>f4' from a big-endian file: torch needs native order
+    if dtype.kind == "f" and dtype.itemsize > 8:
+        a = a.astype(np.float64)  # long double: torch has no such type
+    elif dtype.kind == "u" and dtype.itemsize > 1:
+        if dtype.itemsize == 8 and a.size and a.max() > np.iinfo(np.int64).max:
+            raise ValueError(f"{what} holds the value {a.max()}, beyond the range of int64; pass smaller numbers or floats")
+        a = a.astype(np.int64)  # torch's uint16/32/64 support few operations
+    return torch.from_numpy(np.ascontiguousarray(a))
+
+
+def _to_float32(t: Tensor, what: str) -> Tensor:
+    """``t`` as float32; a `ValueError` if finite values overflow float32 (they would become inf)."""
+    out = t.to(torch.float32)
+    if t.is_floating_point() and t.dtype != torch.float32:
+        overflow = torch.isinf(out)
+        if overflow.any() and not torch.isinf(t[overflow]).all():
+            raise ValueError(f"{what} holds values beyond the float32 range (+-{_FLOAT32_MAX:.3g}); rescale the data")
+    return out
 
 
 def _full_mask(n: int, dim: int, device: torch.device | str = "cpu") -> Tensor:
@@ -52,20 +95,36 @@ def _full_mask(n: int, dim: int, device: torch.device | str = "cpu") -> Tensor:
     return torch.ones(n, *([1] * (dim - 1)), dtype=torch.bool, device=device)
 
 
-def _group_from_array(name: str, a: ArrayLike) -> tuple[Tensor, Tensor]:
-    """Convert one raw group to (float32 values zero-filled at NaN, bool mask)."""
-    t = _as_tensor(a, f"x[{name!r}]")
+def _check_num_classes(num_classes: Any) -> int | None:
+    if num_classes is None:
+        return None
+    if isinstance(num_classes, (bool, np.bool_)) or not isinstance(num_classes, (int, np.integer)):
+        raise ValueError(f"num_classes must be a whole number >= 1 (or None to infer it), got {num_classes!r}")
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    return int(num_classes)
+
+
+def _group_from_array(name: str, a: ArrayLike, what: str | None = None) -> tuple[Tensor, Tensor]:
+    """Convert one raw group to (float32 values zero-filled at NaN, bool mask).
+
+    ``what`` names the array in messages (default ``x['name']``).
+    """
+    what = what or f"x[{name!r}]"
+    t = _as_tensor(a, what)
     if t.dim() < 2:
         raise ValueError(
-            f"x[{name!r}] has shape {tuple(t.shape)}; it must be at least 2-D, [N, D] for vectors or "
+            f"{what} has shape {tuple(t.shape)}; it must be at least 2-D, [N, D] for vectors or "
             f"[N, C, H, W] for images (reshape a single vector with x[None] or a 1-D feature with x[:, None])"
         )
-    if t.is_complex():
-        raise ValueError(f"x[{name!r}] has dtype {t.dtype}; pass a real float or integer array")
-    t = t.to(torch.float32)
+    if t.shape[0] == 0:
+        raise ValueError(f"{what} has shape {tuple(t.shape)}: no rows; a data set needs at least one example")
+    if any(s == 0 for s in t.shape[1:]):
+        raise ValueError(f"{what} has shape {tuple(t.shape)}: each row is empty; every example needs at least one value")
+    t = _to_float32(t, what)
     nan = torch.isnan(t)
     if torch.isinf(t).any():
-        raise ValueError(f"x[{name!r}] contains +-inf; mark missing entries with NaN instead, or clip the values")
+        raise ValueError(f"{what} contains +-inf; mark missing entries with NaN instead, or clip the values")
     if nan.any():
         mask = ~nan
         t = torch.where(nan, torch.zeros((), dtype=t.dtype), t)
@@ -74,33 +133,65 @@ def _group_from_array(name: str, a: ArrayLike) -> tuple[Tensor, Tensor]:
     return t.contiguous(), mask
 
 
-def _labels_from_array(y: ArrayLike, n: int, num_classes: int | None) -> tuple[Tensor, Tensor, int | None]:
+def _mask_from_array(m: Any, x: Tensor, what: str) -> Tensor:
+    """A user mask (bool, or integers 0 / 1; True = observed) checked to broadcast to ``x``."""
+    t = _as_tensor(m, what)
+    if t.dtype != torch.bool:
+        if t.is_floating_point():
+            raise ValueError(f"{what} has dtype {t.dtype}; masks are bool (or integers 0 / 1), True = observed (NaN in x also marks missing entries)")
+        if t.numel() and ((t != 0) & (t != 1)).any():
+            raise ValueError(f"{what} holds values other than 0 and 1; masks are bool, True = observed")
+        t = t != 0
+    n = x.shape[0]
+    if t.dim() != x.dim() or t.shape[0] not in (1, n) or any(ms not in (1, xs) for ms, xs in zip(t.shape[1:], x.shape[1:])):
+        raise ValueError(
+            f"{what} has shape {tuple(t.shape)}, not broadcastable to the data {tuple(x.shape)}: it needs "
+            f"{x.dim()} dimensions, a leading dimension of {n} or 1, and each other dimension equal to the data's or 1"
+        )
+    return t.contiguous()
+
+
+def _labels_from_array(
+    y: ArrayLike,
+    n: int,
+    num_classes: int | None,
+    what: str = "y",
+    max_inferred_classes: int | None = None,
+    require_labelled: bool = True,
+) -> tuple[Tensor, Tensor, int | None]:
     """Convert raw labels to (y, y_mask, num_classes).
 
     1-D labels (or ``[N, 1]`` integer labels) are class labels: integers in ``[0, num_classes)``, with
     -1 or NaN meaning unlabelled. 2-D float labels ``[N, D]`` are continuous; a row with any NaN is
-    unlabelled.
+    unlabelled. ``what`` names the labels in messages.
+
+    An inferred number of classes may not exceed ``max_inferred_classes`` (default: the number of
+    rows), since some class would then have no example. With ``require_labelled=False`` class labels
+    without any labelled row give ``num_classes=None`` instead of an error (a caller that infers the
+    number of classes from several arrays).
     """
-    t = _as_tensor(y, "y")
+    t = _as_tensor(y, what)
     if t.dim() == 0 or t.shape[0] != n:
         raise ValueError(
-            f"y has shape {tuple(t.shape)} but x has {n} rows; y needs one label per row of x "
+            f"{what} has shape {tuple(t.shape)} but x has {n} rows; {what} needs one label per row of x "
             f"(use -1 or NaN for unlabelled rows)"
         )
     if t.dim() == 2 and t.shape[1] == 1 and (not t.is_floating_point() or num_classes is not None):
         t = t[:, 0]
     if t.dim() == 2 and num_classes is None:
         # Continuous labels (e.g. landmarks, light direction).
-        t = t.to(torch.float32)
+        if t.shape[1] == 0:
+            raise ValueError(f"{what} has shape {tuple(t.shape)}: continuous labels [N, D] need at least one column")
+        t = _to_float32(t, what)
         if torch.isinf(t).any():
-            raise ValueError("y contains +-inf; mark unlabelled rows with NaN instead")
+            raise ValueError(f"{what} contains +-inf; mark unlabelled rows with NaN instead")
         nan = torch.isnan(t)
         y_mask = ~nan.any(dim=1)
         t = torch.where(y_mask[:, None], t, torch.zeros((), dtype=t.dtype))
         return t.contiguous(), y_mask, None
     if t.dim() != 1:
         raise ValueError(
-            f"y has shape {tuple(t.shape)}; class labels must be [N] (or [N, 1]), continuous labels "
+            f"{what} has shape {tuple(t.shape)}; class labels must be [N] (or [N, 1]), continuous labels "
             f"[N, D] float without num_classes"
         )
     if t.dtype == torch.bool:
@@ -109,12 +200,15 @@ def _labels_from_array(y: ArrayLike, n: int, num_classes: int | None) -> tuple[T
         t = t.to(torch.float64)
         unlabelled = torch.isnan(t) | (t == -1)
         vals = torch.where(unlabelled, torch.zeros((), dtype=t.dtype), t)
-        if torch.isinf(vals).any() or (vals != torch.round(vals)).any():
-            bad = vals[torch.isinf(vals) | (vals != torch.round(vals))][0].item()
+        bad_mask = torch.isinf(vals) | (vals != torch.round(vals))
+        if bad_mask.any():
+            bad = vals[bad_mask][0].item()
             raise ValueError(
-                f"y contains the non-integer class label {bad}; class labels must be whole numbers in "
-                f"[0, num_classes) with -1 or NaN for unlabelled rows (for continuous labels pass y as [N, D])"
+                f"{what} contains the non-integer class label {bad}; class labels must be whole numbers in "
+                f"[0, num_classes) with -1 or NaN for unlabelled rows (for continuous labels pass {what} as [N, D])"
             )
+        if vals.numel() and vals.abs().max() >= 2.0**62:
+            raise ValueError(f"{what} contains the class label {vals[vals.abs().argmax()].item():g}, far beyond any number of classes")
         t = vals.to(torch.int64)
     else:
         t = t.to(torch.int64)
@@ -124,21 +218,94 @@ def _labels_from_array(y: ArrayLike, n: int, num_classes: int | None) -> tuple[T
     labelled = t[y_mask]
     if labelled.numel() and labelled.min() < 0:
         raise ValueError(
-            f"y contains the negative class label {labelled.min().item()}; class labels must be in "
+            f"{what} contains the negative class label {labelled.min().item()}; class labels must be in "
             f"[0, num_classes), and only -1 (or NaN) means unlabelled"
         )
     if num_classes is None:
         if labelled.numel() == 0:
-            raise ValueError("y has no labelled rows, so num_classes cannot be inferred; pass num_classes")
-        num_classes = int(labelled.max().item()) + 1
-    elif num_classes < 1:
-        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+            if not require_labelled:
+                return t.contiguous(), y_mask, None
+            raise ValueError(f"{what} has no labelled rows, so num_classes cannot be inferred; pass num_classes")
+        top = int(labelled.max().item())
+        limit = n if max_inferred_classes is None else max_inferred_classes
+        if top + 1 > limit:
+            raise ValueError(
+                f"{what}'s largest class label is {top}, so num_classes would be {top + 1}, but there are only {limit} rows: "
+                f"at least {top + 1 - limit} classes would have no example; relabel the classes as 0..K-1 or pass num_classes"
+            )
+        num_classes = top + 1
     elif labelled.numel() and labelled.max() >= num_classes:
         raise ValueError(
-            f"y contains the class label {labelled.max().item()} but num_classes={num_classes}; labels must "
+            f"{what} contains the class label {labelled.max().item()} but num_classes={num_classes}; labels must "
             f"be in [0, {num_classes}) (raise num_classes, or relabel the classes as 0..K-1)"
         )
     return t.contiguous(), y_mask, int(num_classes)
+
+
+def _from_arrays(
+    cls: type,
+    x: Any,
+    y: Any,
+    *,
+    group: str = "x",
+    num_classes: Any = None,
+    binarize: Any = False,
+    name: str = "arrays",
+    x_mask: Any = None,
+    x_names: Mapping[str, str] | None = None,
+    y_name: str = "y",
+    max_inferred_classes: int | None = None,
+    require_labelled: bool = True,
+) -> "PartialDataset":
+    """`PartialDataset.from_arrays`, with the names that messages give the arrays (``x_names`` by
+    group, ``y_name``): a file loader passes e.g. ``{"x": "'x_test'"}`` and ``"'y_test'"``."""
+    num_classes = _check_num_classes(num_classes)
+    if not isinstance(binarize, (bool, np.bool_)):
+        raise ValueError(f"binarize must be True or False, got {binarize!r}")
+    if isinstance(x, Mapping):
+        groups = dict(x)
+        if not groups:
+            raise ValueError("x is an empty dict; give at least one group name -> array")
+    else:
+        groups = {group: x}
+    bad_names = [k for k in groups if not isinstance(k, str) or not k]
+    if bad_names:
+        raise ValueError(f"group names must be non-empty strings, got {bad_names[:3]}")
+    names = {k: (x_names or {}).get(k) or f"x[{k!r}]" for k in groups}
+    xs: dict[str, Tensor] = {}
+    masks: dict[str, Tensor] = {}
+    for k, a in groups.items():
+        xs[k], masks[k] = _group_from_array(k, a, names[k])
+    sizes = {names[k]: v.shape[0] for k, v in xs.items()}
+    n = next(iter(sizes.values()))
+    if any(s != n for s in sizes.values()):
+        raise ValueError(f"every group of x needs the same number of rows, got {sizes}")
+    if x_mask is not None:
+        if isinstance(x_mask, Mapping):
+            given = dict(x_mask)
+        elif len(groups) == 1:
+            given = {next(iter(groups)): x_mask}
+        else:
+            raise ValueError(f"x has the groups {sorted(groups)}: give x_mask as a dict by group name")
+        unknown = sorted(map(str, set(given) - set(groups)))
+        if unknown:
+            raise ValueError(f"x_mask has groups {unknown} that x does not have (x has {sorted(groups)})")
+        for k, m in given.items():
+            user = _mask_from_array(m, xs[k], f"x_mask[{k!r}]")
+            combined = masks[k] & user
+            xs[k] = torch.where(combined, xs[k], torch.zeros((), dtype=xs[k].dtype))
+            masks[k] = combined
+    if binarize:
+        for k, v in xs.items():
+            if v.numel() and (v.min() < 0 or v.max() > 1):
+                raise ValueError(
+                    f"binarize=True needs values in [0, 1] (Bernoulli probabilities) but {names[k]} spans "
+                    f"[{v.min().item():g}, {v.max().item():g}]; scale the data (e.g. /255) or pass binarize=False"
+                )
+    y_t = y_mask = None
+    if y is not None:
+        y_t, y_mask, num_classes = _labels_from_array(y, n, num_classes, y_name, max_inferred_classes, require_labelled)
+    return cls(x=xs, x_mask=masks, y=y_t, y_mask=y_mask, num_classes=num_classes, binarize=bool(binarize), name=name)
 
 
 def add_dequantization_noise(x: Tensor, levels: int, generator: torch.Generator | None = None) -> Tensor:
@@ -174,16 +341,28 @@ class PartialDataset:
     name: str = "dataset"
 
     def __post_init__(self) -> None:
-        if not self.x:
-            raise ValueError("PartialDataset needs at least one group in x")
+        # Cheap structural checks only (no pass over the values): this runs on every subset and copy.
+        if not isinstance(self.x, Mapping) or not self.x:
+            raise ValueError(f"PartialDataset needs x as a dict of at least one group name -> tensor, got {type(self.x).__name__}")
+        if not isinstance(self.x_mask, Mapping):
+            raise ValueError(f"x_mask must be a dict group name -> bool tensor, got {type(self.x_mask).__name__}")
+        for k, v in self.x.items():
+            if not isinstance(v, Tensor):
+                raise ValueError(f"x[{k!r}] is a {type(v).__name__}, not a torch tensor; build datasets from arrays with PartialDataset.from_arrays")
+            if v.dim() < 1 or not v.is_floating_point():
+                raise ValueError(f"x[{k!r}] must be a float tensor [N, ...], got {v.dtype} of shape {tuple(v.shape)} (PartialDataset.from_arrays converts arrays)")
         sizes = {k: v.shape[0] for k, v in self.x.items()}
         n = next(iter(sizes.values()))
         if any(s != n for s in sizes.values()):
             raise ValueError(f"every group of x needs the same number of rows, got {sizes}")
+        if not isinstance(self.x_mask, dict):
+            self.x_mask = dict(self.x_mask)
         for k, v in self.x.items():
             if k not in self.x_mask:
                 self.x_mask[k] = _full_mask(1, v.dim(), v.device)
             m = self.x_mask[k]
+            if not isinstance(m, Tensor):
+                raise ValueError(f"x_mask[{k!r}] is a {type(m).__name__}, not a torch bool tensor (True = observed)")
             if m.dtype != torch.bool:
                 raise ValueError(f"x_mask[{k!r}] has dtype {m.dtype}; masks are bool, True = observed")
             if m.dim() != v.dim() or m.shape[0] not in (1, n) or any(
@@ -197,14 +376,22 @@ class PartialDataset:
         if extra:
             raise ValueError(f"x_mask has groups {sorted(extra)} that x does not have")
         if self.y is not None:
+            if not isinstance(self.y, Tensor):
+                raise ValueError(f"y is a {type(self.y).__name__}, not a torch tensor; build datasets from arrays with PartialDataset.from_arrays")
+            if self.y.dim() not in (1, 2):
+                raise ValueError(f"y must be int64 [N] class labels or float [N, D] continuous labels, got shape {tuple(self.y.shape)}")
             if self.y.shape[0] != n:
                 raise ValueError(f"y has {self.y.shape[0]} rows but x has {n}")
             if self.y_mask is None:
                 self.y_mask = torch.ones(n, dtype=torch.bool, device=self.y.device)
+            if not isinstance(self.y_mask, Tensor):
+                raise ValueError(f"y_mask is a {type(self.y_mask).__name__}, not a torch bool tensor [{n}] (True = labelled)")
             if self.y_mask.shape != (n,) or self.y_mask.dtype != torch.bool:
                 raise ValueError(f"y_mask must be bool [{n}], got {self.y_mask.dtype} {tuple(self.y_mask.shape)}")
         elif self.y_mask is not None:
             raise ValueError("y_mask given without y")
+        if self.num_classes is not None:
+            _check_num_classes(self.num_classes)
         if self.dequantize and (self.binarize or self.dequantize < 2):
             raise ValueError(f"dequantize must be a number of grey levels >= 2 and cannot be combined with binarize; got {self.dequantize}")
 
@@ -218,13 +405,14 @@ class PartialDataset:
         num_classes: int | None = None,
         binarize: bool = False,
         name: str = "arrays",
+        x_mask: ArrayLike | Mapping[str, ArrayLike] | None = None,
     ) -> "PartialDataset":
         """Build a dataset from numpy or torch arrays; NaN entries become unobserved.
 
         Args:
             x: an array ``[N, ...]`` (stored as group ``group``) or a dict of such arrays, one per group.
-                Integer arrays are converted to float32 as they are (no scaling). NaN entries get
-                mask False and value 0. A float32 array without NaN is used without a copy (it
+                Integer and bool arrays are converted to float32 as they are (no scaling). NaN entries
+                get mask False and value 0. A float32 array without NaN is used without a copy (it
                 shares memory with the caller's array).
             y: optional labels with N rows: class labels ``[N]`` (integers; -1 or NaN = unlabelled), or
                 continuous labels ``[N, D]`` float (a row with NaN = unlabelled).
@@ -233,33 +421,17 @@ class PartialDataset:
             binarize: mark the values as Bernoulli probabilities for dynamic binarisation
                 (they must then lie in [0, 1]).
             name: the dataset's name.
+            x_mask: optional observation masks (an array for a single ``x``, else a dict by group; groups
+                left out are fully observed): bool, or integers 0 / 1, True = observed, broadcastable to
+                the group (same number of dimensions, each of size 1 or the group's). An entry is
+                observed if its mask is True and its value is not NaN; unobserved values are zeroed.
 
         Raises:
-            ValueError: on arrays of the wrong dimension, row counts that differ, inf values,
-                non-integer or out-of-range class labels.
+            ValueError: on arrays of the wrong dimension or dtype (strings, objects, complex), empty
+                arrays, row counts that differ, inf values, non-integer or out-of-range class labels,
+                masks of the wrong shape or dtype.
         """
-        groups = dict(x) if isinstance(x, Mapping) else {group: x}
-        xs: dict[str, Tensor] = {}
-        masks: dict[str, Tensor] = {}
-        for k, a in groups.items():
-            xs[k], masks[k] = _group_from_array(k, a)
-        sizes = {k: v.shape[0] for k, v in xs.items()}
-        n = next(iter(sizes.values()))
-        if any(s != n for s in sizes.values()):
-            raise ValueError(f"every group of x needs the same number of rows, got {sizes}")
-        if binarize:
-            for k, v in xs.items():
-                if v.numel() and (v.min() < 0 or v.max() > 1):
-                    raise ValueError(
-                        f"binarize=True needs values in [0, 1] (Bernoulli probabilities) but x[{k!r}] spans "
-                        f"[{v.min().item():g}, {v.max().item():g}]; scale the data (e.g. /255) or pass binarize=False"
-                    )
-        y_t = y_mask = None
-        if y is not None:
-            y_t, y_mask, num_classes = _labels_from_array(y, n, num_classes)
-        elif num_classes is not None and num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-        return cls(x=xs, x_mask=masks, y=y_t, y_mask=y_mask, num_classes=num_classes, binarize=binarize, name=name)
+        return _from_arrays(cls, x, y, group=group, num_classes=num_classes, binarize=binarize, name=name, x_mask=x_mask)
 
     # ------------------------------------------------------------------ access
     def __len__(self) -> int:

@@ -202,6 +202,7 @@ def _axis_order(tok: str, path: str, line: int, what: str) -> str:
 
 # ---------------------------------------------------------------------- ASF
 
+_FRAME_NUMBER = re.compile(r"-?[0-9]+")  # ASCII digits only: str.isdigit() also accepts '²', which int() refuses
 _KNOWN_SECTIONS = ("version", "name", "units", "documentation", "root", "bonedata", "hierarchy", "skin")
 _LIMIT = re.compile(r"\(\s*(\S+?)\s*,?\s+(\S+?)\s*\)")
 
@@ -329,6 +330,8 @@ def _parse_bones(p: str, sec, last: int) -> dict[str, Bone]:
                 if len(args) != 1:
                     raise _error(p, i, "bone id needs one integer")
                 try:
+                    if len(args[0]) > 18:
+                        raise ValueError(args[0])
                     fields["id"] = int(args[0])
                 except ValueError:
                     raise _error(p, i, f"bad number {args[0]!r} for the bone id") from None
@@ -480,7 +483,9 @@ def parse_amc(path: str | os.PathLike, skeleton: Skeleton | None = None) -> Moti
             keywords.append(s[1:].split()[0].upper() if s[1:].split() else "")
             continue
         toks = s.split()
-        if len(toks) == 1 and toks[0].lstrip("-").isdigit():
+        if len(toks) == 1 and _FRAME_NUMBER.fullmatch(toks[0]):
+            if len(toks[0]) > 18:
+                raise _error(p, i, f"frame number {toks[0][:20]}... is implausibly large")
             n = int(toks[0])
             if frames:
                 close_frame(i)

@@ -83,13 +83,36 @@ def save_split(path: str | os.PathLike, index: Tensor | np.ndarray | list[int]) 
         raise
 
 
-def load_split(path: str | os.PathLike) -> Tensor:
-    """Read row indices written by `save_split` as a LongTensor."""
+def load_split(path: str | os.PathLike, size: int | None = None) -> Tensor:
+    """Read row indices written by `save_split` as a LongTensor.
+
+    ``size``, when given, is the number of rows the indices point into: each must be in
+    ``[0, size)``. Indices must be non-negative integers.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: a file that is not a list of row indices (the message starts with the path).
+    """
     path = Path(path)
-    if path.suffix == ".npy":
-        values = np.load(path, allow_pickle=False)
-    else:
-        values = json.loads(path.read_text())
-        if not isinstance(values, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-            raise ValueError(f"{path} must hold a JSON list of integer row indices")
-    return torch.as_tensor(np.asarray(values, dtype=np.int64).reshape(-1))
+    if not path.is_file():
+        raise FileNotFoundError(f"no such index file: {path}")
+    try:
+        if path.suffix == ".npy":
+            values = np.load(path, allow_pickle=False)
+            if not isinstance(values, np.ndarray) or values.dtype.kind not in "iu":
+                raise ValueError(f"holds {getattr(values, 'dtype', type(values).__name__)}, not integer row indices")
+        else:
+            values = json.loads(path.read_bytes().decode("utf-8"))
+            if not isinstance(values, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+                raise ValueError("must hold a JSON list of integer row indices")
+        values = np.asarray(values).reshape(-1)
+        if values.size and (values.min() < 0 or values.max() > np.iinfo(np.int64).max):
+            raise ValueError(f"holds the row index {values.min() if values.min() < 0 else values.max()}; row indices are in [0, number of rows)")
+        values = values.astype(np.int64)
+    except (ValueError, OSError, EOFError, RecursionError, OverflowError) as err:
+        if isinstance(err, FileNotFoundError):
+            raise
+        raise ValueError(f"{path}: not a list of row indices written by pogm ({err})") from None
+    if size is not None and values.size and values.max() >= size:
+        raise ValueError(f"{path}: the row index {values.max()} is out of range for a data set of {size} rows; the index file belongs to another data set")
+    return torch.as_tensor(values)

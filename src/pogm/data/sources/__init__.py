@@ -33,6 +33,9 @@ register with `register_source(name, "module:function")` (or by decorating a loa
 from __future__ import annotations
 
 import importlib
+import inspect
+import numbers
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -106,22 +109,68 @@ def load_source(name: str, **kwargs: Any) -> DataSplits:
     A name ending in ``.npz`` is read as a user file (same as ``load_source("npz", path=name)``).
 
     Raises:
-        ValueError: for an unknown name (the message lists the known ones).
+        ValueError: for an unknown name (the message lists the known ones) or an option the source
+            does not take (the message lists those it takes).
     """
+    if not isinstance(name, (str, os.PathLike)):
+        raise ValueError(f"a data source is a name or a .npz path, got {type(name).__name__} {name!r}")
     if str(name).endswith(".npz"):
-        return _resolve("npz")(path=name, **kwargs)
-    if name not in _SOURCES:
+        loader, kwargs = _resolve("npz"), {"path": name, **kwargs}
+        what = f"the .npz source {name}"
+    elif name not in _SOURCES:
         raise ValueError(
             f"unknown data source {name!r}; known sources: {', '.join(list_sources())} "
             f"(or give the path of a .npz file with keys x and optionally y)"
         )
-    return _resolve(name)(**kwargs)
+    else:
+        loader, what = _resolve(name), f"data source {name!r}"
+    _check_options(loader, kwargs, what)
+    return loader(**kwargs)
+
+
+def _check_options(loader: Callable[..., DataSplits], kwargs: dict[str, Any], what: str) -> None:
+    """A `ValueError` listing the accepted options if ``kwargs`` has one ``loader`` does not take."""
+    try:
+        params = inspect.signature(loader).parameters
+    except (TypeError, ValueError):  # a builtin or C callable: let the call itself complain
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    accepted = [n for n, p in params.items() if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+    unknown = sorted(map(str, set(kwargs) - set(accepted)))
+    if unknown:
+        raise ValueError(f"{what} has no option(s) {', '.join(unknown)}; its options are {', '.join(accepted) or 'none'}")
+    for option, value in kwargs.items():
+        _check_type(option, value, params[option].default, what)
+
+
+def _check_type(option: str, value: Any, default: Any, what: str) -> None:
+    """A `ValueError` when ``value`` is not of the kind of the option's default (an int option given
+    a string, a flag given a number): options come from YAML files and ``--set``, so a loader would
+    otherwise fail deep inside with a TypeError."""
+    is_bool = isinstance(value, bool) or type(value).__name__ == "bool_"
+    if default is None or default is inspect.Parameter.empty:
+        return
+    if isinstance(default, bool):
+        ok, kind = is_bool, "True or False"
+    elif isinstance(default, int):
+        ok, kind = isinstance(value, numbers.Integral) and not is_bool, "a whole number"
+    elif isinstance(default, float):
+        ok, kind = isinstance(value, numbers.Real) and not is_bool, "a number"
+    elif isinstance(default, str):
+        ok, kind = isinstance(value, (str, os.PathLike)), "a string"
+    elif isinstance(default, (tuple, list)):
+        ok, kind = isinstance(value, (str, list, tuple)), "a list (or a comma-separated string)"
+    else:
+        return
+    if not ok:
+        raise ValueError(f"{what}: option {option} must be {kind} (like its default {default!r}), got {type(value).__name__} {value!r}")
 
 
 def source_options(name: str) -> set[str]:
     """The keyword options that the source ``name`` (or a ``.npz`` path) accepts."""
-    import inspect
-
+    if not isinstance(name, (str, os.PathLike)):
+        return set()
     loader = _resolve("npz") if str(name).endswith(".npz") else _resolve(name) if name in _SOURCES else None
     return set() if loader is None else set(inspect.signature(loader).parameters)
 
