@@ -18,6 +18,17 @@ drawn from the whole training set with its labels hidden (``y_mask`` False, ``y`
 All randomness comes from one `torch.Generator` owned by the stream; `state_dict` /
 `load_state_dict` capture it together with the current permutations and positions, so a resumed
 run continues with exactly the same batches.
+
+Multi-process training (`pogm.train.distributed`): process ``rank`` of ``world_size`` builds the
+same stream (same seed) with ``rank`` and ``world_size`` set. Every process then draws the very
+batch one process would draw (permutations, binarisation and dequantisation noise included) and
+keeps rows ``rank::world_size`` of its labelled and of its unlabelled minibatch, so the shards of
+a step are disjoint, equal in size, and together make up the single-process batch. That is
+DistributedSampler's ``set_epoch`` pattern with the epoch's seed carried by the generator, which
+every process advances identically: the processes agree on each epoch's permutation without
+communicating, and one saved state (any process's: they are equal) resumes all of them.
+``batch_size`` and ``labelled_batch_size`` remain the sizes of the whole step and must be
+multiples of ``world_size``; ``steps_per_epoch`` is unchanged.
 """
 
 from __future__ import annotations
@@ -48,6 +59,8 @@ class SemiSupervisedStream:
         seed: seed of the stream's generator.
         device: where the data is moved once, at construction; batches are produced there.
         binarize: dynamic binarisation; None = ``dataset.binarize``.
+        rank, world_size: keep only rows ``rank::world_size`` of each labelled and unlabelled
+            minibatch (this process's shard in multi-process training; see the module docstring).
     """
 
     def __init__(
@@ -60,8 +73,13 @@ class SemiSupervisedStream:
         seed: int = 0,
         device: torch.device | str = "cpu",
         binarize: bool | None = None,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         self.device = torch.device(device)
+        self.rank, self.world_size = int(rank), int(world_size)
+        if self.world_size < 1 or not 0 <= self.rank < self.world_size:
+            raise ValueError(f"need world_size >= 1 and 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
         self.binarize = dataset.binarize if binarize is None else bool(binarize)
         self.batch_size = int(batch_size)
         n = len(dataset)
@@ -109,6 +127,14 @@ class SemiSupervisedStream:
                         f"[{v.min().item():g}, {v.max().item():g}]; pass binarize=False"
                     )
 
+        if self.world_size > 1:
+            for name, size in (("labelled_batch_size", self.labelled_batch_size), ("batch_size", self.batch_size)):
+                if size % self.world_size:
+                    capped = " (capped at the number of labelled examples)" if name == "labelled_batch_size" and size < int(labelled_batch_size) else ""
+                    raise ValueError(
+                        f"{name}={size}{capped} is not a multiple of the {self.world_size} processes: each process takes an equal "
+                        f"share of every minibatch; set train.{name} to a multiple of {self.world_size}"
+                    )
         self.dataset = dataset.to(self.device)
         self.labelled_index = labelled_index.to(self.device)
         self.unlabelled_index = unlabelled_index.to(self.device)
@@ -175,7 +201,19 @@ class SemiSupervisedStream:
             self.epoch += 1
             self._pos = 0
             self._perm = None
+        if self.world_size > 1:
+            batch = batch.select(self._shard_rows())
         return batch
+
+    def _shard_rows(self) -> Tensor:
+        """This process's rows of a whole step's batch: ``rank::world_size`` of the labelled
+        minibatch (the first rows) and of the unlabelled one."""
+        n_labelled = self.labelled_batch_size if self.num_labelled else 0
+        n_unlabelled = self.batch_size
+        step = self.world_size
+        labelled = torch.arange(self.rank, n_labelled, step, device=self.device)
+        unlabelled = n_labelled + torch.arange(self.rank, n_unlabelled, step, device=self.device)
+        return torch.cat([labelled, unlabelled])
 
     def __iter__(self) -> Iterator[Batch]:
         """Yield the remaining batches of the current epoch."""
