@@ -22,6 +22,7 @@ import hashlib
 import io
 import json
 import os
+import reprlib
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,6 +100,7 @@ def remove_stale_temporaries(run_dir: Path) -> list[str]:
 
 
 def write_config(run_dir: Path, config: dict[str, Any]) -> None:
+    """Write ``config.yaml`` (stamped with ``FORMAT``) atomically."""
     config = {"format": FORMAT, **config}
 
     def write(tmp: str) -> None:
@@ -108,16 +110,87 @@ def write_config(run_dir: Path, config: dict[str, Any]) -> None:
     atomic_write(Path(run_dir) / "config.yaml", write)
 
 
+def _one_line(error: BaseException) -> str:
+    """An exception's message on one line (YAML and torch errors span several)."""
+    return " ".join(str(error).split())
+
+
+_SHORT = reprlib.Repr()
+_SHORT.maxstring, _SHORT.maxother, _SHORT.maxlevel = 40, 40, 2
+
+
+def _short(value: Any) -> str:
+    """A value from a damaged file, shown briefly on one line."""
+    return _SHORT.repr(value)
+
+
+def _parse_config(path: Path) -> Any:
+    """The YAML document in ``path``, parsed safely (no Python objects are built); CheckpointError
+    naming the file when it is not UTF-8, not YAML or nested too deeply to parse."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise CheckpointError(f"{path} is not UTF-8 text (byte {error.start}); the run directory is corrupt") from error
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        detail = _one_line(error).replace(' in "<unicode string>",', "")  # the path is named already
+        raise CheckpointError(f"{path} is not valid YAML ({detail}); the run directory is corrupt") from error
+    except RecursionError as error:
+        raise CheckpointError(f"{path} is nested too deeply to parse; the run directory is corrupt") from error
+
+
+def _check_format(path: Path, config: Any) -> None:
+    """CheckpointError unless ``config`` is a mapping of format ``FORMAT``; a newer pogm's format
+    (``pogm-run-vN``) is told apart from a file pogm did not write."""
+    found = config.get("format") if isinstance(config, dict) else None
+    if found == FORMAT:
+        return
+    if isinstance(found, str) and found.startswith("pogm-run-v"):
+        version = _short(config.get("pogm_version", "of an unknown version")).strip("'")
+        raise CheckpointError(f"{path} has format {_short(found)} (written by pogm {version}); this pogm reads {FORMAT}: upgrade pogm to load it")
+    raise CheckpointError(f"{path} was not written by pogm (expected format: {FORMAT}); point at a directory made by `pogm train`")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# field -> (check, what it should be); "data.x" is a field of the ``data`` mapping.
+_CONFIG_FIELDS: dict[str, tuple[Any, str]] = {
+    "model": (lambda v: isinstance(v, str), "a model name (a string)"),
+    "model_config": (lambda v: isinstance(v, dict), "a mapping of model settings"),
+    "data": (lambda v: isinstance(v, dict), "a mapping with the data source's name and options"),
+    "data.name": (lambda v: isinstance(v, str), "a data source name (a string)"),
+    "data.options": (lambda v: v is None or isinstance(v, dict), "a mapping of source options, or null"),
+    "seed": (_is_int, "an integer"),
+    "train": (lambda v: isinstance(v, dict), "a mapping of training settings"),
+}
+_OPTIONAL_FIELDS = {"data.options"}
+
+
+def _check_fields(path: Path, config: dict[str, Any]) -> None:
+    """CheckpointError naming ``path`` and the field when a field pogm needs to rebuild the run is
+    missing or of the wrong type."""
+    for name, (check, expected) in _CONFIG_FIELDS.items():
+        node, key = (config["data"], name[5:]) if name.startswith("data.") else (config, name)
+        if key not in node:
+            if name in _OPTIONAL_FIELDS:
+                continue
+            raise CheckpointError(f"{path} has no field {name!r} ({expected}); the run directory is corrupt")
+        if not check(node[key]):
+            raise CheckpointError(f"{path}: field {name!r} is {_short(node[key])}, expected {expected}; the run directory is corrupt")
+
+
 def read_config(run_dir: Path) -> dict[str, Any]:
+    """The config of the run in ``run_dir``, checked: written by this pogm's format, with the fields
+    needed to rebuild the run of the right types. CheckpointError naming ``config.yaml`` otherwise."""
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise CheckpointError(f"{run_dir} is not a pogm run directory: {path.name} is missing (train one with `pogm train`)")
-    try:
-        config = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise CheckpointError(f"{path} is not valid YAML ({error}); the run directory is corrupt") from error
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise CheckpointError(f"{path} was not written by pogm (expected format: {FORMAT}); point at a directory made by `pogm train`")
+    config = _parse_config(path)
+    _check_format(path, config)
+    _check_fields(path, config)
     return config
 
 
@@ -186,12 +259,32 @@ def load_state(path: Path) -> dict[str, Any]:
     return load_state_bytes(path, path.read_bytes())
 
 
+# Lines of torch's weights-only error that are boilerplate, not the reason (the first advises
+# loading with weights_only=False, which would run any code in the file: not advice to pass on).
+_TORCH_BOILERPLATE = ("Weights only load failed", "Please file an issue", "Check the documentation")
+
+
+def _torch_reason(error: BaseException) -> str:
+    """The one line of a ``torch.load`` error that says what failed (torch's message runs to
+    several paragraphs); its first line when no other is left."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    reasons = [line for line in lines if not line.startswith(_TORCH_BOILERPLATE)]
+    return (reasons or lines or ["no message"])[0]
+
+
 def load_state_bytes(path: Path, data: bytes) -> dict[str, Any]:
-    """A training state from ``data`` (the contents of ``path``), without arbitrary unpickling."""
+    """A training state from ``data`` (the contents of ``path``), without arbitrary unpickling:
+    a dict with ``"step"``, else CheckpointError naming ``path``."""
+    if not data:
+        raise CheckpointError(f"{path} is empty: not a pogm training state (a write that never finished, or damage on disk)")
     try:
-        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for corrupt or foreign pickles
-        raise CheckpointError(f"{path} is corrupt or not a pogm training state ({type(error).__name__}: {error})") from error
+        raise CheckpointError(f"{path} is corrupt or not a pogm training state ({type(error).__name__}: {_torch_reason(error)})") from error
+    if not isinstance(state, dict) or "step" not in state:
+        found = "a dict without 'step'" if isinstance(state, dict) else f"a {type(state).__name__}"
+        raise CheckpointError(f"{path} is not a pogm training state: it holds {found}, not a dict with 'step'")
+    return state
 
 
 # ---------------------------------------------------------------------------------------- generations
@@ -248,9 +341,9 @@ def read_manifest(run_dir: Path) -> list[Generation] | None:
         if manifest.get("format") != MANIFEST_FORMAT:
             raise ValueError(f"format is {manifest.get('format')!r}, expected {MANIFEST_FORMAT!r}")
         return [Generation.from_json(entry) for entry in manifest["generations"]]
-    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as error:
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError, RecursionError) as error:
         raise CheckpointError(
-            f"{path} is corrupt ({error}); it names the consistent checkpoint files. Restore it, or delete it to resume "
+            f"{path} is corrupt ({_one_line(error)}); it names the consistent checkpoint files. Restore it, or delete it to resume "
             f"from {WEIGHTS} and {STATE} without checksum verification"
         ) from error
 
