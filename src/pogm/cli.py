@@ -5,6 +5,8 @@
     pogm train --recipe adgm-mnist100
     pogm train adgm --data moons --labels 3 && pogm figures runs/adgm-moons-...
     pogm train m2 --data mnist --labels 10 --epochs 50 --out runs/m2
+    torchrun --standalone --nproc_per_node 2 -m pogm.cli train m2 --data mnist --labels 10 --out runs/m2-ddp
+    pogm train m2 --data mnist --labels 10 --out runs/m2-ddp --nproc 2      (the same: runs itself under torchrun)
     pogm eval runs/m2 --iw-samples 5000
     pogm sample runs/m2 --per-class
     pogm train factvae --data mocap && pogm impute runs/factvae-mocap-... --observed core && pogm report runs/factvae-mocap-...
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -74,13 +77,50 @@ def cmd_figures(args: argparse.Namespace) -> int:
     return 0
 
 
+def _process_label() -> str:
+    """`` (rank R of W)`` under torchrun with several processes, else nothing."""
+    world = os.environ.get("WORLD_SIZE")
+    return f" (rank {os.environ.get('RANK', '?')} of {world})" if world and world != "1" else ""
+
+
+def _is_main_process() -> bool:
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _without_nproc(argv: list[str]) -> list[str]:
+    """``argv`` with its ``--nproc N`` / ``--nproc=N`` removed."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            out.append(arg)
+    return out
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    """Train (or resume); SIGINT/SIGTERM save a checkpoint and exit with 128 + the signal number."""
+    """Train (or resume); SIGINT/SIGTERM save a checkpoint and exit with 128 + the signal number.
+
+    ``--nproc N`` (N > 1) runs this same command in N processes: it replaces this process with
+    torchrun (``--standalone``, a free port), which starts ``python -m pogm.cli`` N times."""
     from pogm.train import TrainingInterrupted, train
 
+    if args.nproc is not None and args.nproc != 1:
+        from pogm.train.distributed import torchrun_command
+
+        if os.environ.get("WORLD_SIZE") is not None:
+            raise ValueError("--nproc: this process already runs under torchrun; drop --nproc (torchrun's --nproc_per_node sets the number)")
+        command = torchrun_command(args.nproc, _without_nproc(args.argv))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(command[0], command)
     overrides = list(args.set or [])
     if args.device:
         overrides.append(f"train.device={args.device}")
+    if args.precision:
+        overrides.append(f"train.precision={args.precision}")
     try:
         run_dir = train(
             args.model,
@@ -95,9 +135,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             resume=args.resume,
         )
     except TrainingInterrupted as stop:
-        print(f"pogm train: {stop}", file=sys.stderr)
+        if _is_main_process():
+            print(f"pogm train: {stop}", file=sys.stderr)
         return stop.exit_code
-    print(f"run directory: {run_dir}")
+    if _is_main_process():
+        print(f"run directory: {run_dir}")
     return 0
 
 
@@ -235,9 +277,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", "--config", dest="config", default=None, help="a packaged recipe name (`pogm recipes`) or a YAML file with model:, train:, data: sections")
     p.add_argument("--out", default=None, help="run directory (default: runs/MODEL-DATA-TIME)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default=None, help="cpu or cuda")
+    p.add_argument("--device", default=None, help="cpu or cuda (under torchrun: one GPU per process, cuda:LOCAL_RANK)")
+    p.add_argument("--precision", default=None, choices=["fp32", "bf16"], help="bf16: autocast matmuls to bfloat16 (for GPUs; fp32 weights, losses and gradients); default fp32")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value: z_dim=32, train.lr=1e-3, data.binarize=false")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out exactly from its last checkpoint (the previous one if the last is damaged)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out exactly from its last checkpoint (the previous one if the last is damaged); with the run's number of processes")
+    p.add_argument(
+        "--nproc", type=int, default=None, metavar="N",
+        help="train data-parallel in N processes on this machine (runs this command under `torchrun --standalone --nproc_per_node N`); "
+        "the batch sizes stay those of the whole step and must be multiples of N",
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="evaluate a run on its test split; writes DIR/eval.json")
@@ -301,12 +349,14 @@ def _recipes_epilog() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     try:
         return args.func(args)
     except (ValueError, KeyError, FileNotFoundError, FileExistsError, RuntimeError, ArithmeticError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"pogm {args.command}: error: {message}", file=sys.stderr)
+        print(f"pogm {args.command}: error{_process_label()}: {message}", file=sys.stderr)
         return 2
 
 

@@ -210,9 +210,8 @@ class SemiSupervisedStream:
         minibatch (the first rows) and of the unlabelled one."""
         n_labelled = self.labelled_batch_size if self.num_labelled else 0
         n_unlabelled = self.batch_size
-        step = self.world_size
-        labelled = torch.arange(self.rank, n_labelled, step, device=self.device)
-        unlabelled = n_labelled + torch.arange(self.rank, n_unlabelled, step, device=self.device)
+        labelled = torch.arange(n_labelled, device=self.device)[self.rank :: self.world_size]
+        unlabelled = torch.arange(n_labelled, n_labelled + n_unlabelled, device=self.device)[self.rank :: self.world_size]
         return torch.cat([labelled, unlabelled])
 
     def __iter__(self) -> Iterator[Batch]:

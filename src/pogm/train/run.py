@@ -11,6 +11,11 @@ This is the Python API behind ``pogm train`` / ``pogm eval``::
 the labels per class and the seed (the labelled indices themselves are saved in
 ``labelled_index.json``), and the training config, so that ``--resume`` and ``pogm eval``
 rebuild exactly the same run.
+
+Under torchrun (``WORLD_SIZE`` > 1) `train` trains data-parallel in every process: each process
+builds the same data, model and stream, trains on its shard of every batch, and only rank 0 writes
+the run directory (see `pogm.train.distributed`). ``config.yaml`` then records ``world_size``,
+and ``--resume`` needs the same number of processes.
 """
 
 from __future__ import annotations
@@ -33,6 +38,13 @@ from pogm.models import get_model
 from pogm.models.base import config_from_dict, config_to_dict
 from pogm.recipes import load_recipe
 from pogm.train import checkpoint
+from pogm.train.distributed import (
+    SINGLE,
+    Distributed,
+    WorldSizeMismatch,
+    process_group,
+    rank_seed,
+)
 from pogm.train.trainer import TrainConfig, Trainer
 
 
@@ -176,17 +188,30 @@ def train(
 
     Raises `TrainingInterrupted` after saving a checkpoint when SIGINT (Ctrl-C) or SIGTERM
     arrives, and FloatingPointError when a loss or gradient is not finite (``train.on_nonfinite``).
+
+    Launched by torchrun with several processes, every process calls this with the same
+    arguments (see `pogm.train.distributed`); the process group is joined here unless the caller
+    already did.
     """
     if resume:
         if out is None:
             raise ValueError("--resume needs the run directory (--out DIR)")
-        return _resume(Path(out), epochs, progress)
+        config = checkpoint.read_config(Path(out))
+        with process_group(str(config["train"].get("device") or "cpu")) as dist:
+            return _resume(Path(out), epochs, progress, dist)
     recipe = load_recipe(config_file)
+    sets = overrides if isinstance(overrides, dict) else parse_overrides(overrides)
+    device = str(_merge(recipe.get("train"), sets.get("train")).get("device") or "cpu")
+    with process_group(device) as dist:
+        return _train_new(model, data, labels, epochs, out, unlabelled, seed, recipe, sets, progress, dist)
+
+
+def _train_new(model, data, labels, epochs, out, unlabelled, seed: int, recipe: dict[str, Any], sets: dict[str, dict[str, Any]], progress: bool, dist: Distributed) -> Path:
+    """`train` of a new run, in this process of ``dist``."""
     model = model or recipe.get("model_name")
     if model is None:
         raise ValueError("name a model (`pogm models` lists them) or give a recipe that names one (`pogm recipes`)")
     data = data or recipe.get("source") or "digits"
-    sets = overrides if isinstance(overrides, dict) else parse_overrides(overrides)
     if labels is None:
         labels = recipe.get("labels")
     model_overrides = _merge(recipe.get("model"), sets.get("model"))
@@ -199,6 +224,7 @@ def train(
     run_dir = Path(out) if out is not None else Path("runs") / f"{model}-{Path(data).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     if (run_dir / "config.yaml").exists():
         raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
+    dist.barrier()  # every process has looked before rank 0 writes
 
     torch.manual_seed(seed)
     splits = load_source(data, **data_kwargs)
@@ -208,17 +234,13 @@ def train(
         train_values["epochs"] = epochs
     train_values.setdefault("progress", progress)
     train_config = config_from_dict(TrainConfig, train_values)
+    _check_device(train_config)
     labelled_index = choose_labels(splits, labels, seed, entry.cls.uses_labels)
     unlabelled_index = choose_unlabelled(splits, unlabelled, labelled_index, seed) if entry.cls.uses_unlabelled else None
     if unlabelled is not None and not entry.cls.uses_unlabelled:
         raise ValueError(f"{model} learns from labelled examples only; drop --unlabelled")
     num_unlabelled = None if unlabelled_index is None else len(unlabelled_index)
     net = build_model(model, splits, 0 if labelled_index is None else len(labelled_index), model_overrides, num_unlabelled)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if labelled_index is not None:
-        save_split(run_dir / "labelled_index.json", labelled_index)
-    if unlabelled_index is not None:
-        save_split(run_dir / "unlabelled_index.json", unlabelled_index)
     config = {
         "pogm_version": pogm.__version__,
         "model": model,
@@ -227,16 +249,39 @@ def train(
         "seed": seed,
         "train": config_to_dict(train_config),
     }
-    checkpoint.write_config(run_dir, config)
-    checkpoint.write_manifest(run_dir, [])  # no checkpoint yet: `--resume` starts again from step 0
-    trainer = _make_trainer(net, splits, labelled_index, train_config, seed, run_dir, unlabelled_index)
+    if dist.active:
+        config["world_size"] = dist.world_size
+    if dist.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if labelled_index is not None:
+            save_split(run_dir / "labelled_index.json", labelled_index)
+        if unlabelled_index is not None:
+            save_split(run_dir / "unlabelled_index.json", unlabelled_index)
+        checkpoint.write_config(run_dir, config)
+        checkpoint.write_manifest(run_dir, [])  # no checkpoint yet: `--resume` starts again from step 0
+    trainer = _make_trainer(net, splits, labelled_index, train_config, seed, run_dir, unlabelled_index, dist)
+    dist.barrier()  # the run directory exists before any process trains
     trainer.fit()
     return run_dir
 
 
-def _make_trainer(net, splits: DataSplits, labelled_index, train_config: TrainConfig, seed: int, run_dir: Path, unlabelled_index=None) -> Trainer:
+def _check_device(train_config: TrainConfig) -> None:
+    """A clear error, before anything is written, for a GPU run where PyTorch sees no GPU."""
+    device = torch.device(train_config.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"train.device={train_config.device}: PyTorch sees no CUDA GPU here (torch.cuda.is_available() is False); use --device cpu")
+    if device.type == "cuda" and train_config.precision == "bf16" and not torch.cuda.is_bf16_supported():
+        raise ValueError("train.precision=bf16: this GPU does not support bfloat16; use fp32")
+
+
+def _make_trainer(net, splits: DataSplits, labelled_index, train_config: TrainConfig, seed: int, run_dir: Path, unlabelled_index=None, dist: Distributed = SINGLE) -> Trainer:
+    """The Trainer of process ``dist`` (its shard of the stream, its own device and noise)."""
     if train_config.threads:
         torch.set_num_threads(train_config.threads)
+    if dist.active:
+        train_config = dataclasses.replace(train_config, device=dist.device)  # cuda -> this process's GPU
+        if dist.rank > 0:  # independent model noise (z samples, fakes) in every process; rank 0 keeps the run's
+            torch.manual_seed(rank_seed(seed, dist.rank))
     net.to(train_config.device)
     stream = SemiSupervisedStream(
         splits.train,
@@ -247,8 +292,10 @@ def _make_trainer(net, splits: DataSplits, labelled_index, train_config: TrainCo
         labelled_batch_size=train_config.labelled_batch_size,
         seed=seed,
         device=train_config.device,
+        rank=dist.rank,
+        world_size=dist.world_size,
     )
-    return Trainer(net, stream, train_config, run_dir, valid=splits.valid, test=splits.test, task_loss=splits.info.get("task_loss"))
+    return Trainer(net, stream, train_config, run_dir, valid=splits.valid, test=splits.test, task_loss=splits.info.get("task_loss"), dist=dist)
 
 
 def _rebuild(run_dir: Path) -> tuple[dict[str, Any], torch.nn.Module, DataSplits, torch.Tensor | None, torch.Tensor | None]:
@@ -264,19 +311,25 @@ def _rebuild(run_dir: Path) -> tuple[dict[str, Any], torch.nn.Module, DataSplits
     return config, net, splits, labelled_index, unlabelled_index
 
 
-def _resume(run_dir: Path, epochs: int | None, progress: bool) -> Path:
+def _resume(run_dir: Path, epochs: int | None, progress: bool, dist: Distributed = SINGLE) -> Path:
     """Continue the run in ``run_dir`` from its newest usable checkpoint; a run stopped before its
-    first checkpoint starts again from step 0, seeded as `train` seeded it."""
+    first checkpoint starts again from step 0, seeded as `train` seeded it. Refuses (`WorldSizeMismatch`)
+    a number of processes other than the run's."""
+    trained = int(checkpoint.read_config(run_dir).get("world_size", 1))
+    if trained != dist.world_size:
+        raise WorldSizeMismatch(run_dir, trained, dist.world_size)
     torch.manual_seed(checkpoint.read_config(run_dir)["seed"])
     config, net, splits, labelled_index, unlabelled_index = _rebuild(run_dir)
     train_values = dict(config["train"])
     if epochs is not None:
         # A new epoch limit replaces the old stopping rule, whatever it was.
         train_values.update(epochs=epochs, max_steps=None, cpu_budget_seconds=None)
-        checkpoint.write_config(run_dir, {**{k: v for k, v in config.items() if k != "format"}, "train": {**train_values, "progress": config["train"].get("progress", True)}})
+        if dist.is_main:
+            checkpoint.write_config(run_dir, {**{k: v for k, v in config.items() if k != "format"}, "train": {**train_values, "progress": config["train"].get("progress", True)}})
     train_values["progress"] = progress
     train_config = config_from_dict(TrainConfig, train_values)
-    trainer = _make_trainer(net, splits, labelled_index, train_config, config["seed"], run_dir, unlabelled_index)
+    _check_device(train_config)
+    trainer = _make_trainer(net, splits, labelled_index, train_config, config["seed"], run_dir, unlabelled_index, dist)
     trainer.resume()
     trainer.fit()
     return run_dir

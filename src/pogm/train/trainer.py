@@ -24,10 +24,16 @@ run with a `FloatingPointError` naming the non-finite terms or parameters; ``"sk
 batch and goes on, until ``max_nonfinite_skips`` batches in a row were bad. (In the alternating
 schedule the discriminator steps taken before a bad generator batch stay.) A checkpoint is never
 written from non-finite parameters.
+
+Given a `pogm.train.distributed.Distributed` with several processes (torchrun), the Trainer trains
+data-parallel: each process steps on its shard of every batch, gradients are averaged by an
+explicit all-reduce per step, decisions are taken collectively, and only rank 0 evaluates and
+writes files (see `pogm.train.distributed` for the design). With one process nothing changes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import signal
@@ -45,8 +51,20 @@ from tqdm.auto import tqdm
 
 from pogm.data.dataset import PartialDataset
 from pogm.data.streams import SemiSupervisedStream
-from pogm.evaluate.metrics import classification_error, evaluation_view, mean_elbo, task_loss
+from pogm.evaluate.metrics import (
+    classification_error,
+    evaluation_view,
+    mean_elbo,
+    task_loss,
+)
 from pogm.train import checkpoint
+from pogm.train.distributed import (
+    SINGLE,
+    Distributed,
+    WorldSizeMismatch,
+    persistent_buffers,
+    resume_command,
+)
 
 
 @dataclass(frozen=True)
@@ -101,12 +119,14 @@ class TrainingInterrupted(Exception):
     """Training stopped by SIGINT or SIGTERM after saving a checkpoint; ``exit_code`` is 128 + the
     signal's number (130 for Ctrl-C, 143 for SIGTERM), as shells report a signal's end."""
 
-    def __init__(self, run_dir: Path, step: int, signum: int) -> None:
+    every_process = True  # with several processes, all of them stop at the same step
+
+    def __init__(self, run_dir: Path, step: int, signum: int, world_size: int = 1) -> None:
         self.run_dir, self.step, self.signum = run_dir, step, signum
         self.exit_code = 128 + int(signum)
         super().__init__(
             f"training stopped by {signal.Signals(signum).name} at step {step}; checkpoint saved in {run_dir}. "
-            f"Continue with: pogm train --resume --out {run_dir}"
+            f"Continue with: {resume_command(run_dir, world_size)}"
         )
 
 
@@ -155,9 +175,20 @@ class Trainer:
         valid: PartialDataset | None = None,
         test: PartialDataset | None = None,
         task_loss: dict | None = None,
+        dist: Distributed = SINGLE,
     ) -> None:
         if config.precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {config.precision!r}")
+        if torch.device(config.device).type == "cuda":
+            if not torch.cuda.is_available():
+                raise ValueError(f"train.device={config.device}: PyTorch sees no CUDA GPU here (torch.cuda.is_available() is False); use cpu")
+            if config.precision == "bf16" and not torch.cuda.is_bf16_supported():
+                raise ValueError("train.precision=bf16: this GPU does not support bfloat16; use fp32")
+        stream_world = (getattr(stream, "rank", 0), getattr(stream, "world_size", 1))
+        if stream_world != (dist.rank, dist.world_size):
+            raise ValueError(f"the stream is shard {stream_world[0]} of {stream_world[1]} but this is process {dist.rank} of {dist.world_size}")
+        self.dist = dist
+        self.show_progress = config.progress and dist.is_main  # progress bars and messages: rank 0 only
         self.model = model
         self.stream = stream
         self.config = config
@@ -208,6 +239,11 @@ class Trainer:
         self.consecutive_skips = 0
         self.generation: checkpoint.Generation | None = None  # the last checkpoint committed
         self.saved_step: int | None = None  # the step of the checkpoint on disk, if this Trainer wrote or read it
+        # Multi-process training: every parameter that trains (for the gradient all-reduce of
+        # single-loss models, proximal ones included); the processes start from rank 0's weights.
+        self.trainable = [p for p in model.parameters() if p.requires_grad]
+        self.has_buffers = bool(persistent_buffers(model))  # batch-norm statistics, kept equal across processes
+        dist.broadcast_module(model)
 
     @staticmethod
     def _parameter_groups(model: torch.nn.Module, proximal_ids: set[int]) -> dict[str, list[torch.nn.Parameter]]:
@@ -244,8 +280,11 @@ class Trainer:
         return nullcontext()
 
     def _budget_left(self) -> bool:
+        """Whether the CPU budget (of all processes together) has time left."""
         budget = self.config.cpu_budget_seconds
-        return budget is None or self.train_cpu_seconds < budget
+        if budget is None:
+            return True
+        return self.dist.all_reduce([self.train_cpu_seconds])[0] < budget
 
     def _done(self) -> bool:
         if self.config.max_steps is not None and self.step >= self.config.max_steps:
@@ -267,6 +306,8 @@ class Trainer:
             terms = self._group_step(batch, tuple(g for g in self.groups if g not in self.discriminator_groups))
         else:
             terms = self._group_step(batch, tuple(self.groups))
+        if self.dist.active and self.has_buffers:
+            self.dist.broadcast_module(self.model, buffers_only=True)  # batch-norm statistics: rank 0's, as DDP does
         self.step += 1
         return {name: float(value.detach()) for name, value in terms.items()}
 
@@ -276,10 +317,11 @@ class Trainer:
 
     def _last_checkpoint(self) -> str:
         """Where the last checkpoint is, for error messages."""
+        command = resume_command(self.run_dir, self.dist.world_size)
         if self.saved_step is not None:
-            return f"the last checkpoint (step {self.saved_step}) in {self.run_dir} is intact: resume with `pogm train --resume --out {self.run_dir}`"
+            return f"the last checkpoint (step {self.saved_step}) in {self.run_dir} is intact: resume with `{command}`"
         if (self.run_dir / checkpoint.STATE).exists():
-            return f"the last checkpoint in {self.run_dir} is intact: resume with `pogm train --resume --out {self.run_dir}`"
+            return f"the last checkpoint in {self.run_dir} is intact: resume with `{command}`"
         return "no checkpoint had been written yet"
 
     def _nonfinite(self, problem: str) -> NonFiniteStep:
@@ -316,9 +358,12 @@ class Trainer:
     def _single_loss_step(self, batch) -> dict[str, torch.Tensor]:
         terms = self._losses(batch)
         loss = terms["loss"]
-        self._check_finite("loss", loss, terms)
-        self.model.zero_grad(set_to_none=True)
-        loss.backward()
+        if self.dist.active:
+            self._backward_and_average(loss, terms)
+        else:
+            self._check_finite("loss", loss, terms)
+            self.model.zero_grad(set_to_none=True)
+            loss.backward()
         params = [p for p in self.model.parameters() if p.grad is not None]
         try:
             self._check_gradients("loss", params, [p.grad for p in params])
@@ -333,17 +378,62 @@ class Trainer:
             self.model.proximal_step(self.kl_weight())  # the sparsity prior warms up with the KL
         return terms
 
+    def _backward_and_average(self, loss: torch.Tensor, terms: dict[str, Any]) -> None:
+        """Multi-process: backward (unless the loss is not finite here), then every parameter's
+        gradient averaged over the processes (one all-reduce, which also tells every process
+        whether any loss was not finite: then all raise NonFiniteStep)."""
+        finite = bool(torch.isfinite(loss))
+        self.model.zero_grad(set_to_none=True)
+        if finite:
+            loss.backward()
+        summed, (bad,) = self.dist.sum_gradients(self.trainable, [p.grad for p in self.trainable], [float(not finite)])
+        if bad:
+            self.model.zero_grad(set_to_none=True)
+            self._raise_nonfinite_loss("loss", loss, terms, int(bad))
+        for p, grad in zip(self.trainable, summed):
+            p.grad = None if grad is None else grad / self.dist.world_size
+
+    def _raise_nonfinite_loss(self, name: str, loss: torch.Tensor | None, terms: dict[str, Any], processes: int) -> None:
+        """The NonFiniteStep of a step in which ``processes`` processes had a non-finite loss."""
+        if loss is not None:
+            self._check_finite(name, loss, terms)  # raises with this process's details if it is one of them
+        raise self._nonfinite(f"a loss became non-finite at step {self.step} in {processes} of the {self.dist.world_size} processes")
+
+    def _group_gradients(self, terms: dict[str, Any], names: tuple[str, ...]) -> tuple[list[str], dict[str, tuple[torch.Tensor | None, ...]]]:
+        """The groups of ``names`` that step and the gradient of each one's loss with respect to
+        its parameters; with several processes, averaged over the processes that computed it."""
+        active = [g for g in names if f"loss/{g}" in terms]
+        if not self.dist.active:
+            for g in active:
+                self._check_finite(f"loss of group {g!r}", terms[f"loss/{g}"], terms)
+            self.model.zero_grad(set_to_none=True)
+            grads = {}
+            for i, g in enumerate(active):
+                grads[g] = torch.autograd.grad(terms[f"loss/{g}"], self.groups[g], retain_graph=i + 1 < len(active), allow_unused=True)
+            return active, grads
+        bad = next((g for g in active if not torch.isfinite(terms[f"loss/{g}"])), None)
+        self.model.zero_grad(set_to_none=True)
+        local = {g: (None,) * len(self.groups[g]) for g in names}
+        if bad is None:
+            for i, g in enumerate(active):
+                local[g] = torch.autograd.grad(terms[f"loss/{g}"], self.groups[g], retain_graph=i + 1 < len(active), allow_unused=True)
+        params = [p for g in names for p in self.groups[g]]
+        summed, extra = self.dist.sum_gradients(params, [x for g in names for x in local[g]], [float(g in active) for g in names] + [float(bad is not None)])
+        if extra[-1]:
+            self._raise_nonfinite_loss(f"loss of group {bad!r}", None if bad is None else terms[f"loss/{bad}"], terms, int(extra[-1]))
+        grads, offset = {}, 0
+        for g, count in zip(names, extra[:-1]):
+            n = len(self.groups[g])
+            if count:  # the mean over the processes whose loss included this group
+                grads[g] = tuple(None if x is None else x / count for x in summed[offset : offset + n])
+            offset += n
+        return [g for g in names if g in grads], grads
+
     def _group_step(self, batch, names: tuple[str, ...]) -> dict[str, torch.Tensor]:
         """Step the groups ``names`` whose losses are present, each on the gradient of its own
         loss with respect to its own parameters; every gradient is taken before any step."""
         terms = self._losses(batch)
-        active = [g for g in names if f"loss/{g}" in terms]
-        for g in active:
-            self._check_finite(f"loss of group {g!r}", terms[f"loss/{g}"], terms)
-        self.model.zero_grad(set_to_none=True)
-        grads = {}
-        for i, g in enumerate(active):
-            grads[g] = torch.autograd.grad(terms[f"loss/{g}"], self.groups[g], retain_graph=i + 1 < len(active), allow_unused=True)
+        active, grads = self._group_gradients(terms, names)
         for g in active:  # every group's gradients are checked before any group steps
             self._check_gradients(f"loss of group {g!r}", self.groups[g], grads[g])
         for g in active:
@@ -362,6 +452,7 @@ class Trainer:
         record: dict[str, Any] = {}
         if self.config.flush_denormal:
             torch.set_flush_denormal(True)
+        self._check_processes_agree()
         with StopSignals() as signals:
             while not self._done():
                 epoch = self.stream.epoch
@@ -370,7 +461,7 @@ class Trainer:
                 if epoch_finished:
                     for scheduler in self.schedulers.values():
                         scheduler.step()
-                train_terms = {f"train_{k}": v / max(self.epoch_count, 1) for k, v in self.epoch_sums.items()}
+                train_terms = self._train_terms()
                 if epoch_finished:  # before the checkpoint, which then holds the next epoch's empty sums
                     self.epoch_sums, self.epoch_count = {}, 0
                 if (epoch_finished and self.stream.epoch % self.config.eval_every == 0) or self._done():
@@ -378,9 +469,29 @@ class Trainer:
                 self._stop_if_signalled(signals)
         return record
 
+    def _train_terms(self) -> dict[str, float]:
+        """The means of the training terms over the epoch's steps so far (with several processes,
+        over every process's shards: the means over the whole batches)."""
+        if not self.dist.active:
+            return {f"train_{k}": v / max(self.epoch_count, 1) for k, v in self.epoch_sums.items()}
+        everyone = self.dist.all_gather_object((self.epoch_sums, self.epoch_count))
+        count = sum(c for _, c in everyone)
+        names = dict.fromkeys(k for sums, _ in everyone for k in sums)
+        return {f"train_{k}": sum(sums.get(k, 0.0) for sums, _ in everyone) / max(count, 1) for k in names}
+
+    def _check_processes_agree(self) -> None:
+        """Several processes: refuse to train unless they stand at the same step of the same stream."""
+        if not self.dist.active:
+            return
+        generator = hashlib.sha256(self.stream.generator.get_state().cpu().numpy().tobytes()).hexdigest()[:16]
+        mine = {"step": self.step, "epoch": self.stream.epoch, "position": self.stream._pos, "examples": len(self.stream.dataset), "stream": generator}
+        everyone = self.dist.all_gather_object(mine)
+        if any(other != everyone[0] for other in everyone):
+            raise RuntimeError(f"the {self.dist.world_size} processes disagree on where training stands: {everyone}; every process must run the same command on the same data")
+
     def _train_epoch(self, epoch: int, signals: StopSignals) -> None:
         """Steps until the epoch (or the run) ends, or a signal asks to stop."""
-        bar = tqdm(total=self.stream.steps_per_epoch, initial=self.stream._pos, desc=f"epoch {epoch + 1}", disable=not self.config.progress, leave=False)
+        bar = tqdm(total=self.stream.steps_per_epoch, initial=self.stream._pos, desc=f"epoch {epoch + 1}", disable=not self.show_progress, leave=False)
         try:
             while self.stream.epoch == epoch and not self._done():
                 self._timed_step()
@@ -421,16 +532,20 @@ class Trainer:
                 f"the training has diverged; the last was: {error.problem}. Lower the learning rate (--set train.lr=...) or set "
                 f"train.grad_clip; {self._last_checkpoint()}"
             ) from error
-        _say(f"skipped a batch: {error.problem} ({self.consecutive_skips} in a row; the run stops at {limit})")
+        if self.dist.is_main:
+            _say(f"skipped a batch: {error.problem} ({self.consecutive_skips} in a row; the run stops at {limit})")
 
     def _stop_if_signalled(self, signals: StopSignals) -> None:
         """After SIGINT or SIGTERM: save a checkpoint (unless one for this step exists) and raise
-        TrainingInterrupted."""
-        if signals.received is None:
+        TrainingInterrupted. With several processes, a signal to any of them stops all of them here."""
+        received = signals.received
+        if self.dist.active:
+            received = int(self.dist.all_reduce([received or 0], op="max")[0]) or None
+        if received is None:
             return
         if self.saved_step != self.step:
             self.save()
-        raise TrainingInterrupted(self.run_dir, self.step, signals.received)
+        raise TrainingInterrupted(self.run_dir, self.step, received, self.dist.world_size)
 
     # ------------------------------------------------------------------ evaluation and checkpoints
     def evaluate(self) -> dict[str, float]:
@@ -463,36 +578,63 @@ class Trainer:
         return metrics.get("valid_elbo")
 
     def evaluate_and_checkpoint(self, train_terms: dict[str, float]) -> dict[str, Any]:
-        """Evaluate, append the record to ``metrics.jsonl`` and write a checkpoint that covers it."""
+        """Evaluate, append the record to ``metrics.jsonl`` and write a checkpoint that covers it.
+
+        With several processes, rank 0 evaluates and writes while the others wait; every process
+        returns the record."""
         self._check_parameters_finite()
-        metrics = self.evaluate()
-        record = {
-            "step": self.step,
-            "epoch": self.stream.epoch,
-            "train_cpu_seconds": round(self.train_cpu_seconds, 3),
-            "train_wall_seconds": round(self.train_wall_seconds, 3),
-            "lr": self.optimizer.param_groups[0]["lr"],
-            **train_terms,
-            **metrics,
-        }
-        if self.skipped_batches:
-            record["skipped_batches"] = self.skipped_batches
-        score = self.selection_score(metrics)
-        if score is not None and not math.isnan(score) and (self.best_score is None or score > self.best_score):
-            self.best_score = score
-            record["best"] = True
-            checkpoint.save_weights(self.run_dir / "best.safetensors", self.model)
-        # The record goes first: the checkpoint notes the file's length, so that a resume from it
-        # drops whatever a killed run appended after it, and never loses this record.
-        checkpoint.append_metrics(self.run_dir, record)
-        self.save()
-        if self.config.progress:
+        ranks = self._rank_states()
+        record: dict[str, Any] = {}
+        if self.dist.is_main:
+            metrics = self.evaluate()
+            cpu_seconds = self.train_cpu_seconds if ranks is None else sum(r["train_cpu_seconds"] for r in ranks)
+            record = {
+                "step": self.step,
+                "epoch": self.stream.epoch,
+                "train_cpu_seconds": round(cpu_seconds, 3),  # of all processes
+                "train_wall_seconds": round(self.train_wall_seconds, 3),
+                "lr": self.optimizer.param_groups[0]["lr"],
+                **train_terms,
+                **metrics,
+            }
+            if self.dist.active:
+                record["processes"] = self.dist.world_size
+            if self.skipped_batches:
+                record["skipped_batches"] = self.skipped_batches
+            score = self.selection_score(metrics)
+            if score is not None and not math.isnan(score) and (self.best_score is None or score > self.best_score):
+                self.best_score = score
+                record["best"] = True
+                checkpoint.save_weights(self.run_dir / "best.safetensors", self.model)
+            # The record goes first: the checkpoint notes the file's length, so that a resume from it
+            # drops whatever a killed run appended after it, and never loses this record.
+            checkpoint.append_metrics(self.run_dir, record)
+        self.save(ranks)
+        if self.dist.active:
+            record, self.best_score = self.dist.broadcast_object((record, self.best_score))
+        if self.show_progress:
             shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in record.items() if k in ("epoch", "step", "train_loss", "valid_error", "test_error", "valid_elbo", "valid_task_loss")}
             tqdm.write(f"[pogm] {shown}")
         return record
 
+    def _rank_states(self) -> list[dict[str, Any]] | None:
+        """Several processes: what differs between them (RNG, running sums, timers), by rank."""
+        if not self.dist.active:
+            return None
+        mine = {
+            "torch_rng": torch.get_rng_state(),
+            "epoch_sums": dict(self.epoch_sums),
+            "epoch_count": self.epoch_count,
+            "train_cpu_seconds": self.train_cpu_seconds,
+            "train_wall_seconds": self.train_wall_seconds,
+        }
+        device = torch.device(self.config.device)
+        if device.type == "cuda":
+            mine["cuda_rng"] = torch.cuda.get_rng_state(device).cpu()
+        return self.dist.all_gather_object(mine)
+
     def state_dict(self) -> dict[str, Any]:
-        return {
+        state = {
             "step": self.step,
             "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
             "proximal_optimizer": None if self.proximal_optimizer is None else self.proximal_optimizer.state_dict(),
@@ -508,6 +650,10 @@ class Trainer:
             "consecutive_skips": self.consecutive_skips,
             "metrics_bytes": checkpoint.metrics_size(self.run_dir),
         }
+        device = torch.device(self.config.device)
+        if device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(device).cpu()
+        return state
 
     def _check_parameters_finite(self) -> None:
         """Refuse to checkpoint non-finite weights (they would poison every resume)."""
@@ -518,37 +664,59 @@ class Trainer:
                 f"lower the learning rate (--set train.lr=...) or set train.grad_clip; {self._last_checkpoint()}"
             )
 
-    def save(self) -> None:
+    def save(self, ranks: list[dict[str, Any]] | None = None) -> None:
         """Write a checkpoint generation (weights and training state, verified by checksums in
-        ``checkpoint.json``) and keep the previous one."""
+        ``checkpoint.json``) and keep the previous one. With several processes every process calls
+        this; rank 0 writes, with every process's `_rank_states` (``ranks`` if already gathered)."""
         self._check_parameters_finite()
-        state = self.state_dict()
-        blobs = {checkpoint.WEIGHTS: checkpoint.weights_to_bytes(self.model), checkpoint.STATE: checkpoint.state_to_bytes(state)}
-        self.generation = checkpoint.commit_generation(self.run_dir, blobs, self.step, state["metrics_bytes"], self.generation)
+        if self.dist.active and ranks is None:
+            ranks = self._rank_states()
+        if self.dist.is_main:
+            state = self.state_dict()
+            if self.dist.active:
+                state.update(world_size=self.dist.world_size, ranks=ranks)
+            blobs = {checkpoint.WEIGHTS: checkpoint.weights_to_bytes(self.model), checkpoint.STATE: checkpoint.state_to_bytes(state)}
+            self.generation = checkpoint.commit_generation(self.run_dir, blobs, self.step, state["metrics_bytes"], self.generation)
         self.saved_step = self.step
 
     def resume(self) -> bool:
         """Restore the newest usable checkpoint so training continues exactly where it stopped;
-        False (and nothing restored) when the run has no checkpoint yet."""
-        for name in checkpoint.remove_stale_temporaries(self.run_dir):
-            _say(f"removed {name}, a temporary file left by a killed writer")
-        generation, problems = checkpoint.load_latest_generation(self.run_dir)
-        for problem in problems:
-            _say(f"{problem}; using the previous checkpoint")
-        if generation is None:
-            dropped = checkpoint.truncate_metrics(self.run_dir, 0)
-            _say(f"{self.run_dir} has no checkpoint yet: training starts from step 0" + (" (metrics.jsonl cleared)" if dropped > 0 else ""))
+        False (and nothing restored) when the run has no checkpoint yet. With several processes,
+        rank 0 reads the checkpoint and broadcasts it."""
+        state, generation = None, None
+        if self.dist.is_main:
+            for name in checkpoint.remove_stale_temporaries(self.run_dir):
+                _say(f"removed {name}, a temporary file left by a killed writer")
+            generation, problems = checkpoint.load_latest_generation(self.run_dir)
+            for problem in problems:
+                _say(f"{problem}; using the previous checkpoint")
+            if generation is None:
+                dropped = checkpoint.truncate_metrics(self.run_dir, 0)
+                _say(f"{self.run_dir} has no checkpoint yet: training starts from step 0" + (" (metrics.jsonl cleared)" if dropped > 0 else ""))
+            else:
+                checkpoint.load_weights_bytes(self.run_dir / generation.files[checkpoint.WEIGHTS]["path"], generation.data[checkpoint.WEIGHTS], self.model)
+                state = checkpoint.load_state_bytes(self.run_dir / generation.files[checkpoint.STATE]["path"], generation.data[checkpoint.STATE])
+        if self.dist.active:
+            state = self.dist.broadcast_object(state)
+            if state is not None:
+                self.dist.broadcast_module(self.model)
+        if state is None:
             return False
-        checkpoint.load_weights_bytes(self.run_dir / generation.files[checkpoint.WEIGHTS]["path"], generation.data[checkpoint.WEIGHTS], self.model)
-        state = checkpoint.load_state_bytes(self.run_dir / generation.files[checkpoint.STATE]["path"], generation.data[checkpoint.STATE])
         self.load_state_dict(state)
-        generation.step, generation.data = self.step, {}
-        self.generation, self.saved_step = generation, self.step
-        self._truncate_metrics(state.get("metrics_bytes"))
+        if generation is not None:
+            generation.step, generation.data = self.step, {}
+            self.generation = generation
+            self._truncate_metrics(state.get("metrics_bytes"))
+        self.saved_step = self.step
         return True
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what `state_dict` saved (also the format written before parameter groups)."""
+        """Restore what `state_dict` saved (also the format written before parameter groups).
+
+        Raises `WorldSizeMismatch` for a state written by a different number of processes."""
+        trained = int(state.get("world_size", 1))
+        if trained != self.dist.world_size:
+            raise WorldSizeMismatch(self.run_dir, trained, self.dist.world_size)
         self.step = int(state["step"])
         if "optimizer" in state:  # written before parameter groups existed: one optimizer, one scheduler
             state["optimizers"], state["schedulers"] = {SINGLE_GROUP: state["optimizer"]}, {SINGLE_GROUP: state["scheduler"]}
@@ -568,6 +736,16 @@ class Trainer:
         self.epoch_count = int(state.get("epoch_count", 0))
         self.skipped_batches = int(state.get("skipped_batches", 0))
         self.consecutive_skips = int(state.get("consecutive_skips", 0))
+        mine = state["ranks"][self.dist.rank] if self.dist.active else state
+        if self.dist.active:  # this process's own RNG, running sums and timers
+            torch.set_rng_state(mine["torch_rng"])
+            self.epoch_sums = dict(mine["epoch_sums"])
+            self.epoch_count = int(mine["epoch_count"])
+            self.train_cpu_seconds = float(mine["train_cpu_seconds"])
+            self.train_wall_seconds = float(mine["train_wall_seconds"])
+        device = torch.device(self.config.device)
+        if device.type == "cuda" and mine.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(mine["cuda_rng"], device)
 
     def _truncate_metrics(self, length: int | None) -> None:
         """Drop the metric records written after the checkpoint (by a run killed after it)."""
