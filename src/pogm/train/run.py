@@ -303,12 +303,26 @@ def _rebuild(run_dir: Path) -> tuple[dict[str, Any], torch.nn.Module, DataSplits
     entry = get_model(config["model"])
     # The data, then the model: the order in which `train` draws from the seeded RNG.
     splits = load_source(config["data"]["name"], **(config["data"].get("options") or {}))
-    net = entry.cls(config_from_dict(entry.cls.Config, config["model_config"]))
+    net = _build_from_config(run_dir, config, entry)
     index_file = run_dir / "labelled_index.json"
-    labelled_index = load_split(index_file) if index_file.is_file() else None
+    labelled_index = load_split(index_file, size=len(splits.train)) if index_file.is_file() else None
     pool_file = run_dir / "unlabelled_index.json"
-    unlabelled_index = load_split(pool_file) if pool_file.is_file() else None
+    unlabelled_index = load_split(pool_file, size=len(splits.train)) if pool_file.is_file() else None
     return config, net, splits, labelled_index, unlabelled_index
+
+
+def _build_from_config(run_dir: Path, config: dict[str, Any], entry: Any) -> torch.nn.Module:
+    """The run's model from its config.yaml; settings of the wrong type are a CheckpointError
+    naming the file, not a traceback from deep inside torch."""
+    model_config = config_from_dict(entry.cls.Config, config["model_config"])  # unknown keys: its own clear error
+    try:
+        return entry.cls(model_config)
+    except (TypeError, AttributeError, RuntimeError, ValueError, IndexError, OverflowError) as error:
+        reason = " ".join(str(error).split())
+        raise checkpoint.CheckpointError(
+            f"{run_dir / 'config.yaml'}: model_config does not build a {config['model']} model ({type(error).__name__}: {reason}); "
+            "fix the setting or train a new run"
+        ) from error
 
 
 def _resume(run_dir: Path, epochs: int | None, progress: bool, dist: Distributed = SINGLE) -> Path:

@@ -163,6 +163,12 @@ def _say(message: str) -> None:
     tqdm.write(f"[pogm] {message}", file=sys.stderr)
 
 
+
+def _flushes_denormals() -> bool:
+    """Whether the CPU flushes subnormal floats to zero now (torch can set it but not report it)."""
+    tiny = torch.tensor([1e-30], dtype=torch.float32) * torch.tensor([1e-10], dtype=torch.float32)  # 1e-40: subnormal
+    return bool(tiny.item() == 0.0)
+
 class Trainer:
     """Trains ``model`` on ``stream`` and keeps the run directory up to date."""
 
@@ -450,8 +456,17 @@ class Trainer:
         Raises TrainingInterrupted (after a checkpoint) on SIGINT or SIGTERM, and FloatingPointError
         (without one) when a loss or gradient is not finite and the policy says stop."""
         record: dict[str, Any] = {}
+        was_flushing = _flushes_denormals()
         if self.config.flush_denormal:
             torch.set_flush_denormal(True)
+        try:
+            record = self._fit()
+        finally:  # the setting is process-wide: leave it as it was found
+            torch.set_flush_denormal(was_flushing)
+        return record
+
+    def _fit(self) -> dict[str, Any]:
+        record: dict[str, Any] = {}
         self._check_processes_agree()
         with StopSignals() as signals:
             while not self._done():
