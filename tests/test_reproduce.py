@@ -69,6 +69,10 @@ def test_verdict_rule():
     assert v(-87.57, -84.59, "higher") == "reproduced"
     assert v(-100.0, -84.59, "higher") == "close"
     assert v(-110.0, -84.59, "higher") == "not reproduced"
+    # log-likelihoods in nats: absolute bands of 1 and 5 nats, not relative ones
+    assert v(-85.5, -84.59, "higher", nats=True) == "reproduced"
+    assert v(-87.57, -84.59, "higher", nats=True) == "close"
+    assert v(-90.0, -84.59, "higher", nats=True) == "not reproduced"
     # claims: 1 holds, 0 fails
     assert v(1.0, 1.0, "higher") == "reproduced"
     assert v(0.0, 1.0, "higher") == "not reproduced"

@@ -16,9 +16,9 @@ for every row the paper's number, ours, the run length (steps, epochs, CPU-minut
 The verdict (`verdict`), per row:
 
 * **reproduced** when ours is at least as good as the paper's, or within the paper's reported
-  ± (without a ±, within 5% relative);
+  ± (without a ±, within 5% relative; log-likelihoods in nats: within 1 nat);
 * **close** when ours is within 25% relative of the paper's (for error rates, within
-  max(25% relative, 0.5 percentage points));
+  max(25% relative, 0.5 percentage points); log-likelihoods: within 5 nats);
 * **not reproduced** otherwise.
 
 Rows that check a paper's claim about an ordering ("H-VAE beats F-VAE") count 1 when it holds and

@@ -30,27 +30,33 @@ from pogm.reproduce.runs import (
 )
 
 VERDICT_RULE = (
-    "reproduced: ours at least as good as the paper's, or within its ± (without one, within 5% relative); "
-    "close: within 25% relative (errors: within max(25% relative, 0.5 percentage points)); else not reproduced"
+    "reproduced: ours at least as good as the paper's, or within its ± (without one, within 5% relative; "
+    "log-likelihoods in nats: within 1 nat); close: within 25% relative (errors: within max(25% relative, "
+    "0.5 percentage points); log-likelihoods: within 5 nats); else not reproduced"
 )
+NATS_BANDS = (1.0, 5.0)  # log-likelihoods: a relative band is meaningless there (5% of -85 is 4 nats)
 MAX_JOBS = 2
 RECORD = "reproduce.json"  # in each run directory: the machine it trained on and its cached evaluation
 
 
-def verdict(ours: float, paper: float, direction: str, pm: float | None = None, error: bool = False) -> str:
+def verdict(ours: float, paper: float, direction: str, pm: float | None = None, error: bool = False, nats: bool = False) -> str:
     """``"reproduced"``, ``"close"`` or ``"not reproduced"`` (see `VERDICT_RULE`).
 
     ``direction`` is ``"lower"`` or ``"higher"`` (which is better); ``pm`` the paper's reported
     spread; ``error`` marks error rates (fractions), whose "close" band is at least 0.5 percentage
-    points wide.
+    points wide; ``nats`` marks log-likelihoods, whose bands are absolute (`NATS_BANDS`).
     """
     if direction not in ("lower", "higher"):
         raise ValueError(f"direction must be 'lower' or 'higher', got {direction!r}")
     gap = abs(ours - paper)
     as_good = ours <= paper if direction == "lower" else ours >= paper
-    if as_good or gap <= (pm if pm is not None else 0.05 * abs(paper)):
+    same = pm if pm is not None else (NATS_BANDS[0] if nats else 0.05 * abs(paper))
+    if as_good or gap <= same:
         return "reproduced"
-    close = max(0.25 * abs(paper), 0.005) if error else 0.25 * abs(paper)
+    if nats:
+        close = NATS_BANDS[1]
+    else:
+        close = max(0.25 * abs(paper), 0.005) if error else 0.25 * abs(paper)
     return "close" if gap <= close else "not reproduced"
 
 
@@ -360,7 +366,7 @@ def _row_result(row: Row, numbers: dict[str, dict], runs: dict[str, dict]) -> di
         "runs": list(row.ours.runs),
         "run_length": _run_length(used),
         "machine": _machines(used),
-        "verdict": verdict(ours, row.paper, row.direction, row.paper_pm, error=row.unit in ERROR_UNITS) if not math.isnan(ours) else "not run",
+        "verdict": verdict(ours, row.paper, row.direction, row.paper_pm, error=row.unit in ERROR_UNITS, nats=row.unit == "nats") if not math.isnan(ours) else "not run",
     }
 
 
