@@ -47,6 +47,7 @@ from pogm.data.mocap import forward_kinematics, parse_amc, parse_asf, rest_angle
 from pogm.data.sources.npz import KEYS, load_npz
 from pogm.train import checkpoint
 from pogm.train.checkpoint import CheckpointError
+from tests.test_multigroup_data import TINY_AMC, TINY_ASF
 
 TRIED: collections.Counter[str] = collections.Counter()  # target -> examples run
 REFUSED: collections.Counter[str] = collections.Counter()  # target -> examples refused with a clear error
@@ -534,60 +535,7 @@ def test_fuzz_read_manifest(m2_run, scratch_run):
 
 # ---------------------------------------------------------------------------------------- ASF / AMC
 
-SMALL_ASF = """\
-:version 1.10
-:name SMALL
-:units
-  mass 1.0
-  length 0.5
-  angle deg
-:documentation
-  fuzz seed
-:root
-   order TX TY TZ RX RY RZ
-   axis XYZ
-   position 0 0 0
-   orientation 0 0 0
-:bonedata
-  begin
-     id 1
-     name upper
-     direction 1 0 0
-     length 2
-     axis 0 0 0 XYZ
-    dof rx ry rz
-    limits (-180.0 180.0)
-           (-90.0 90.0)
-           (-inf inf)
-  end
-  begin
-     id 2
-     name lower
-     direction 0 1 0
-     length 1
-     axis 0 0 90 XYZ
-    dof rx
-    limits (-10.0 170.0)
-  end
-:hierarchy
-  begin
-    root upper
-    upper lower
-  end
-"""
-
-SMALL_AMC = """\
-:FULLY-SPECIFIED
-:DEGREES
-1
-root 1 2 3 0 0 0
-upper 0 0 90
-lower 0
-2
-root 0 0 0 0 0 0
-upper 0 0 0
-lower 90
-"""
+# The valid skeleton and motion that get damaged are the parser tests' own (TINY_ASF, TINY_AMC).
 
 TOKENS = [
     ":version", ":name", ":units", ":root", ":bonedata", ":hierarchy", ":documentation", ":DEGREES", ":RADIANS", "begin", "end",
@@ -632,7 +580,7 @@ def text_or_bytes(good: str):
 
 
 @fuzz(300)
-@given(data=text_or_bytes(SMALL_ASF))
+@given(data=text_or_bytes(TINY_ASF))
 def test_fuzz_asf(workdir, data):
     path = workdir / "fuzz.asf"
     path.write_bytes(data)
@@ -643,11 +591,11 @@ def test_fuzz_asf(workdir, data):
 
 
 @fuzz(300)
-@given(data=text_or_bytes(SMALL_AMC), with_skeleton=st.booleans())
+@given(data=text_or_bytes(TINY_AMC), with_skeleton=st.booleans())
 def test_fuzz_amc(workdir, data, with_skeleton):
     asf = workdir / "small.asf"
     if not asf.exists():
-        asf.write_text(SMALL_ASF)
+        asf.write_text(TINY_ASF)
     skeleton = parse_asf(asf) if with_skeleton else None
     path = workdir / "fuzz.amc"
     path.write_bytes(data)

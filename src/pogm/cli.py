@@ -84,7 +84,9 @@ def _process_label() -> str:
 
 
 def _is_main_process() -> bool:
-    return os.environ.get("RANK", "0") == "0"
+    from pogm.train.distributed import Distributed
+
+    return Distributed.from_environment()[0] == 0
 
 
 def _without_nproc(argv: list[str]) -> list[str]:

@@ -163,11 +163,11 @@ def _say(message: str) -> None:
     tqdm.write(f"[pogm] {message}", file=sys.stderr)
 
 
-
 def _flushes_denormals() -> bool:
     """Whether the CPU flushes subnormal floats to zero now (torch can set it but not report it)."""
     tiny = torch.tensor([1e-30], dtype=torch.float32) * torch.tensor([1e-10], dtype=torch.float32)  # 1e-40: subnormal
     return bool(tiny.item() == 0.0)
+
 
 class Trainer:
     """Trains ``model`` on ``stream`` and keeps the run directory up to date."""
@@ -624,7 +624,7 @@ class Trainer:
             # The record goes first: the checkpoint notes the file's length, so that a resume from it
             # drops whatever a killed run appended after it, and never loses this record.
             checkpoint.append_metrics(self.run_dir, record)
-        self.save(ranks)
+        self._write_checkpoint(ranks)  # the weights were checked above
         if self.dist.active:
             record, self.best_score = self.dist.broadcast_object((record, self.best_score))
         if self.show_progress:
@@ -684,6 +684,10 @@ class Trainer:
         ``checkpoint.json``) and keep the previous one. With several processes every process calls
         this; rank 0 writes, with every process's `_rank_states` (``ranks`` if already gathered)."""
         self._check_parameters_finite()
+        self._write_checkpoint(ranks)
+
+    def _write_checkpoint(self, ranks: list[dict[str, Any]] | None) -> None:
+        """`save` once the weights are known to be finite."""
         if self.dist.active and ranks is None:
             ranks = self._rank_states()
         if self.dist.is_main:
