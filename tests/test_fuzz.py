@@ -42,7 +42,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import pogm
-from pogm.data import PartialDataset
+from pogm.data import PartialDataset, load_source
+from pogm.data.memmap import MemmapDataset
 from pogm.data.mocap import forward_kinematics, parse_amc, parse_asf, rest_angles
 from pogm.data.sources.npz import KEYS, load_npz
 from pogm.train import checkpoint
@@ -334,6 +335,59 @@ def test_fuzz_npz_bytes(workdir, data):
     splits = attempt("npz bytes", lambda: load_npz(path), (ValueError,), names=str(path))
     if splits is not None:
         check_dataset(splits.train)
+
+
+@fuzz(150)
+@given(
+    x=arrays(max_dims=4, rows=12, dtypes=["f4", "f8", "f2", ">f4", "i8", "u1", "?", "c8", "U3", "O", "V4"]),
+    y=st.one_of(st.none(), arrays(max_dims=2, rows=12, dtypes=["i8", "f4", "u1", "?", "f8", "U3", "O"])),
+    num_classes=st.one_of(st.none(), st.integers(1, 5)),
+    binarize=st.booleans(),
+)
+def test_fuzz_memmap_store_arrays(workdir, x, y, num_classes, binarize):
+    store = workdir / "store-arrays"
+    store.mkdir(exist_ok=True)
+    np.save(store / "x.npy", x, allow_pickle=True)  # a hostile writer may pickle; pogm never unpickles
+    (store / "y.npy").unlink(missing_ok=True)
+    if y is not None:
+        np.save(store / "y.npy", y, allow_pickle=True)
+    load = lambda: load_source("memmap", path=str(store), num_classes=num_classes, binarize=binarize)
+    splits = attempt("memmap arrays", load, (ValueError,), names=str(store))
+    if splits is not None:
+        check_dataset(splits.test)
+        train = attempt("memmap arrays", splits.train.to_memory, (ValueError,), names=str(store))  # binarize: each read is checked
+        if train is not None:
+            check_dataset(train)
+
+
+def _good_npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+GOOD_X_NPY = _good_npy(np.random.default_rng(0).random((20, 3)).astype(np.float32))
+GOOD_Y_NPY = _good_npy(np.arange(20) % 2)
+
+
+@pytest.mark.filterwarnings("ignore:Reading `.npy` or `.npz` file required additional header parsing")
+@fuzz(200)
+@given(
+    x=st.one_of(st.binary(max_size=600), damaged(GOOD_X_NPY), damaged(GOOD_X_NPY), st.just(GOOD_X_NPY)),
+    y=st.one_of(st.none(), st.binary(max_size=300), damaged(GOOD_Y_NPY), st.just(GOOD_Y_NPY)),
+)
+def test_fuzz_memmap_store_bytes(workdir, x, y):
+    store = workdir / "store-bytes"
+    store.mkdir(exist_ok=True)
+    (store / "x.npy").write_bytes(x)
+    (store / "y.npy").unlink(missing_ok=True)
+    if y is not None:
+        (store / "y.npy").write_bytes(y)
+    dataset = attempt("memmap bytes", lambda: MemmapDataset(store), (ValueError,), names=str(store))
+    if dataset is not None:
+        rows = attempt("memmap bytes", lambda: dataset.batch(torch.arange(len(dataset))), (ValueError,), names=str(store))
+        if rows is not None:
+            assert rows.x["x"].dtype == torch.float32 and torch.isfinite(rows.x["x"]).all()
 
 
 # ---------------------------------------------------------------------------------------- checkpoints

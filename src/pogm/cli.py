@@ -207,6 +207,7 @@ def cmd_impute(args: argparse.Namespace) -> int:
         completion_figure,
         default_observed_sets,
         imputation_errors,
+        observed_means,
     )
     from pogm.evaluate.metrics import evaluation_view
     from pogm.train import load_run
@@ -223,7 +224,7 @@ def cmd_impute(args: argparse.Namespace) -> int:
     view = evaluation_view(_split(run, args.split))
     limit = min(len(view), args.limit or len(view))
     batch = view.batch(torch.arange(limit))
-    train_mean = {g: run.data.train.x[g].mean(0, keepdim=True) for g in groups}
+    train_mean = observed_means(run.data.train, groups)
     torch.manual_seed(args.seed)
     results = {"split": args.split, "examples": limit, "weights": args.weights, "conditions": []}
     for observed in observed_sets:

@@ -66,8 +66,8 @@ class Batch:
         x = {k: torch.cat([b.x[k] for b in batches]) for k in first.x}
         x_mask = {}
         for k in first.x:
-            masks = [b.x_mask[k].expand(len(b), *b.x_mask[k].shape[1:]) for b in batches]
-            x_mask[k] = torch.cat(masks)
+            tail = torch.broadcast_shapes(*(b.x_mask[k].shape[1:] for b in batches))  # e.g. [1, 1, 1] and [1, 28, 28] -> [1, 28, 28]
+            x_mask[k] = torch.cat([b.x_mask[k].expand(len(b), *tail) for b in batches])
         has_y = [b.y is not None for b in batches]
         if any(has_y) and not all(has_y):
             raise ValueError("Batch.cat: either every batch carries y (use y_mask for unlabelled rows) or none does")

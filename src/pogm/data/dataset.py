@@ -443,6 +443,11 @@ class PartialDataset:
         return list(self.x)
 
     @property
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        """The shape of one row of each group, e.g. ``{"x": (1, 28, 28)}``."""
+        return {k: tuple(int(s) for s in v.shape[1:]) for k, v in self.x.items()}
+
+    @property
     def device(self) -> torch.device:
         return next(iter(self.x.values())).device
 

@@ -9,9 +9,11 @@ A *memmap store* is a directory holding
 
 `MemmapDataset` opens the files with ``np.load(..., mmap_mode="r", allow_pickle=False)`` and never reads
 ``x`` as a whole: `MemmapDataset.batch` reads only the requested rows and converts them with the very
-functions `PartialDataset.from_arrays` uses (NaN -> value 0 and mask False, labels -> ``y`` / ``y_mask``),
-so a batch equals the batch an in-memory `PartialDataset` of the same arrays would give. The only
-difference is the shape of fully observed masks, which are broadcastable either way (see `batch`).
+functions `PartialDataset.from_arrays` uses (NaN -> value 0 and mask False), so a batch equals the batch
+an in-memory `PartialDataset` of the same arrays would give. The only difference is the shape of fully
+observed masks, which are broadcastable either way (see `batch`). The labels, one value per row, are
+read into memory at open. Training draws batches from it with `SemiSupervisedStream` (the ``memmap``
+data source, `pogm.data.sources.memmap`, builds the splits).
 
 `write_memmap_store` writes such a store from arrays or from an iterator of chunks without holding the
 whole data set in memory.
@@ -19,8 +21,10 @@ whole data set in memory.
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
+import tokenize
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +34,12 @@ import torch
 from torch import Tensor
 
 from pogm.data.batch import Batch
-from pogm.data.dataset import _check_num_classes, _group_from_array, _labels_from_array
+from pogm.data.dataset import (
+    PartialDataset,
+    _check_num_classes,
+    _group_from_array,
+    _labels_from_array,
+)
 
 _NUMERIC_KINDS = "biuf"
 
@@ -58,6 +67,10 @@ def _open_npy(path: Path) -> np.memmap:
         if str(err).startswith(str(path)):
             raise
         raise _problem(path, f"is not a valid .npy file ({err})") from err
+    except (SyntaxError, EOFError, OSError, RecursionError, MemoryError, TypeError, tokenize.TokenError) as err:
+        # numpy parses the header (a Python dict literal) with the tokenizer and ast.literal_eval:
+        # damaged bytes there raise these.
+        raise _problem(path, f"is not a valid .npy file: its header is damaged ({type(err).__name__}: {err})") from err
     if dtype.hasobject:
         raise _problem(path, f"holds Python objects (dtype {dtype}), which would need unpickling and cannot be memory-mapped; save a plain numeric array")
     if dtype.kind not in _NUMERIC_KINDS or dtype.itemsize == 0:
@@ -74,23 +87,27 @@ def _open_npy(path: Path) -> np.memmap:
 class MemmapDataset:
     """A read-only data set over a memmap store directory (``x.npy``, optional ``y.npy``).
 
-    Holds only the memory maps (``self.x_array``, ``self.y_array``: `np.memmap`) and a few numbers;
-    rows are read from disk when asked for. It offers the read side of `PartialDataset` that works
-    without the data in memory: ``len``, ``groups``, ``device``, ``num_classes``, `batch` and
-    `iter_chunks` (so `pogm.data.streams.iterate_batches` accepts it). It has no ``x`` tensors, so
-    `SemiSupervisedStream` cannot draw from it (see the module docs of ``streams``).
+    ``x`` stays on disk: the dataset holds its memory map (``self.x_array``) and reads the rows a
+    `batch` asks for. The labels are read into memory once, in chunks, when the store is opened
+    (``self.y`` / ``self.y_mask``, as on `PartialDataset`: 8 bytes per row for class labels, small
+    next to the data), which checks them with the rules of `PartialDataset.from_arrays` and lets
+    label splits and streams work without touching ``x``.
 
-    Opening it reads ``x.npy``'s header only. If ``y.npy`` holds class labels and ``num_classes`` is
-    not given, ``y`` (one value per row, small next to ``x``) is scanned once in chunks to check the
-    labels and infer the number of classes, with the same rules as `PartialDataset.from_arrays`.
+    It offers the read side of `PartialDataset` that works without the data in memory: ``len``,
+    ``groups``, ``shapes``, ``device``, ``y``, ``y_mask``, ``num_classes``, ``num_labelled``,
+    `labelled_index`, `batch`, `subset` (a view: a row map over the same files), `iter_chunks` and
+    `to_memory`. `SemiSupervisedStream` draws training batches from it and `iterate_batches` reads
+    it in order. It has no ``x`` tensors: code that needs the whole data in memory calls `to_memory`.
 
     Args:
         directory: the store directory.
         group: the group name of ``x`` in batches.
         num_classes: number of classes of class labels; inferred from ``y.npy`` when None.
-        binarize, dequantize: as on `PartialDataset` (metadata for whoever draws batches).
+        binarize: the values are Bernoulli probabilities for dynamic binarisation; every batch read
+            is checked to lie in [0, 1] (a pass over the whole store at open would cost an epoch).
+        dequantize: as on `PartialDataset` (grey levels of quantised data).
         name: the dataset's name (default: the directory's name).
-        scan_chunk_size: rows per chunk when scanning ``y`` at open.
+        scan_chunk_size: rows per chunk when reading ``y`` at open.
 
     Raises:
         FileNotFoundError: no directory or no ``x.npy`` in it.
@@ -115,6 +132,10 @@ class MemmapDataset:
         x_path = self.directory / "x.npy"
         if not x_path.is_file():
             raise FileNotFoundError(f"{x_path}: missing; a memmap store needs x.npy (and optionally y.npy)")
+        if not isinstance(binarize, (bool, np.bool_)):
+            raise ValueError(f"binarize must be True or False, got {binarize!r}")
+        if isinstance(dequantize, (bool, np.bool_)) or not isinstance(dequantize, (int, np.integer)) or dequantize < 0 or dequantize == 1 or (dequantize and binarize):
+            raise ValueError(f"dequantize must be 0 or a number of grey levels >= 2 (and not combined with binarize), got {dequantize!r}")
         self.x_path = x_path
         self.x_array: np.memmap = _open_npy(x_path)  # [N, ...] on disk
         shape = self.x_array.shape
@@ -126,14 +147,12 @@ class MemmapDataset:
         self.binarize = bool(binarize)
         self.dequantize = int(dequantize)
         self.name = name or self.directory.name
-        # Integer / bool data cannot hold NaN: fully observed, masks [B, 1, ...]. Float data may hold
-        # NaN anywhere, so its batches always carry full masks [B, ...] (a fixed shape per store, so
-        # that `Batch.cat` of two batches works).
-        self._may_have_nan = self.x_array.dtype.kind == "f"
+        self._row_map: np.ndarray | None = None  # file rows of a view (`subset`); None = every row
         self.num_classes = _check_num_classes(num_classes)
         self.y_path: Path | None = None
         self.y_array: np.memmap | None = None
-        self._continuous_y = False
+        self.y: Tensor | None = None  # [N] int64 or [N, D] float32, in memory
+        self.y_mask: Tensor | None = None  # [N] bool
         y_path = self.directory / "y.npy"
         if y_path.exists():
             self.y_path = y_path
@@ -141,51 +160,66 @@ class MemmapDataset:
             y_shape = self.y_array.shape
             if len(y_shape) == 0 or y_shape[0] != shape[0]:
                 raise _problem(y_path, f"has shape {y_shape} but {x_path} has shape {shape}: y.npy needs one label per row of x.npy")
-            self._init_labels(scan_chunk_size)
+            self._read_labels(scan_chunk_size)
 
-    def _init_labels(self, chunk: int) -> None:
-        """Decide class vs continuous labels like `_labels_from_array`, and check / infer classes."""
+    def _read_labels(self, chunk: int) -> None:
+        """Read ``y.npy`` in chunks into ``self.y`` / ``self.y_mask`` with the rules of
+        `PartialDataset.from_arrays` (class vs continuous labels, range checks), and infer the
+        number of classes when it was not given."""
         y = self.y_array
         assert y is not None and self.y_path is not None
-        is_float = y.dtype.kind == "f"
-        if y.ndim == 2 and self.num_classes is None and not (y.shape[1] == 1 and not is_float):
-            self._continuous_y = True  # [N, D] float labels: checked per batch
-            return
         n = len(self)
-        what = f"{self.y_path}"
-        found: int | None = None
+        ys, masks, found = [], [], None
         for start in range(0, n, max(1, int(chunk))):
-            part = np.array(y[start : start + chunk])  # a writable in-memory copy of this chunk only
-            # Per chunk: checks the values; with num_classes given also the range.
-            _, _, k = _labels_from_array(
-                part, len(part), self.num_classes, what=what, max_inferred_classes=n, require_labelled=False
+            part = np.array(y[start : start + chunk])  # an in-memory copy of this chunk only
+            y_t, y_mask, k = _labels_from_array(
+                part, len(part), self.num_classes, what=str(self.y_path), max_inferred_classes=n, require_labelled=False
             )
-            if k is not None:
+            ys.append(y_t)
+            masks.append(y_mask)
+            if k is not None and y_t.dim() == 1:
                 found = k if found is None else max(found, k)
-        if self.num_classes is None:
+        self.y, self.y_mask = torch.cat(ys), torch.cat(masks)
+        if self.y.dim() == 1 and self.num_classes is None:
             if found is None:
                 raise _problem(self.y_path, "has no labelled rows, so num_classes cannot be inferred; pass num_classes")
             self.num_classes = found
 
     # ------------------------------------------------------------------ access
     def __len__(self) -> int:
-        return int(self.x_array.shape[0])
+        return int(self.x_array.shape[0] if self._row_map is None else self._row_map.size)
 
     @property
     def groups(self) -> list[str]:
         return [self.group]
 
     @property
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        """The shape of one row of each group (``{group: (C, H, W)}``), read from the header."""
+        return {self.group: tuple(int(s) for s in self.x_array.shape[1:])}
+
+    @property
     def device(self) -> torch.device:
-        """Batches are built on the CPU (move them with ``Batch.to``)."""
+        """Batches are built on the CPU (streams move them to their device)."""
         return torch.device("cpu")
 
     @property
     def has_labels(self) -> bool:
-        return self.y_array is not None
+        return self.y is not None
+
+    @property
+    def num_labelled(self) -> int:
+        """How many rows carry a label."""
+        return 0 if self.y_mask is None else int(self.y_mask.sum().item())
+
+    def labelled_index(self) -> Tensor:
+        """Indices (LongTensor, ascending) of the labelled rows."""
+        if self.y_mask is None:
+            return torch.zeros(0, dtype=torch.long)
+        return self.y_mask.nonzero().squeeze(1)
 
     def _rows(self, index: Any) -> np.ndarray:
-        """``index`` (LongTensor / int array, or a bool mask [N]) as int64 row numbers in [0, N)."""
+        """``index`` (LongTensor / int array, or a bool mask [N]) as int64 positions in [0, N)."""
         idx = index.detach().cpu().numpy() if isinstance(index, Tensor) else np.asarray(index)
         n = len(self)
         if idx.dtype == np.bool_:
@@ -211,33 +245,50 @@ class MemmapDataset:
     def batch(self, index: Any) -> Batch:
         """The rows ``index`` (LongTensor or bool mask) as a `Batch`, read from disk.
 
-        ``x[group]`` is float32 ``[B, ...]`` with NaN -> 0; ``x_mask[group]`` is bool, ``[B, ...]`` for
-        float stores (False where NaN) and ``[B, 1, ...]`` for integer stores (no NaN possible); ``y`` /
-        ``y_mask`` as in `PartialDataset` (int64 ``[B]`` or float32 ``[B, D]``, bool ``[B]``).
+        ``x[group]`` is float32 ``[B, ...]`` with NaN -> 0; ``x_mask[group]`` is bool, ``[B, ...]`` when
+        the rows hold a NaN (False there) and ``[B, 1, ...]`` when they are fully observed (`Batch.cat`
+        broadcasts the two); ``y`` / ``y_mask`` as in `PartialDataset` (int64 ``[B]`` or float32
+        ``[B, D]``, bool ``[B]``).
         """
-        rows = self._rows(index)
+        positions = self._rows(index)
+        rows = positions if self._row_map is None else self._row_map[positions]  # file rows
         b = int(rows.size)
-        what = f"rows of {self.x_path}"
         if b == 0:
             x = torch.zeros(0, *self.x_array.shape[1:], dtype=torch.float32)
             mask = torch.ones(0, *([1] * (x.dim() - 1)), dtype=torch.bool)
         else:
-            x, mask = _group_from_array(self.group, self._read(self.x_array, rows), what)  # [B, ...], mask [1|B, ...]
-        if self._may_have_nan and mask.shape != x.shape:
-            mask = mask.expand(x.shape).clone()
-        elif mask.shape[0] != b:
+            x, mask = _group_from_array(self.group, self._read(self.x_array, rows), f"rows of {self.x_path}")  # [B, ...], mask [1|B, ...]
+        if mask.shape[0] != b:  # no NaN in these rows: fully observed, [B, 1, ...] (models skip the masking)
             mask = mask.expand(b, *mask.shape[1:]).clone()
-        if self.y_array is None:
+        if self.binarize and b and (x.min() < 0 or x.max() > 1):
+            raise ValueError(
+                f"{self.x_path}: binarize=True needs values in [0, 1] (Bernoulli probabilities) but rows "
+                f"{rows[:3].tolist()}... span [{x.min().item():g}, {x.max().item():g}]; scale the data (e.g. /255) or pass binarize=False"
+            )
+        if self.y is None:
             return Batch(x={self.group: x}, x_mask={self.group: mask})
-        y_what = f"rows of {self.y_path}"
-        if b == 0:
-            y_shape = (0, self.y_array.shape[1]) if self._continuous_y else (0,)
-            y = torch.zeros(y_shape, dtype=torch.float32 if self._continuous_y else torch.int64)
-            y_mask = torch.zeros(0, dtype=torch.bool)
-        else:
-            y_rows = self._read(self.y_array, rows)
-            y, y_mask, _ = _labels_from_array(y_rows, b, None if self._continuous_y else self.num_classes, what=y_what)
-        return Batch(x={self.group: x}, x_mask={self.group: mask}, y=y, y_mask=y_mask)
+        at = torch.from_numpy(positions)
+        return Batch(x={self.group: x}, x_mask={self.group: mask}, y=self.y[at], y_mask=self.y_mask[at])
+
+    def subset(self, index: Any, name: str | None = None) -> MemmapDataset:
+        """A view of the rows ``index`` over the same files (nothing is read; the labels are copied)."""
+        positions = self._rows(index)
+        view = copy.copy(self)
+        view._row_map = positions if self._row_map is None else self._row_map[positions]
+        if self.y is not None:
+            at = torch.from_numpy(positions)
+            view.y, view.y_mask = self.y[at], self.y_mask[at]
+        view.name = name or self.name
+        return view
+
+    def to_memory(self) -> PartialDataset:
+        """Every row of this dataset (or view) read into an in-memory `PartialDataset` (use it for
+        held-out sets and other sets that fit in memory)."""
+        whole = self.batch(torch.arange(len(self)))
+        return PartialDataset(
+            x=whole.x, x_mask=whole.x_mask, y=whole.y, y_mask=whole.y_mask, num_classes=self.num_classes,
+            binarize=self.binarize, dequantize=self.dequantize, name=self.name,
+        )
 
     def iter_chunks(self, chunk_size: int) -> Iterator[Batch]:
         """Yield the whole store in order as `Batch`es of ``chunk_size`` consecutive rows (the last may
@@ -249,9 +300,13 @@ class MemmapDataset:
             yield self.batch(torch.arange(start, min(start + int(chunk_size), n)))
 
     def __repr__(self) -> str:
-        labels = "no labels" if self.y_array is None else ("continuous labels" if self._continuous_y else f"{self.num_classes} classes")
+        if self.y is None:
+            labels = "no labels"
+        else:
+            labels = "continuous labels" if self.y.dim() == 2 else f"{self.num_classes} classes"
+        view = "" if self._row_map is None else f" (a view of {self.x_array.shape[0]} rows)"
         return (
-            f"MemmapDataset({self.name!r}, n={len(self)}, {{{self.group}: {tuple(self.x_array.shape[1:])} "
+            f"MemmapDataset({self.name!r}, n={len(self)}{view}, {{{self.group}: {tuple(self.x_array.shape[1:])} "
             f"{self.x_array.dtype}}}, {labels}, dir={str(self.directory)!r})"
         )
 
@@ -307,7 +362,7 @@ class _Writer:
             if self.n_rows is not None:
                 self.mm = np.lib.format.open_memmap(self.tmp, mode="w+", dtype=self.dtype, shape=(self.n_rows, *self.tail))
             else:
-                self.raw = open(self.tmp, "wb")  # noqa: SIM115 (kept open across add() calls; closed in finish or abort)
+                self.raw = open(self.tmp, "wb")
         if tuple(chunk.shape[1:]) != self.tail:
             raise ValueError(f"{what} has shape {tuple(chunk.shape)}; earlier chunks of {self.path.name} have rows of shape {self.tail}")
         chunk = np.ascontiguousarray(chunk, dtype=self.dtype)

@@ -9,6 +9,7 @@ so a run can be rebuilt even if the sampling code changes.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -61,6 +62,39 @@ def balanced_label_split(
     if not chosen:
         return torch.zeros(0, dtype=torch.long)
     return torch.sort(torch.cat(chosen)).values
+
+
+def check_fractions(valid_fraction: object, test_fraction: object) -> None:
+    """A `ValueError` unless both are numbers in [0, 1) whose sum is below 1."""
+    for option, value in (("valid_fraction", valid_fraction), ("test_fraction", test_fraction)):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) or not math.isfinite(value):
+            raise ValueError(f"{option} must be a number in [0, 1), got {value!r}")
+    if not (0 <= valid_fraction < 1 and 0 <= test_fraction < 1 and valid_fraction + test_fraction < 1):  # type: ignore[operator]
+        raise ValueError(f"need 0 <= valid_fraction, test_fraction and their sum < 1; got {valid_fraction}, {test_fraction}")
+
+
+def held_out_split(
+    n: int, seed: int, valid_fraction: float, test_fraction: float, has_valid: bool = False, has_test: bool = False, what: str = "the data"
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Row indices (each ascending) of the train, valid and test parts of ``n`` rows.
+
+    One seeded permutation: its first ``round(test_fraction * n)`` rows are the test part, the next
+    ``round(valid_fraction * n)`` the validation part, the rest the training part. A part the data
+    brings itself (``has_valid`` / ``has_test``) is not cut (its indices are empty). The ``.npz`` and
+    ``memmap`` sources share this rule, so the same arrays give the same parts in either form.
+
+    Raises:
+        ValueError: a test part that would be empty, or no training rows left (``what`` names the data).
+    """
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed)))
+    n_test = 0 if has_test else round(test_fraction * n)
+    n_valid = 0 if has_valid else round(valid_fraction * n)
+    if not has_test and n_test == 0:
+        raise ValueError(f"{what}: {n} rows are too few for a test split of {test_fraction}; give a separate test set or more rows")
+    if n - n_test - n_valid < 1:
+        raise ValueError(f"{what}: {n} rows leave no training rows after the valid / test split")
+    test, valid, train = perm[:n_test], perm[n_test : n_test + n_valid], perm[n_test + n_valid :]
+    return torch.sort(train).values, torch.sort(valid).values, torch.sort(test).values
 
 
 def save_split(path: str | os.PathLike, index: Tensor | np.ndarray | list[int]) -> None:

@@ -29,18 +29,29 @@ every process advances identically: the processes agree on each epoch's permutat
 communicating, and one saved state (any process's: they are equal) resumes all of them.
 ``batch_size`` and ``labelled_batch_size`` remain the sizes of the whole step and must be
 multiples of ``world_size``; ``steps_per_epoch`` is unchanged.
+
+Data on disk (`pogm.data.memmap.MemmapDataset`): the stream draws the same indices and asks the
+dataset for their rows, which it reads from its memory map and the stream moves to its device, so
+an in-memory and a memory-mapped copy of the same arrays give the same batches. A full permutation
+reads each minibatch from rows scattered over the file; ``shuffle_window`` (rows) instead visits the
+unlabelled pool in windows of consecutive rows, in random order and shuffled within each window, so
+that each minibatch reads from at most two windows of the file (the chunk shuffling of streaming data
+loaders; the order is less random: rows of one window stay together within an epoch).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from pogm.data.batch import Batch
 from pogm.data.dataset import PartialDataset, add_dequantization_noise
+
+if TYPE_CHECKING:
+    from pogm.data.memmap import MemmapDataset
 
 
 class SemiSupervisedStream:
@@ -61,11 +72,14 @@ class SemiSupervisedStream:
         binarize: dynamic binarisation; None = ``dataset.binarize``.
         rank, world_size: keep only rows ``rank::world_size`` of each labelled and unlabelled
             minibatch (this process's shard in multi-process training; see the module docstring).
+        shuffle_window: 0 = a full permutation of the unlabelled pool each epoch; else windows of
+            this many consecutive pool rows, visited in random order and shuffled within (see the
+            module docstring; meant for data read from disk).
     """
 
     def __init__(
         self,
-        dataset: PartialDataset,
+        dataset: PartialDataset | MemmapDataset,
         labelled_index: Tensor | None = None,
         unlabelled_index: Tensor | None = None,
         batch_size: int = 100,
@@ -75,8 +89,12 @@ class SemiSupervisedStream:
         binarize: bool | None = None,
         rank: int = 0,
         world_size: int = 1,
+        shuffle_window: int = 0,
     ) -> None:
         self.device = torch.device(device)
+        if isinstance(shuffle_window, bool) or not isinstance(shuffle_window, int) or shuffle_window < 0:
+            raise ValueError(f"shuffle_window must be 0 (a full permutation) or a number of rows >= 1, got {shuffle_window!r}")
+        self.shuffle_window = shuffle_window
         self.rank, self.world_size = int(rank), int(world_size)
         if self.world_size < 1 or not 0 <= self.rank < self.world_size:
             raise ValueError(f"need world_size >= 1 and 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
@@ -119,7 +137,8 @@ class SemiSupervisedStream:
                 f"batch_size={batch_size} is larger than the unlabelled pool ({unlabelled_index.numel()} rows); lower batch_size"
             )
 
-        if self.binarize:
+        in_memory = isinstance(dataset, PartialDataset)
+        if self.binarize and in_memory:  # a dataset on disk checks each batch it reads instead
             for k, v in dataset.x.items():
                 if v.numel() and (v.min() < 0 or v.max() > 1):
                     raise ValueError(
@@ -135,7 +154,7 @@ class SemiSupervisedStream:
                         f"{name}={size}{capped} is not a multiple of the {self.world_size} processes: each process takes an equal "
                         f"share of every minibatch; set train.{name} to a multiple of {self.world_size}"
                     )
-        self.dataset = dataset.to(self.device)
+        self.dataset = dataset.to(self.device) if in_memory else dataset
         self.labelled_index = labelled_index.to(self.device)
         self.unlabelled_index = unlabelled_index.to(self.device)
         self.generator = torch.Generator(device=self.device).manual_seed(int(seed))
@@ -160,6 +179,17 @@ class SemiSupervisedStream:
     def _randperm(self, n: int) -> Tensor:
         return torch.randperm(n, generator=self.generator, device=self.device)
 
+    def _epoch_order(self, n: int) -> Tensor:
+        """The order of the unlabelled pool for one epoch: a permutation of ``range(n)``, full or
+        by windows of ``shuffle_window`` consecutive positions."""
+        window = self.shuffle_window
+        if window == 0 or window >= n:
+            return self._randperm(n)
+        window_of = torch.arange(n, device=self.device) // window  # [n]
+        window_rank = self._randperm(int(window_of[-1]) + 1)  # the order in which windows are visited
+        within = self._randperm(n)  # distinct random keys: a uniform shuffle inside each window
+        return torch.argsort(window_rank[window_of] * n + within)  # [n]
+
     def _labelled_rows(self) -> Tensor:
         """The next labelled minibatch (row indices into the dataset)."""
         k, pool = self.labelled_batch_size, self.num_labelled
@@ -176,7 +206,7 @@ class SemiSupervisedStream:
         """Draw one step's `Batch` and advance (rolling over into the next epoch when one ends)."""
         supervised_only = self.batch_size == 0
         if self._perm is None and not supervised_only:
-            self._perm = self._randperm(len(self.unlabelled_index))
+            self._perm = self._epoch_order(len(self.unlabelled_index))
         parts = []
         if self.num_labelled:
             parts.append(self.dataset.batch(self._labelled_rows()))
@@ -188,6 +218,8 @@ class SemiSupervisedStream:
                 b.y_mask = torch.zeros_like(b.y_mask)
             parts.append(b)
         batch = parts[0] if len(parts) == 1 else Batch.cat(parts)
+        if batch.device != self.device:  # read from disk on the CPU
+            batch = batch.to(self.device)
         if self.binarize:
             batch.x = {k: torch.bernoulli(v, generator=self.generator) for k, v in batch.x.items()}
         elif self.dataset.dequantize:
@@ -235,6 +267,7 @@ class SemiSupervisedStream:
             "num_examples": len(self.dataset),
             "num_labelled": self.num_labelled,
             "num_unlabelled": len(self.unlabelled_index),
+            "shuffle_window": self.shuffle_window,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -245,6 +278,7 @@ class SemiSupervisedStream:
             "num_examples": len(self.dataset),
             "num_labelled": self.num_labelled,
             "num_unlabelled": len(self.unlabelled_index),
+            "shuffle_window": self.shuffle_window,
         }
         for key, value in expected.items():
             if key in state and int(state[key]) != value:
@@ -261,7 +295,7 @@ class SemiSupervisedStream:
 
 
 def iterate_batches(
-    dataset: PartialDataset, batch_size: int = 1000, device: torch.device | str = "cpu"
+    dataset: PartialDataset | MemmapDataset, batch_size: int = 1000, device: torch.device | str = "cpu"
 ) -> Iterator[Batch]:
     """Yield the dataset in order as `Batch`es of ``batch_size`` rows (the last may be smaller).
 

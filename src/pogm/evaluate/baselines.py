@@ -30,7 +30,7 @@ def labels_only_classifier(
     """
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    x = train.x["x"][labelled_index].reshape(len(labelled_index), -1)
+    x = train.batch(labelled_index).x["x"].reshape(len(labelled_index), -1)  # [L, D]
     y = train.y[labelled_index]
     net = MLP(x.shape[1], hidden, train.num_classes, activation)
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)

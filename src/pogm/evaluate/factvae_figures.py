@@ -70,6 +70,23 @@ def hide_groups(batch: Batch, observed: Sequence[str]) -> Batch:
 
 
 @torch.no_grad()
+def observed_means(dataset, groups: Sequence[str], chunk_size: int = 4096) -> dict[str, Tensor]:
+    """Per group, the mean ``[1, ...]`` of the training values over the entries that are observed
+    (the guess without the model; 0 where an entry is never observed), read in chunks so that a
+    memory-mapped training set works."""
+    from pogm.data.streams import iterate_batches
+
+    totals: dict[str, Tensor] = {}
+    counts: dict[str, Tensor] = {}
+    for batch in iterate_batches(dataset, chunk_size):
+        for g in groups:
+            observed = batch.x_mask[g].expand_as(batch.x[g])  # [B, ...]
+            totals[g] = totals.get(g, 0) + torch.where(observed, batch.x[g], 0.0).sum(0, keepdim=True)  # [1, ...]
+            counts[g] = counts.get(g, 0) + observed.sum(0, keepdim=True)  # [1, ...]
+    return {g: totals[g] / counts[g].clamp(min=1) for g in groups}
+
+
+@torch.no_grad()
 def imputation_errors(model, batch: Batch, observed: Sequence[str], train_mean: dict[str, Tensor] | None = None) -> dict[str, dict[str, float]]:
     """Mean squared error per hidden group of the model's conditional reconstruction from the
     ``observed`` groups, beside the error of the training mean (the guess without the model)."""

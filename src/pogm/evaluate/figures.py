@@ -48,7 +48,7 @@ def save_image_grid(images: torch.Tensor, path: str | Path, nrow: int | None = N
 
 def write_samples(run, path: Path, n: int = 64, y: int | None = None, per_class: bool = False, scale: int = 1) -> Path:
     """A PNG grid of samples; ``per_class`` gives one row per class."""
-    shape = run.data.train.x["x"].shape[1:]
+    shape = run.data.train.shapes["x"]
     num_classes = getattr(run.model.config, "num_classes", None)
     if (per_class or y is not None) and not num_classes:
         raise ValueError(f"{run.config['model']} has no classes to condition on; drop --y / --per-class")
@@ -78,7 +78,9 @@ def decision_regions(model, train, labelled_index: torch.Tensor | None, path: st
     Fig. 1C): colour = q(y|x) of class 1 (two classes) or the arg-max class, unlabelled points
     small, labelled points large and outlined."""
     plt = _pyplot()
-    x = train.x["x"].reshape(len(train), -1).float()
+    if math.prod(train.shapes["x"]) != 2:
+        raise ValueError(f"decision regions need 2-D inputs; this data has {math.prod(train.shapes['x'])} features")
+    x = train.batch(torch.arange(len(train))).x["x"].reshape(len(train), -1).float()  # [N, 2]
     if x.shape[1] != 2:
         raise ValueError(f"decision regions need 2-D inputs; this data has {x.shape[1]} features")
     low, high = x.min(0).values - 0.5, x.max(0).values + 0.5
@@ -181,7 +183,7 @@ def image_model_figures(model, data, out: Path, n: int = 64) -> list[Path]:
     from pogm.evaluate.metrics import evaluation_view
 
     model.eval()
-    shape = tuple(data.train.x["x"].shape[1:])
+    shape = data.train.shapes["x"]
     num_classes = sampled_classes(model)
     if num_classes:
         per_row = max(1, n // num_classes)
@@ -289,7 +291,7 @@ def draw_sequence(model, image_shape, path: str | Path, n: int = 8, columns: int
 def draw_figures(model, data, out: Path) -> list[Path]:
     """DRAW's figures: the canvas sequence (``draw-sequence.png``, one sequence per class for
     conditional DRAW), samples (per class), reconstructions and completions."""
-    shape = tuple(data.train.x["x"].shape[1:])
+    shape = data.train.shapes["x"]
     num_classes = getattr(model.config, "num_classes", 0) if getattr(model, "conditional", False) else 0
     paths = [draw_sequence(model, shape, Path(out) / "draw-sequence.png", n=num_classes or 8)]
     return paths + image_figures(model, data, out)

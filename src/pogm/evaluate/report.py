@@ -295,10 +295,10 @@ def compare_samples(run, others: list[str], out: Path, weights: str, seed: int) 
     from pogm.train import load_run
 
     models = {f"{run.config['model']} ({Path(run.run_dir).name})": run.model}
-    shape = tuple(run.data.train.x["x"].shape[1:])
+    shape = run.data.train.shapes["x"]
     for other_dir in others:
         other = load_run(other_dir, weights=weights)
-        other_shape = tuple(other.data.train.x["x"].shape[1:])
+        other_shape = other.data.train.shapes["x"]
         if other_shape != shape or getattr(other.model, "sample", None) is None:
             raise ValueError(f"--compare {other_dir}: its model must sample images of {shape} like this run's (it has {other_shape})")
         models[f"{other.config['model']} ({Path(other_dir).name})"] = other.model

@@ -146,7 +146,7 @@ def one_hot_labels(y: Tensor, num_classes: int, dtype: torch.dtype) -> Tensor:
 
 def image_fields(cls: type, x_dim: int, train: Any) -> dict[str, Any]:
     """``{"x_dim", "image_shape"}`` from the training images ``[N, C, H, W]``; flat data is a clear error."""
-    image_shape = tuple(int(s) for s in train.x["x"].shape[1:]) if train is not None and "x" in train.x else ()
+    image_shape = train.shapes.get("x", ()) if train is not None else ()
     if len(image_shape) != 3:
         raise ValueError(
             f"{cls.__name__} needs images [N, C, H, W]; the data has x of shape [N, {', '.join(map(str, image_shape))}] "
@@ -158,7 +158,7 @@ def image_fields(cls: type, x_dim: int, train: Any) -> dict[str, Any]:
 def flat_x_shape_fields(x_dim: int, train: Any) -> dict[str, Any]:
     """``{"image_shape"}``: the training images' ``[C, H, W]``, or ``(1, 1, x_dim)`` for flat data
     (enough for fully connected networks; convolutional ones then give a clear error)."""
-    shape = tuple(int(s) for s in train.x["x"].shape[1:]) if train is not None and "x" in train.x else ()
+    shape = train.shapes.get("x", ()) if train is not None else ()
     return {"image_shape": shape if len(shape) == 3 else (1, 1, x_dim)}
 
 

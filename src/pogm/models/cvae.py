@@ -131,9 +131,9 @@ class CVAE(SemiSupervised, Model):
     # ------------------------------------------------------------------ data
     @classmethod
     def data_fields(cls, x_dim: int, num_classes: int | None, num_train: int, num_labelled: int, train: Any = None) -> dict[str, Any]:
-        if train is None or "x" not in train.x:
+        if train is None or "x" not in train.shapes:
             raise ValueError(f"{cls.__name__} needs the training images (group 'x') to know their shape")
-        shape = tuple(int(s) for s in train.x["x"].shape[1:])
+        shape = train.shapes["x"]
         if len(shape) == 2:
             shape = (1, *shape)  # [N, H, W]: one channel
         if len(shape) != 3:

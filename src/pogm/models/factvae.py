@@ -39,6 +39,7 @@ component (stratified sampling, Shi et al. 2019). Both are lower bounds on log p
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -116,8 +117,8 @@ class GroupedVAE(ImportanceWeighted, Model):
     def data_fields(cls, x_dim: int, num_classes: int | None, num_train: int, num_labelled: int, train: Any = None) -> dict[str, Any]:
         if train is None:
             raise ValueError(f"{cls.__name__} needs the training set to read its groups")
-        names = tuple(train.x)
-        return {"group_names": names, "group_dims": tuple(int(train.x[g][0].numel()) for g in names)}
+        shapes = train.shapes
+        return {"group_names": tuple(shapes), "group_dims": tuple(math.prod(shape) for shape in shapes.values())}
 
     # ------------------------------------------------------------------ reading a batch
     def groups(self, batch: Batch) -> tuple[dict[str, Tensor], dict[str, Tensor], Tensor]:

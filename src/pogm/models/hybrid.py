@@ -114,7 +114,7 @@ class FVAE(ImportanceWeighted, ImputesByReconstruction, Model):
     def data_fields(cls, x_dim: int, num_classes: int | None, num_train: int, num_labelled: int, train=None) -> dict[str, Any]:
         if train is None or train.y is None or train.y.dim() != 2 or not train.y.is_floating_point():
             raise ValueError(f"{cls.__name__} needs continuous labels h (y of shape [N, D], float); use a source such as yaleb, mnist-keypoints or depth")
-        image_shape = tuple(int(s) for s in train.x["x"].shape[1:])
+        image_shape = train.shapes["x"]
         if len(image_shape) != 3:
             raise ValueError(f"{cls.__name__} needs images [N, C, H, W]; the data has x of shape [N, {', '.join(map(str, image_shape))}]")
         return {"x_dim": x_dim, "image_shape": image_shape, "y_dim": int(train.y.shape[1])}

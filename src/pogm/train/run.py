@@ -21,6 +21,7 @@ and ``--resume`` needs the same number of processes.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -152,7 +153,7 @@ def build_model(name: str, data: DataSplits, num_labelled: int, overrides: dict[
     """
     entry = get_model(name)
     train = data.train
-    x_dim = sum(int(v[0].numel()) for v in train.x.values())  # one group "x", or all groups of multi-group data
+    x_dim = sum(math.prod(shape) for shape in train.shapes.values())  # one group "x", or all groups of multi-group data
     pool = len(train) if num_unlabelled is None else num_unlabelled
     fields = entry.cls.data_fields(x_dim, train.num_classes, pool, num_labelled, train)
     options = {f.name for f in dataclasses.fields(entry.cls.Config)}
@@ -294,6 +295,7 @@ def _make_trainer(net, splits: DataSplits, labelled_index, train_config: TrainCo
         device=train_config.device,
         rank=dist.rank,
         world_size=dist.world_size,
+        shuffle_window=train_config.shuffle_window,
     )
     return Trainer(net, stream, train_config, run_dir, valid=splits.valid, test=splits.test, task_loss=splits.info.get("task_loss"), dist=dist)
 

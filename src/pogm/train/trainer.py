@@ -73,6 +73,7 @@ class TrainConfig:
     max_steps: int | None = None  # stop after this many optimizer steps (overrides epochs)
     batch_size: int = 100  # unlabelled examples per step
     labelled_batch_size: int = 100  # labelled examples per step
+    shuffle_window: int = 0  # 0 = a full permutation per epoch; else windows of this many consecutive rows (data on disk)
     lr: float = 3e-4
     lr_decay: float = 1.0  # multiply the learning rate by this every `lr_decay_every` epochs
     lr_decay_every: int = 1

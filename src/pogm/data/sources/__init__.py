@@ -24,6 +24,9 @@ group is observed, or ``[1, 1]`` when always observed; ``info`` gives ``groups``
 * ``"mocap"``: CMU motion capture (subject 07, walking), joint angles in five groups: core,
   left_arm, right_arm, left_leg, right_leg (ASF/AMC parsing in `pogm.data.mocap`).
 
+A data set larger than memory: ``"memmap"`` reads memory-mapped ``.npy`` stores (``x.npy``, ``y.npy``)
+from ``path``; training reads only each minibatch's rows (`pogm.data.sources.memmap`).
+
 Files are found by `pogm.data.sources.files` (``$POGM_DATA``, ``~/.cache/pogm``, else a checked
 download). Each source lives in its own module and is imported only when first loaded. New sources
 register with `register_source(name, "module:function")` (or by decorating a loader with
@@ -38,9 +41,12 @@ import numbers
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pogm.data.dataset import PartialDataset
+
+if TYPE_CHECKING:
+    from pogm.data.memmap import MemmapDataset
 
 
 @dataclass
@@ -52,7 +58,7 @@ class DataSplits:
     half-moons: spread along each moon); otherwise they are drawn class-balanced at random.
     """
 
-    train: PartialDataset
+    train: PartialDataset | MemmapDataset  # on disk for the memmap source
     valid: PartialDataset | None
     test: PartialDataset
     info: dict[str, Any] = field(default_factory=dict)
@@ -62,6 +68,7 @@ class DataSplits:
 _SOURCES: dict[str, str | Callable[..., DataSplits]] = {
     "bars": "pogm.data.sources.bars:load_bars",
     "depth": "pogm.data.sources.depth:load_depth",
+    "memmap": "pogm.data.sources.memmap:load_memmap",
     "digits": "pogm.data.sources.digits:load_digits",
     "mnist": "pogm.data.sources.mnist:load_mnist",
     "mnist-keypoints": "pogm.data.sources.mnist_keypoints:load_mnist_keypoints",

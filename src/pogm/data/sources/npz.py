@@ -26,6 +26,7 @@ import torch
 
 from pogm.data.dataset import PartialDataset, _from_arrays
 from pogm.data.sources import DataSplits
+from pogm.data.splits import check_fractions, held_out_split
 
 KEYS = ("x", "y", "x_valid", "y_valid", "x_test", "y_test")
 # Deflate cannot shrink data more than about 1032 times: a member whose header promises more is a lie
@@ -148,11 +149,7 @@ def load_npz(
     path = Path(path).expanduser()
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
         raise ValueError(f"seed must be an integer, got {seed!r}")
-    for option, value in (("valid_fraction", valid_fraction), ("test_fraction", test_fraction)):
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) or not math.isfinite(value):
-            raise ValueError(f"{option} must be a number in [0, 1), got {value!r}")
-    if not (0 <= valid_fraction < 1 and 0 <= test_fraction < 1 and valid_fraction + test_fraction < 1):
-        raise ValueError(f"need 0 <= valid_fraction, test_fraction and their sum < 1; got {valid_fraction}, {test_fraction}")
+    check_fractions(valid_fraction, test_fraction)
     if name is not None and not isinstance(name, str):
         raise ValueError(f"name must be a string, got {name!r}")
     arrays = read_npz(path)
@@ -220,18 +217,11 @@ def load_npz(
                         f"as 0..K-1 with every class present, or pass num_classes to allow empty classes"
                     )
 
-    n = len(full)
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed)))
-    n_test = 0 if "_test" in extra else int(round(test_fraction * n))
-    n_valid = 0 if "_valid" in extra else int(round(valid_fraction * n))
-    if "_test" not in extra and n_test == 0:
-        raise ValueError(f"{path}: {n} rows are too few for a test split of {test_fraction}; add x_test or more rows")
-    if n - n_test - n_valid < 1:
-        raise ValueError(f"{path}: {n} rows leave no training rows after the valid / test split")
-    test_idx, valid_idx, train_idx = perm[:n_test], perm[n_test : n_test + n_valid], perm[n_test + n_valid :]
+    train_idx, valid_idx, test_idx = held_out_split(len(full), seed, valid_fraction, test_fraction, "_valid" in extra, "_test" in extra, str(path))
+    n_valid = len(valid_idx)
 
     def part(d: PartialDataset, idx: torch.Tensor | None, suffix: str) -> PartialDataset:
-        d = d if idx is None else d.subset(torch.sort(idx).values)
+        d = d if idx is None else d.subset(idx)
         d.name = f"{name}-{suffix}"
         return d
 
