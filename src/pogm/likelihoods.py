@@ -20,12 +20,51 @@ LOG_2PI = math.log(2.0 * math.pi)
 
 
 def masked_sum(log_prob_elements: Tensor, mask: Tensor | None, event_ndim: int) -> Tensor:
-    """Sum per-element log densities over the last ``event_ndim`` dims, keeping observed entries only."""
+    """Sum per-element log densities over the last ``event_ndim`` dims, keeping observed entries only.
+
+    A mask with one flag per row (size 1 in every event dimension, e.g. ``[B, 1]``: fully observed
+    data, or whole groups missing) is applied after the sum: the same numbers, one pass over the
+    elements (and one in the backward pass) less.
+    """
+    if mask is not None and _row_mask_only(mask, event_ndim):
+        return _keep_rows(log_prob_elements.sum(dim=tuple(range(-event_ndim, 0))), mask, event_ndim)
     if mask is not None:
         log_prob_elements = torch.where(mask, log_prob_elements, torch.zeros((), dtype=log_prob_elements.dtype, device=log_prob_elements.device))
     if event_ndim == 0:
         return log_prob_elements
     return log_prob_elements.sum(dim=tuple(range(-event_ndim, 0)))
+
+
+def _row_mask_only(mask: Tensor | None, event_ndim: int) -> bool:
+    """No mask, or one flag per row: size 1 in each of the ``event_ndim`` event dimensions."""
+    if mask is None:
+        return event_ndim > 0
+    return 0 < event_ndim <= mask.dim() and all(size == 1 for size in mask.shape[mask.dim() - event_ndim :])
+
+
+def _keep_rows(total: Tensor, mask: Tensor, event_ndim: int) -> Tensor:
+    """``total`` ``[..., B]`` (already summed over the event) where the row's flag is True, else 0."""
+    row_mask = mask.reshape(mask.shape[: mask.dim() - event_ndim])  # [B]
+    return torch.where(row_mask, total, torch.zeros((), dtype=total.dtype, device=total.device))
+
+
+class _BernoulliLogProbSum(torch.autograd.Function):
+    """``sum_i x_i l_i - softplus(l_i)`` over the last ``event_ndim`` dims, with its gradient
+    ``x - sigmoid(l)`` written out: the same values as autograd's, in fewer passes over the
+    ``[K, B, D]`` logits (autograd's backward expands, copies and adds the two terms' gradients;
+    about 1 ms of a 75 ms M2 step). ``x`` is data: it gets no gradient."""
+
+    @staticmethod
+    def forward(ctx, logits: Tensor, x: Tensor, event_ndim: int) -> Tensor:
+        ctx.save_for_backward(logits, x)
+        ctx.event_ndim = event_ndim
+        return (x * logits - F.softplus(logits)).sum(dim=tuple(range(-event_ndim, 0)))
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
+        logits, x = ctx.saved_tensors
+        grad_logits = x - torch.sigmoid(logits)  # [..., B, D]
+        return grad_logits * grad.reshape(*grad.shape, *([1] * ctx.event_ndim)), None, None
 
 
 class Bernoulli(nn.Module):
@@ -35,9 +74,13 @@ class Bernoulli(nn.Module):
         return dim
 
     def log_prob(self, logits: Tensor, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        event_ndim = x.dim() - 1
+        if _row_mask_only(mask, event_ndim) and not x.requires_grad and logits.shape[logits.dim() - event_ndim :] == x.shape[1:]:
+            total = _BernoulliLogProbSum.apply(logits, x, event_ndim)  # [..., B]
+            return total if mask is None else _keep_rows(total, mask, event_ndim)
         # x * l - log(1 + e^l): the stable form of binary cross-entropy with logits.
         log_prob_elements = x * logits - F.softplus(logits)
-        return masked_sum(log_prob_elements, mask, x.dim() - 1)
+        return masked_sum(log_prob_elements, mask, event_ndim)
 
     def mean(self, logits: Tensor) -> Tensor:
         return torch.sigmoid(logits)
