@@ -223,6 +223,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--iw-images", type=int, default=20, help="test images per timed log-likelihood call (5000 samples each)")
     parser.add_argument("--compile", action="store_true", help="torch.compile each model's loss")
     parser.add_argument("--out", default="benchmarks/results/speed.json")
+    parser.add_argument("--append", action="store_true", help="keep the rows of --out for settings not measured now")
     args = parser.parse_args(argv)
 
     from pogm.data import load_source
@@ -243,6 +244,11 @@ def main(argv: list[str] | None = None) -> None:
                         r["compiled"] = args.compile
                     print(json.dumps(r), flush=True)
                     rows.append(r)
+    if args.append and Path(args.out).is_file():  # keep the earlier rows of other settings
+        key = lambda r: (r["setting"], r["threads"], r["precision"], r.get("compiled", False))  # noqa: E731
+        new = {key(r) for r in rows}
+        rows = [r for r in json.loads(Path(args.out).read_text())["rows"] if key(r) not in new] + rows
+        rows.sort(key=lambda r: (SETTINGS.index(r["setting"]), r.get("compiled", False), r["precision"], r["threads"]))
     table = markdown(rows)
     report = {
         "benchmark": "speed",

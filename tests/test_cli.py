@@ -345,7 +345,7 @@ def test_train_from_a_packaged_recipe_takes_its_model_and_settings(tmp_path):
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["model"] == "sdgm" and config["data"]["labels_per_class"] == 10
     assert config["model_config"]["batch_norm"] is True and config["model_config"]["hidden"] == [16]  # recipe, then --set
-    assert config["train"]["lr"] == 1e-3 and config["train"]["lr_decay"] == 0.95 and config["train"]["max_steps"] == 3
+    assert config["train"]["lr"] == 5e-4 and config["train"]["lr_decay"] == 0.95 and config["train"]["max_steps"] == 3
 
 
 def test_unknown_recipe_exits_2_naming_the_packaged_ones(tmp_path):
