@@ -189,6 +189,11 @@ def test_training_from_a_store_equals_training_from_the_same_npz(tmp_path):
         assert a[name].numpy().tobytes() == b[name].numpy().tobytes(), name
     loaded = pogm.load_run(runs["memmap"])  # the run rebuilds with its data on disk
     assert isinstance(loaded.data.train, MemmapDataset) and loaded.data.info["source"] == "memmap"
+    from pogm.cli import main
+
+    for command in (["eval"], ["sample"], ["report"]):  # nothing after training needs the data in memory
+        assert main([*command, str(runs["memmap"])]) == 0
+    assert (runs["memmap"] / "report.html").is_file()
 
 
 def test_memmap_source_layouts_and_errors(tmp_path):

@@ -155,10 +155,10 @@ def samples_side_by_side(models: dict[str, torch.nn.Module], image_shape, path: 
 
 def image_shape_of(data) -> tuple[int, ...] | None:
     """``(C, H, W)`` of the data's main group ``x`` when it holds images (one or three channels), else None."""
-    x = data.train.x.get("x")
-    if x is None or x.dim() != 4 or x.shape[1] not in (1, 3):
+    shape = data.train.shapes.get("x")
+    if shape is None or len(shape) != 3 or shape[0] not in (1, 3):
         return None
-    return tuple(int(s) for s in x.shape[1:])
+    return shape
 
 
 def display_scale(image_shape) -> int:
@@ -324,8 +324,8 @@ def write_run_figures(run, out: Path | None = None) -> list[Path]:
     paths = []
     if image_shape_of(data) is not None and callable(getattr(model, "sample", None)):
         paths += image_figures(model, data, out)
-    x = data.train.x.get("x")
-    if getattr(model, "classify", None) is not None and x is not None and x[0].numel() == 2:
+    shape = data.train.shapes.get("x")
+    if getattr(model, "classify", None) is not None and shape is not None and math.prod(shape) == 2:
         paths.append(decision_regions(model, data.train, run.labelled_index, out / "decision-regions.png"))
     if getattr(model, "encode_auxiliary", None) is not None:
         paths.append(auxiliary_latent_space(model, data.test, out / "auxiliary-latent-space.png"))
