@@ -8,6 +8,12 @@ JSON plus a Markdown table live in the package (`pogm.reproduce.runs`, also behi
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from pogm.reproduce.runs import (
@@ -18,7 +24,7 @@ from pogm.reproduce.runs import (
     write_report,
 )
 
-__all__ = ["finished", "machine", "run_in_pool", "stage_parser", "train_for_budget", "write_report"]
+__all__ = ["finished", "m2_speed_command", "machine", "run_in_pool", "stage_parser", "timed_training", "train_for_budget", "write_report"]
 
 
 def stage_parser(description: str, names: list[str], default_budget: float, budget_help: str, runs: Path, out: Path) -> argparse.ArgumentParser:
@@ -32,3 +38,44 @@ def stage_parser(description: str, names: list[str], default_budget: float, budg
     parser.add_argument("--runs", default=str(runs))
     parser.add_argument("--out", default=str(out))
     return parser
+
+
+def m2_speed_command(out: Path, steps: int, threads: int, data: Sequence[str], extra: Sequence[str] = ()) -> list[str]:
+    """`pogm train m2` at the settings of the speed benchmarks (hidden 500, z 50, no batch norm,
+    100 labels, 100 labelled + 100 unlabelled a step) for ``steps`` steps, on ``data`` (the
+    ``--data`` arguments); ``extra`` arguments come last."""
+    return [
+        sys.executable, "-m", "pogm.cli", "train", "m2", *data, "--labels", "10", "--out", str(out),
+        "--set", "hidden=[500]", "--set", "z_dim=50", "--set", "batch_norm=false",
+        "--set", "train.batch_size=100", "--set", "train.labelled_batch_size=100",
+        "--set", f"train.max_steps={steps}", "--set", f"train.threads={threads}", "--set", "train.progress=false",
+        "--set", "train.eval_elbo_limit=100",  # keep the one evaluation at the end short
+        *extra,
+    ]
+
+
+def timed_training(command: list[str], out: Path, steps: int, threads: int) -> tuple[dict, dict, os.struct_rusage]:
+    """Run a training ``command`` that writes the run ``out``; its speed from the run's own last
+    record (``train_wall_seconds``: training steps only, no start-up or evaluation), that record,
+    and the process's resource usage."""
+    load_before = os.getloadavg()
+    start = time.perf_counter()
+    process = subprocess.Popen(command, env={**os.environ, "OMP_NUM_THREADS": str(threads)}, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    if os.waitstatus_to_exitcode(status):
+        raise RuntimeError(f"{' '.join(command)}: training failed with exit code {os.waitstatus_to_exitcode(status)}")
+    elapsed = time.perf_counter() - start
+    record = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    if record["step"] != steps:
+        raise RuntimeError(f"{out}: the run stopped at step {record['step']}, not {steps}")
+    train_wall = record["train_wall_seconds"]
+    row = {
+        "steps": steps,
+        "train_wall_seconds": train_wall,
+        "steps_per_second": round(steps / train_wall, 3),
+        "unlabelled_per_second": round(100 * steps / train_wall, 1),
+        "command_seconds": round(elapsed, 1),
+        "train_loss": round(record["train_loss"], 4),
+        "load_average_before": [round(v, 2) for v in load_before],
+    }
+    return row, record, usage

@@ -22,13 +22,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-from pogm.reproduce.runs import machine
+from common import m2_speed_command, machine, timed_training
 
 CONFIGS = {  # name: (processes, threads per process)
     "1proc-1thread": (1, 1),
@@ -40,35 +37,9 @@ CONFIGS = {  # name: (processes, threads per process)
 def measure(name: str, steps: int, runs: Path) -> dict:
     processes, threads = CONFIGS[name]
     out = runs / name
-    command = [
-        sys.executable, "-m", "pogm.cli", "train", "m2", "--data", "mnist", "--labels", "10", "--out", str(out),
-        "--set", "hidden=[500]", "--set", "z_dim=50", "--set", "batch_norm=false",
-        "--set", "train.batch_size=100", "--set", "train.labelled_batch_size=100",
-        "--set", f"train.max_steps={steps}", "--set", f"train.threads={threads}", "--set", "train.progress=false",
-        "--set", "train.eval_elbo_limit=100",  # keep the one evaluation at the end short
-        "--nproc", str(processes),
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    load_before = os.getloadavg()
-    start = time.perf_counter()
-    subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL)
-    elapsed = time.perf_counter() - start
-    record = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
-    assert record["step"] == steps, record
-    train_wall = record["train_wall_seconds"]
-    return {
-        "config": name,
-        "processes": processes,
-        "threads_per_process": threads,
-        "steps": steps,
-        "train_wall_seconds": train_wall,
-        "steps_per_second": round(steps / train_wall, 3),
-        "unlabelled_per_second": round(100 * steps / train_wall, 1),
-        "train_cpu_seconds_all_processes": record["train_cpu_seconds"],
-        "command_seconds": round(elapsed, 1),
-        "train_loss": round(record["train_loss"], 4),
-        "load_average_before": [round(x, 2) for x in load_before],
-    }
+    command = m2_speed_command(out, steps, threads, ["--data", "mnist"], ["--nproc", str(processes)])
+    row, record, _ = timed_training(command, out, steps, threads)
+    return {"config": name, "processes": processes, "threads_per_process": threads, **row, "train_cpu_seconds_all_processes": record["train_cpu_seconds"]}
 
 
 def main(argv: list[str] | None = None) -> None:

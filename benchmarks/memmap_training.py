@@ -29,12 +29,12 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from common import m2_speed_command, machine, timed_training
 
 from pogm.data import load_source
 from pogm.data.memmap import write_memmap_store
-from pogm.reproduce.runs import machine
 
 CONFIGS = ("in-memory", "memmap", "memmap-window", "memmap-cold")
 
@@ -67,35 +67,8 @@ def measure(name: str, steps: int, store: Path, runs: Path) -> dict | None:
         print("memmap-cold: cannot drop the page cache (needs root); skipped", file=sys.stderr)
         return None
     out = runs / name
-    command = [
-        sys.executable, "-m", "pogm.cli", "train", "m2", *data, "--labels", "10", "--out", str(out),
-        "--set", "hidden=[500]", "--set", "z_dim=50", "--set", "batch_norm=false",
-        "--set", "train.batch_size=100", "--set", "train.labelled_batch_size=100",
-        "--set", f"train.max_steps={steps}", "--set", "train.threads=1", "--set", "train.progress=false",
-        "--set", "train.eval_elbo_limit=100",
-    ]
-    load_before = os.getloadavg()
-    start = time.perf_counter()
-    process = subprocess.Popen(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode:
-        raise RuntimeError(f"{name}: training failed with exit code {process.returncode}")
-    elapsed = time.perf_counter() - start
-    record = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
-    train_wall = record["train_wall_seconds"]
-    return {
-        "config": name,
-        "steps": steps,
-        "train_wall_seconds": train_wall,
-        "steps_per_second": round(steps / train_wall, 3),
-        "unlabelled_per_second": round(100 * steps / train_wall, 1),
-        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
-        "major_page_faults": usage.ru_majflt,
-        "command_seconds": round(elapsed, 1),
-        "train_loss": round(record["train_loss"], 4),
-        "load_average_before": [round(v, 2) for v in load_before],
-    }
+    row, _, usage = timed_training(m2_speed_command(out, steps, 1, data), out, steps, threads=1)
+    return {"config": name, **row, "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "major_page_faults": usage.ru_majflt}
 
 
 def main(argv: list[str] | None = None) -> None:

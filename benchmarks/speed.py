@@ -45,7 +45,7 @@ from pogm import flops
 from pogm.reproduce.runs import machine
 
 PUBLIC = {"m2": 1560, "adgm": 840}  # unlabelled examples per second of public PyTorch code on this machine (the issue)
-SSL = {  # model, model settings, gemm list
+SSL = {  # setting: (registered model, model settings)
     "m2": ("m2", {"hidden": [600, 600], "z_dim": 50, "activation": "softplus", "batch_norm": False}),
     "adgm": ("adgm", {"hidden": [500, 500], "a_dim": 100, "z_dim": 100, "a_samples": 1, "batch_norm": False}),
     "sdgm": ("sdgm", {"hidden": [500, 500], "a_dim": 100, "z_dim": 100, "a_samples": 1, "batch_norm": False}),

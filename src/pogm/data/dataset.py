@@ -242,6 +242,29 @@ def _labels_from_array(
     return t.contiguous(), y_mask, int(num_classes)
 
 
+def agree_on_classes(parts: list[Any], where: str, inferred: bool) -> None:
+    """The class-labelled parts of one data set (train / valid / test) take the largest number of
+    classes among them; when that number was inferred from the labels (``inferred``), every class
+    needs a labelled example in some part. ``where`` (a path) starts the messages."""
+    k = max(d.num_classes or 0 for d in parts)
+    if k == 0:
+        raise ValueError(f"{where}: the labels have no labelled rows (all -1 or NaN), so num_classes cannot be inferred; pass num_classes")
+    for d in parts:
+        d.num_classes = k
+    if not inferred:
+        return
+    present = torch.zeros(k, dtype=torch.bool)
+    for d in parts:
+        present[d.y[d.y_mask]] = True
+    empty = (~present).nonzero().squeeze(1).tolist()
+    if empty:
+        hint = " (are the labels 1-based? class labels start at 0)" if empty == [0] else ""
+        raise ValueError(
+            f"{where}: class(es) {empty[:10]} of 0..{k - 1} have no labelled example{hint}; relabel the classes "
+            f"as 0..K-1 with every class present, or pass num_classes to allow empty classes"
+        )
+
+
 def _from_arrays(
     cls: type,
     x: Any,
@@ -314,8 +337,26 @@ def add_dequantization_noise(x: Tensor, levels: int, generator: torch.Generator 
     return (x * (levels - 1) + u) / levels
 
 
+class LabelledRows:
+    """Which rows of a data set carry a label, from its ``y_mask`` ``[N]`` (True = labelled; None =
+    no labels): shared by `PartialDataset` and the memory-mapped `pogm.data.memmap.MemmapDataset`."""
+
+    y_mask: Tensor | None
+
+    @property
+    def num_labelled(self) -> int:
+        """How many rows carry a label."""
+        return 0 if self.y_mask is None else int(self.y_mask.sum().item())
+
+    def labelled_index(self) -> Tensor:
+        """Indices (LongTensor, ascending) of the labelled rows."""
+        if self.y_mask is None:
+            return torch.zeros(0, dtype=torch.long)
+        return self.y_mask.nonzero().squeeze(1)
+
+
 @dataclass
-class PartialDataset:
+class PartialDataset(LabelledRows):
     """An in-memory data set of named groups with observation masks and (partial) labels.
 
     Attributes:
@@ -450,17 +491,6 @@ class PartialDataset:
     @property
     def device(self) -> torch.device:
         return next(iter(self.x.values())).device
-
-    @property
-    def num_labelled(self) -> int:
-        """How many rows carry a label."""
-        return 0 if self.y_mask is None else int(self.y_mask.sum().item())
-
-    def labelled_index(self) -> Tensor:
-        """Indices (LongTensor, ascending) of the labelled rows."""
-        if self.y_mask is None:
-            return torch.zeros(0, dtype=torch.long)
-        return self.y_mask.nonzero().squeeze(1)
 
     def _mask_rows(self, m: Tensor, index: Tensor, b: int) -> Tensor:
         if m.shape[0] == 1 and len(self) != 1:

@@ -35,6 +35,7 @@ from torch import Tensor
 
 from pogm.data.batch import Batch
 from pogm.data.dataset import (
+    LabelledRows,
     PartialDataset,
     _check_num_classes,
     _group_from_array,
@@ -84,7 +85,7 @@ def _open_npy(path: Path) -> np.memmap:
     return arr
 
 
-class MemmapDataset:
+class MemmapDataset(LabelledRows):
     """A read-only data set over a memmap store directory (``x.npy``, optional ``y.npy``).
 
     ``x`` stays on disk: the dataset holds its memory map (``self.x_array``) and reads the rows a
@@ -202,21 +203,6 @@ class MemmapDataset:
     def device(self) -> torch.device:
         """Batches are built on the CPU (streams move them to their device)."""
         return torch.device("cpu")
-
-    @property
-    def has_labels(self) -> bool:
-        return self.y is not None
-
-    @property
-    def num_labelled(self) -> int:
-        """How many rows carry a label."""
-        return 0 if self.y_mask is None else int(self.y_mask.sum().item())
-
-    def labelled_index(self) -> Tensor:
-        """Indices (LongTensor, ascending) of the labelled rows."""
-        if self.y_mask is None:
-            return torch.zeros(0, dtype=torch.long)
-        return self.y_mask.nonzero().squeeze(1)
 
     def _rows(self, index: Any) -> np.ndarray:
         """``index`` (LongTensor / int array, or a bool mask [N]) as int64 positions in [0, N)."""

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from pogm.data.dataset import PartialDataset
+from pogm.data.dataset import PartialDataset, agree_on_classes
 from pogm.data.memmap import MemmapDataset
 from pogm.data.sources import DataSplits
 from pogm.data.splits import check_fractions, held_out_split
@@ -59,20 +59,7 @@ def _agree_on_labels(parts: dict[str, MemmapDataset], root: Path, num_classes: i
     labelled = [d for d in parts.values() if d.y is not None and d.y.dim() == 1]
     if not labelled:
         return
-    k = max(d.num_classes for d in labelled)
-    for d in labelled:
-        d.num_classes = k
-    if num_classes is None:
-        present = torch.zeros(k, dtype=torch.bool)
-        for d in labelled:
-            present[d.y[d.y_mask]] = True
-        empty = (~present).nonzero().squeeze(1).tolist()
-        if empty:
-            hint = " (are the labels 1-based? class labels start at 0)" if empty == [0] else ""
-            raise ValueError(
-                f"{root}: class(es) {empty[:10]} of 0..{k - 1} have no labelled example{hint}; relabel the classes "
-                f"as 0..K-1 with every class present, or pass num_classes to allow empty classes"
-            )
+    agree_on_classes(labelled, str(root), inferred=num_classes is None)
 
 
 def load_memmap(

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pogm.data.dataset import PartialDataset, _from_arrays
+from pogm.data.dataset import PartialDataset, _from_arrays, agree_on_classes
 from pogm.data.sources import DataSplits
 from pogm.data.splits import check_fractions, held_out_split
 
@@ -200,22 +200,7 @@ def load_npz(
             raise ValueError(f"{path}: the continuous labels of the parts have different widths {sorted({d.y.shape[1] for d in every})}")
         if full.y.dim() == 1:
             # Class labels, inferred per array (or checked against num_classes): the parts agree on the largest.
-            k = max(d.num_classes or 0 for d in every)
-            if k == 0:
-                raise ValueError(f"{path}: the labels have no labelled rows (all -1 or NaN), so num_classes cannot be inferred; pass num_classes")
-            for d in every:
-                d.num_classes = k
-            if num_classes is None:
-                present = torch.zeros(k, dtype=torch.bool)
-                for d in every:
-                    present[d.y[d.y_mask]] = True
-                empty = (~present).nonzero().squeeze(1).tolist()
-                if empty:
-                    hint = " (are the labels 1-based? class labels start at 0)" if empty == [0] else ""
-                    raise ValueError(
-                        f"{path}: class(es) {empty[:10]} of 0..{k - 1} have no labelled example{hint}; relabel the classes "
-                        f"as 0..K-1 with every class present, or pass num_classes to allow empty classes"
-                    )
+            agree_on_classes(every, str(path), inferred=num_classes is None)
 
     train_idx, valid_idx, test_idx = held_out_split(len(full), seed, valid_fraction, test_fraction, "_valid" in extra, "_test" in extra, str(path))
     n_valid = len(valid_idx)
