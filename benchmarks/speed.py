@@ -63,11 +63,11 @@ def ssl_gemms(setting: str, model, labelled: int, unlabelled: int) -> list[flops
 
 def make_trainer(model_name: str, overrides: dict, data, labelled_index, threads: int, precision: str, run_dir: Path, batch_size: int = 100, train_extra: dict | None = None):
     from pogm.data.streams import SemiSupervisedStream
-    from pogm.train.run import build_model
+    from pogm.train.run import size_model
     from pogm.train.trainer import TrainConfig, Trainer
 
     torch.manual_seed(0)
-    model = build_model(model_name, data, 0 if labelled_index is None else len(labelled_index), overrides)
+    model = size_model(model_name, data, 0 if labelled_index is None else len(labelled_index), overrides)
     config = TrainConfig(batch_size=batch_size, labelled_batch_size=100, threads=threads, precision=precision, progress=False, **(train_extra or {}))
     stream = SemiSupervisedStream(data.train, labelled_index, batch_size=batch_size if type(model).uses_unlabelled else 0, labelled_batch_size=100, seed=0)
     return Trainer(model, stream, config, run_dir)
@@ -152,13 +152,13 @@ def measure_iw(threads: int, precision: str, args, sources: dict) -> dict:
     """M2's importance-weighted log-likelihood with 5000 samples (what `pogm eval --iw-samples 5000` runs)."""
     from pogm.data.streams import iterate_batches
     from pogm.evaluate.metrics import evaluation_view
-    from pogm.train.run import build_model
+    from pogm.train.run import size_model
 
     torch.set_num_threads(threads)
     data = sources["mnist"]
     model_name, overrides = SSL["m2"]
     torch.manual_seed(0)
-    model = build_model(model_name, data, 100, overrides).eval()
+    model = size_model(model_name, data, 100, overrides).eval()
     test = evaluation_view(data.test)
     images = args.iw_images
     batch = next(iterate_batches(test, images))

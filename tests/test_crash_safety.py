@@ -29,7 +29,7 @@ from pogm.models import get_model
 from pogm.models.vae import VAE
 from pogm.train import TrainingInterrupted, checkpoint
 from pogm.train.checkpoint import CheckpointError
-from pogm.train.run import _make_trainer, build_model
+from pogm.train.run import _make_trainer, size_model
 from pogm.train.trainer import TrainConfig
 
 EPOCHS = 20
@@ -151,6 +151,30 @@ def test_a_signal_saves_a_mid_epoch_checkpoint_and_the_run_resumes_exactly(refer
     state = torch.load(run / "state.pt", weights_only=True)
     assert state["step"] == stop_at + 1 and state["epoch_count"] == 5
     assert signal.getsignal(signum) is handler  # the Trainer's handler is gone again
+    assert cli_main(resume_args(run)) == 0
+    assert_same_run(run, reference)
+
+
+def test_a_signal_on_an_epochs_last_step_resumes_exactly(reference, tmp_path, monkeypatch):
+    """A stop signal that lands on the last step of an epoch: the checkpoint is written after that
+    epoch's learning-rate step and evaluation (they used to be skipped: the learning rate then ran
+    one epoch late, a metrics record was lost and the final weights differed)."""
+    run = tmp_path / "run"
+    stop_at = 3 * STEPS_PER_EPOCH - 1  # the last step of the third epoch
+    m2 = get_model("m2").cls
+    original = m2.loss
+
+    def loss(self, batch, kl_weight=1.0, step=0):
+        if step == stop_at:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(self, batch, kl_weight=kl_weight, step=step)
+
+    monkeypatch.setattr(m2, "loss", loss)
+    assert cli_main(train_args(run)) == 128 + signal.SIGTERM
+    monkeypatch.undo()
+    state = torch.load(run / "state.pt", weights_only=True)
+    assert state["step"] == stop_at + 1 and state["epoch_count"] == 0
+    assert [r["step"] for r in checkpoint.read_metrics(run)] == [STEPS_PER_EPOCH * e for e in (1, 2, 3)]
     assert cli_main(resume_args(run)) == 0
     assert_same_run(run, reference)
 
@@ -316,7 +340,7 @@ def digits():
 
 def vae_trainer(digits, run_dir: Path, **train):
     torch.manual_seed(0)
-    net = build_model("vae", digits, 0, SMALL)
+    net = size_model("vae", digits, 0, SMALL)
     return _make_trainer(net, digits, None, TrainConfig(progress=False, **train), 0, run_dir)
 
 

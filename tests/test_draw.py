@@ -188,7 +188,7 @@ def test_conditional_draw_learns_to_draw_the_class_it_is_asked_for(tmp_path):
     import pogm
 
     overrides = {"model": {"steps": 8, "lstm_units": 64, "z_dim": 8, "read_size": 3, "write_size": 3}, "train": {"lr": 3e-3, "progress": False}}
-    run_dir = pogm.train("cdraw", data="digits", epochs=25, out=tmp_path / "cdraw", seed=0, overrides=overrides, progress=False)
+    run_dir = pogm.train("cdraw", data="digits", epochs=25, out=tmp_path / "cdraw", seed=0, overrides=overrides, progress=False).dir
     run = pogm.load_run(run_dir)
     train = run.data.train
     classifier = LogisticRegression(max_iter=2000).fit(train.x["x"].flatten(1).numpy(), train.y.numpy())

@@ -28,7 +28,7 @@ def bars_runs(tmp_path_factory):
     for sparsity in (1.0, 0.0):
         settings = {"model": {**BARS["model"], "sparsity": sparsity}, "train": dict(BARS["train"])}
         out = tmp_path_factory.mktemp("bars") / f"lambda{sparsity:g}"
-        runs[sparsity] = pogm.train("factvae", data="bars", out=out, seed=0, overrides=settings, progress=False)
+        runs[sparsity] = pogm.train("factvae", data="bars", out=out, seed=0, overrides=settings, progress=False).dir
     return runs
 
 
@@ -70,7 +70,7 @@ def test_completion_from_the_left_half_beats_the_mean_and_keeps_what_was_given(b
 
 def test_impute_rejects_bad_requests(tmp_path, capsys):
     settings = {"model": {"z_dim": 3, "group_input_dim": 2}, "train": {"max_steps": 2, "eval_every": 10**6}}
-    run_dir = pogm.train("factvae", data="bars", out=tmp_path / "tiny", overrides={**settings, "data": {"n_train": 200, "n_valid": 50, "n_test": 50}}, progress=False)
+    run_dir = pogm.train("factvae", data="bars", out=tmp_path / "tiny", overrides={**settings, "data": {"n_train": 200, "n_valid": 50, "n_test": 50}}, progress=False).dir
     assert main(["impute", str(run_dir), "--observed", "q0,q9"]) == 2
     assert "proper subset of the groups q0, q1, q2, q3" in capsys.readouterr().err
     assert main(["impute", str(run_dir), "--observed", "q0,q1,q2,q3"]) == 2

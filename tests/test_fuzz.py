@@ -489,7 +489,7 @@ def test_fuzz_read_config(workdir, data):
 @pytest.fixture(scope="module")
 def m2_run(workdir) -> Path:
     overrides = {"model": {"hidden": [16], "z_dim": 2}, "train": {"max_steps": 1, "progress": False}, "data": {}}
-    return pogm.train("m2", data="digits", labels=2, out=workdir / "m2", overrides=overrides, progress=False)
+    return pogm.train("m2", data="digits", labels=2, out=workdir / "m2", overrides=overrides, progress=False).dir
 
 
 LEAVES = st.one_of(

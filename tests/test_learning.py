@@ -27,7 +27,7 @@ def held_out(run) -> PartialDataset:
 @pytest.mark.slow
 def test_m2_on_digits_beats_a_classifier_trained_on_the_labels_alone(tmp_path):
     settings = {k: dict(v) for k, v in DEMO_SETTINGS.items()}
-    run_dir = pogm.train("m2", data="digits", labels=10, epochs=60, out=tmp_path / "m2", seed=1, overrides=settings, progress=False)
+    run_dir = pogm.train("m2", data="digits", labels=10, epochs=60, out=tmp_path / "m2", seed=1, overrides=settings, progress=False).dir
     run = pogm.load_run(run_dir)
     data = held_out(run)
     m2_error = classification_error(run.model, data)
@@ -50,7 +50,7 @@ def test_auxiliary_models_separate_the_half_moons_from_six_labels(name, tmp_path
     same for its Fig. 1A); benchmarks/moons.py measures how often, over seeds and label placements.
     """
     start = time.process_time()
-    run_dir = pogm.train(name, data="moons", labels=3, out=tmp_path / name, seed=0, progress=False)
+    run_dir = pogm.train(name, data="moons", labels=3, out=tmp_path / name, seed=0, progress=False).dir
     run = pogm.load_run(run_dir, weights="latest")
     accuracy = 1 - classification_error(run.model, run.data.test)
     baseline, _ = labels_only_classifier(run.data.train, run.labelled_index, run.data.valid, hidden=tuple(run.model.config.hidden), seed=0)

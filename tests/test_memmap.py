@@ -182,7 +182,7 @@ def test_training_from_a_store_equals_training_from_the_same_npz(tmp_path):
     settings = {"model": {"hidden": [16], "z_dim": 2}, "train": {"max_steps": 12, "batch_size": 20, "labelled_batch_size": 10, "eval_every": 1}}
     runs = {}
     for kind, data, options in (("npz", str(tmp_path / "same.npz"), {}), ("memmap", "memmap", {"path": str(tmp_path / "same")})):
-        runs[kind] = pogm.train("m2", data=data, labels=5, seed=2, out=tmp_path / kind, overrides={**settings, "data": options}, progress=False)
+        runs[kind] = pogm.train("m2", data=data, labels=5, seed=2, out=tmp_path / kind, overrides={**settings, "data": options}, progress=False).dir
     a, b = _final_weights(runs["npz"]), _final_weights(runs["memmap"])
     assert sorted(a) == sorted(b)
     for name in a:

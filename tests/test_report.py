@@ -205,7 +205,7 @@ def test_a_vae_report_interpolates_between_test_images_through_its_decoder(tmp_p
     from pogm.evaluate.figures import write_run_figures
     from pogm.train import load_run, train
 
-    run_dir = train("vae", data="digits", epochs=1, out=tmp_path / "vae", seed=0, overrides={"model": {"hidden": [32], "z_dim": 3}, "train": {"progress": False, "threads": 1}}, progress=False)
+    run_dir = train("vae", data="digits", epochs=1, out=tmp_path / "vae", seed=0, overrides={"model": {"hidden": [32], "z_dim": 3}, "train": {"progress": False, "threads": 1}}, progress=False).dir
     run = load_run(run_dir)
     x = run.data.test.x["x"][:4]  # [4, 1, 8, 8]
     torch.testing.assert_close(run.model.decode(run.model.encode(x)).reshape(x.shape), run.model.reconstruct(x))

@@ -50,7 +50,7 @@ def call(argv: list) -> tuple[int, str, str]:
 
 def tiny_run(out: Path, model: str, **kwargs) -> Path:
     overrides = {"model": dict(TINY), "train": {"max_steps": 1, "progress": False}, "data": {}}
-    return pogm.train(model, data="digits", out=out, overrides=overrides, progress=False, **kwargs)
+    return pogm.train(model, data="digits", out=out, overrides=overrides, progress=False, **kwargs).dir
 
 
 @pytest.fixture(scope="module")

@@ -134,7 +134,7 @@ def test_compiled_loss_trains_like_the_eager_one(tmp_path):
     weights = {}
     for compiled in (False, True):
         overrides = {"model": {"hidden": [16], "z_dim": 2}, "train": {"max_steps": 3, "compile": compiled}, "data": {}}
-        run = pogm.train("vae", data="digits", out=tmp_path / str(compiled), overrides=overrides, progress=False)
+        run = pogm.train("vae", data="digits", out=tmp_path / str(compiled), overrides=overrides, progress=False).dir
         weights[compiled] = load_file(str(run / "model.safetensors"))
     for name, value in weights[False].items():
         assert torch.allclose(value, weights[True][name], atol=1e-5), name

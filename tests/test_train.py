@@ -25,7 +25,7 @@ from pogm.models.base import config_from_dict
 from pogm.models.vae import VAE
 from pogm.train import checkpoint
 from pogm.train.checkpoint import CheckpointError
-from pogm.train.run import _make_trainer, _rebuild, build_model, choose_labels, parse_overrides
+from pogm.train.run import _make_trainer, _rebuild, choose_labels, parse_overrides, size_model
 from pogm.train.trainer import TrainConfig, Trainer
 
 SMALL = {"hidden": [32], "z_dim": 4}
@@ -87,12 +87,12 @@ def test_resume_continues_exactly(tmp_path, monkeypatch, steps_per_epoch):
 
     # A: 4 epochs in one go, recording every step's loss.
     monkeypatch.setattr(Trainer, "train_step", recording_step)
-    run_a = pogm.train("m2", data="digits", labels=10, epochs=4, out=tmp_path / "a", overrides=overrides(RESUME_TRAIN), progress=False)
+    run_a = pogm.train("m2", data="digits", labels=10, epochs=4, out=tmp_path / "a", overrides=overrides(RESUME_TRAIN), progress=False).dir
     monkeypatch.undo()
     assert len(losses) == 4 * steps_per_epoch
 
     # B: 2 epochs, a copy of its checkpoint, then resumed to 4 epochs.
-    run_b = pogm.train("m2", data="digits", labels=10, epochs=2, out=tmp_path / "b", overrides=overrides(RESUME_TRAIN), progress=False)
+    run_b = pogm.train("m2", data="digits", labels=10, epochs=2, out=tmp_path / "b", overrides=overrides(RESUME_TRAIN), progress=False).dir
     shutil.copytree(run_b, tmp_path / "b-at-2")
     assert [r["step"] for r in checkpoint.read_metrics(run_b)] == [steps_per_epoch, 2 * steps_per_epoch]
     pogm.train("m2", out=run_b, resume=True, epochs=4, progress=False)
@@ -127,7 +127,7 @@ def test_resume_continues_exactly(tmp_path, monkeypatch, steps_per_epoch):
 
 def test_resume_from_a_mid_epoch_checkpoint_is_exact(tmp_path):
     def run(name: str, max_steps: int) -> Path:
-        return pogm.train("m2", data="digits", labels=10, out=tmp_path / name, overrides=overrides({"max_steps": max_steps}), progress=False)
+        return pogm.train("m2", data="digits", labels=10, out=tmp_path / name, overrides=overrides({"max_steps": max_steps}), progress=False).dir
 
     continuous, stopped = run("continuous", 20), run("stopped", 7)
     # `resume` keeps the stored max_steps, so continue with a Trainer whose limit is raised.
@@ -151,7 +151,7 @@ def test_resume_needs_out_and_a_run(tmp_path):
 
 
 def test_config_yaml_records_the_run(tmp_path, digits):
-    run = pogm.train("m2", data="digits", labels=10, seed=3, out=tmp_path / "run", overrides=overrides({"max_steps": 1, "lr": 1e-3}), progress=False)
+    run = pogm.train("m2", data="digits", labels=10, seed=3, out=tmp_path / "run", overrides=overrides({"max_steps": 1, "lr": 1e-3}), progress=False).dir
     text = (run / "config.yaml").read_text()
     config = yaml.safe_load(text)
     assert config["format"] == checkpoint.FORMAT
@@ -176,7 +176,7 @@ def test_config_yaml_records_the_run(tmp_path, digits):
 
 
 def test_data_options_are_recorded_and_rebuilt(tmp_path):
-    run = pogm.train("vae", data="digits", out=tmp_path / "run", overrides=overrides({"max_steps": 1}, data={"binarize": False}), progress=False)
+    run = pogm.train("vae", data="digits", out=tmp_path / "run", overrides=overrides({"max_steps": 1}, data={"binarize": False}), progress=False).dir
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["data"]["options"] == {"binarize": False}
     assert config["data"]["labels_per_class"] is None
@@ -187,7 +187,7 @@ def test_data_options_are_recorded_and_rebuilt(tmp_path):
 
 def test_labelled_index_is_balanced_and_seeded(tmp_path, digits):
     def index(name: str, seed: int) -> list[int]:
-        run = pogm.train("m2", data="digits", labels=10, seed=seed, out=tmp_path / name, overrides=overrides({"max_steps": 1}), progress=False)
+        run = pogm.train("m2", data="digits", labels=10, seed=seed, out=tmp_path / name, overrides=overrides({"max_steps": 1}), progress=False).dir
         return json.loads((run / "labelled_index.json").read_text())
 
     first, again, other = index("s0", 0), index("s0-again", 0), index("s1", 1)
@@ -213,8 +213,8 @@ def test_parse_overrides_sections_and_values():
 
 
 def test_list_and_dict_overrides_agree(tmp_path):
-    run_list = pogm.train("vae", out=tmp_path / "list", overrides=["hidden=[32]", "z_dim=4", "train.max_steps=2", "train.lr=1e-3"], progress=False)
-    run_dict = pogm.train("vae", out=tmp_path / "dict", overrides=overrides({"max_steps": 2, "lr": 1e-3}), progress=False)
+    run_list = pogm.train("vae", out=tmp_path / "list", overrides=["hidden=[32]", "z_dim=4", "train.max_steps=2", "train.lr=1e-3"], progress=False).dir
+    run_dict = pogm.train("vae", out=tmp_path / "dict", overrides=overrides({"max_steps": 2, "lr": 1e-3}), progress=False).dir
     config_list = yaml.safe_load((run_list / "config.yaml").read_text())
     config_dict = yaml.safe_load((run_dict / "config.yaml").read_text())
     assert config_list["model_config"] == config_dict["model_config"]
@@ -228,7 +228,7 @@ def test_list_and_dict_overrides_agree(tmp_path):
 @pytest.fixture(scope="module")
 def vae_run(tmp_path_factory) -> Path:
     """A finished 1-epoch VAE run; tests copy it before damaging it."""
-    return pogm.train("vae", data="digits", epochs=1, out=tmp_path_factory.mktemp("vae") / "run", overrides=overrides(), progress=False)
+    return pogm.train("vae", data="digits", epochs=1, out=tmp_path_factory.mktemp("vae") / "run", overrides=overrides(), progress=False).dir
 
 
 @pytest.fixture
@@ -257,7 +257,7 @@ def test_corrupt_weights_raise_checkpoint_error_naming_the_file(run_copy, weight
 
 
 def test_weights_of_another_model_raise_checkpoint_error(run_copy, tmp_path):
-    other = pogm.train("vae", out=tmp_path / "other", overrides=overrides({"max_steps": 1}, model={"z_dim": 6}), progress=False)
+    other = pogm.train("vae", out=tmp_path / "other", overrides=overrides({"max_steps": 1}, model={"z_dim": 6}), progress=False).dir
     shutil.copy(other / "model.safetensors", run_copy / "model.safetensors")
     with pytest.raises(CheckpointError, match="model.safetensors"):
         pogm.load_run(run_copy, weights="latest")
@@ -301,7 +301,7 @@ def test_training_into_an_existing_run_needs_resume(run_copy):
 
 
 def test_training_leaves_no_temporary_files(tmp_path):
-    run = pogm.train("m2", data="digits", labels=10, epochs=2, out=tmp_path / "run", overrides=overrides(), progress=False)
+    run = pogm.train("m2", data="digits", labels=10, epochs=2, out=tmp_path / "run", overrides=overrides(), progress=False).dir
     names = sorted(p.name for p in run.iterdir())
     # Two checkpoint generations (the previous one kept as *.prev.*) and the manifest that names them.
     assert names == [
@@ -419,7 +419,7 @@ def test_too_many_labels_names_the_short_class(tmp_path, digits):
 
 
 def small_trainer(digits, run_dir: Path, **train) -> Trainer:
-    net = build_model("vae", digits, 0, SMALL)
+    net = size_model("vae", digits, 0, SMALL)
     config = TrainConfig(progress=False, **train)
     return _make_trainer(net, digits, None, config, 0, run_dir)
 
@@ -463,7 +463,7 @@ def test_trainer_passes_the_kl_weight_to_the_model(digits, tmp_path, monkeypatch
 def test_cpu_budget_stops_training_early(tmp_path, steps_per_epoch):
     budget = 0.5
     start = time.perf_counter()
-    run = pogm.train("vae", data="digits", epochs=1000, out=tmp_path / "run", overrides=overrides({"cpu_budget_seconds": budget}), progress=False)
+    run = pogm.train("vae", data="digits", epochs=1000, out=tmp_path / "run", overrides=overrides({"cpu_budget_seconds": budget}), progress=False).dir
     assert time.perf_counter() - start < 30
     records = checkpoint.read_metrics(run)
     last = records[-1]

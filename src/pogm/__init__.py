@@ -8,6 +8,6 @@ __version__ = "0.1.0"
 
 from pogm.data import Batch, PartialDataset, load_source  # noqa: E402
 from pogm.models import get_model, list_models, register_model  # noqa: E402
-from pogm.train import load_run, train  # noqa: E402
+from pogm.train import Run, build_model, load_run, train  # noqa: E402
 
-__all__ = ["Batch", "PartialDataset", "load_source", "get_model", "list_models", "register_model", "train", "load_run"]
+__all__ = ["Batch", "PartialDataset", "load_source", "get_model", "list_models", "register_model", "train", "load_run", "build_model", "Run"]

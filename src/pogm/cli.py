@@ -124,7 +124,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.precision:
         overrides.append(f"train.precision={args.precision}")
     try:
-        run_dir = train(
+        run = train(
             args.model,
             data=args.data,
             labels=args.labels,
@@ -141,16 +141,16 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"pogm train: {stop}", file=sys.stderr)
         return stop.exit_code
     if _is_main_process():
-        print(f"run directory: {run_dir}")
+        print(f"run directory: {run.dir}")
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from pogm.evaluate import (
-        classification_error,
+        classification_error_rate,
         mean_elbo,
         mean_log_likelihood,
-        task_loss,
+        task_loss_rate,
     )
     from pogm.train import load_run
 
@@ -158,14 +158,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     data = _split(run, args.split)
-    results: dict = {"split": args.split, "weights": args.weights, "examples": len(data)}
+    # "weights" says which were loaded: a run without a selection score has only the latest.
+    results: dict = {"split": args.split, "weights": run.weights, "examples": len(data)}
     torch.manual_seed(args.seed)
-    if getattr(run.model, "classify", None) is not None and data.y is not None:
-        results["error"] = classification_error(run.model, data)
+    labelled = data.num_labelled  # error rates and task losses score the labelled rows only
+    if getattr(run.model, "classify", None) is not None and labelled:
+        results["error"] = classification_error_rate(run.model, data).error
+        results["labelled_examples"] = labelled
     task = run.data.info.get("task_loss")
-    if getattr(run.model, "predict_labels", None) is not None and task is not None and data.y is not None:
-        results["task_loss"] = task_loss(run.model, data, task, limit=args.limit)  # mean of q(h|d) (Tulyakov et al., sec. 4.3)
-        results["task_loss_kind"] = task["kind"]
+    if getattr(run.model, "predict_labels", None) is not None and task is not None and labelled:
+        scored = task_loss_rate(run.model, data, task, limit=args.limit)  # mean of q(h|d) (Tulyakov et al., sec. 4.3)
+        results.update(task_loss=scored.loss, task_loss_kind=task["kind"], task_loss_examples=scored.labelled)
     if hasattr(run.model, "log_weights"):
         # For the F-VAE and H-VAE on labelled test pairs these bound log p(d, h) (eq. 2).
         results["elbo"] = mean_elbo(run.model, data, limit=args.limit)
@@ -279,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--recipe", "--config", dest="config", default=None, help="a packaged recipe name (`pogm recipes`) or a YAML file with model:, train:, data: sections")
     p.add_argument("--out", default=None, help="run directory (default: runs/MODEL-DATA-TIME)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=None, help="seed of the label split, data split and model (default 0; on --resume, the run's)")
     p.add_argument("--device", default=None, help="cpu or cuda (under torchrun: one GPU per process, cuda:LOCAL_RANK)")
     p.add_argument("--precision", default=None, choices=["fp32", "bf16"], help="bf16: autocast matmuls to bfloat16 (for GPUs; fp32 weights, losses and gradients); default fp32")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value: z_dim=32, train.lr=1e-3, data.binarize=false")
@@ -307,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=64)
     p.add_argument("--y", type=int, default=None, help="class to condition on")
     p.add_argument("--per-class", action="store_true", help="one row per class")
-    p.add_argument("--out", default=None, help="PNG path (default: DIR/figures/samples.png)")
+    p.add_argument("--out", default=None, help="PNG path (default: DIR/figures/samples.png, or DIR/figures/samples-per-class.png with --per-class)")
     p.add_argument("--scale", type=int, default=1, help="enlarge every pixel this many times")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_sample)

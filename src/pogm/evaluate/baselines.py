@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from pogm.data.dataset import PartialDataset
-from pogm.evaluate.metrics import evaluation_view
+from pogm.evaluate.metrics import count_errors, evaluation_view
 from pogm.nn import MLP
 
 
@@ -44,7 +44,7 @@ def labels_only_classifier(
         optimizer.step()
         if valid_view is not None and (step + 1) % 100 == 0:
             with torch.no_grad():
-                error = (net(valid_view.x["x"].reshape(len(valid_view), -1)).argmax(-1) != valid_view.y).float().mean().item()
+                error = error_of(net, valid_view)
             if best_error is None or error < best_error:
                 best, best_error = copy.deepcopy(net.state_dict()), error
     if valid_view is not None:
@@ -54,5 +54,9 @@ def labels_only_classifier(
 
 @torch.no_grad()
 def error_of(net: torch.nn.Module, dataset: PartialDataset) -> float:
+    """The classifier's error on the labelled rows of ``dataset`` (unlabelled rows are not scored)."""
     view = evaluation_view(dataset)
-    return (net(view.x["x"].reshape(len(view), -1)).argmax(-1) != view.y).float().mean().item()
+    errors, labelled = count_errors(net(view.x["x"].reshape(len(view), -1)).argmax(-1), view.y, view.y_mask)  # [N] classes
+    if labelled == 0:
+        raise ValueError(f"the error needs labelled rows; {dataset.name!r} has none")
+    return errors / labelled

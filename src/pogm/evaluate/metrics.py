@@ -6,6 +6,8 @@ binarisation (``PartialDataset.binarized``), so numbers are comparable between r
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from tqdm.auto import tqdm
 
@@ -23,17 +25,44 @@ def evaluation_view(dataset: PartialDataset) -> PartialDataset:
     return dataset.dequantized(EVAL_BINARIZATION_SEED)
 
 
+def count_errors(predicted: torch.Tensor, y: torch.Tensor, y_mask: torch.Tensor | None) -> tuple[int, int]:
+    """``(errors, labelled)``: how many labelled rows a predicted class ``[B]`` gets wrong, and how
+    many labelled rows there are. Unlabelled rows (``y_mask`` False; their ``y`` holds a placeholder
+    0) are not scored: counting them against class 0 would make the error rate wrong."""
+    if y_mask is None:
+        return int((predicted != y).sum()), len(y)
+    return int(((predicted != y) & y_mask).sum()), int(y_mask.sum())
+
+
+@dataclass(frozen=True)
+class ErrorRate:
+    """A classification error rate and the number of labelled rows it was measured on."""
+
+    error: float
+    labelled: int
+
+
 @torch.no_grad()
-def classification_error(model: torch.nn.Module, dataset: PartialDataset, batch_size: int = 1000) -> float:
-    """Fraction of examples whose arg-max class under ``model.classify`` differs from the label."""
-    if dataset.y is None:
-        raise ValueError("classification error needs a labelled data set")
-    errors, total = 0, 0
+def classification_error_rate(model: torch.nn.Module, dataset: PartialDataset, batch_size: int = 1000) -> ErrorRate:
+    """The error of the arg-max class of ``model.classify`` on the labelled rows of ``dataset``,
+    with how many rows that is; rows without a label are left out.
+
+    Raises:
+        ValueError: the data set has no labels, or none of its rows is labelled.
+    """
+    if dataset.y is None or dataset.num_labelled == 0:
+        raise ValueError(f"classification error needs labelled rows; {dataset.name!r} has none")
+    errors, labelled = 0, 0
     for batch in iterate_batches(evaluation_view(dataset), batch_size, model.device):
-        predicted = model.classify(batch).argmax(-1)
-        errors += (predicted != batch.y).sum().item()
-        total += len(batch)
-    return errors / total
+        wrong, counted = count_errors(model.classify(batch).argmax(-1), batch.y, batch.y_mask)  # [B] classes
+        errors, labelled = errors + wrong, labelled + counted
+    return ErrorRate(errors / labelled, labelled)
+
+
+def classification_error(model: torch.nn.Module, dataset: PartialDataset, batch_size: int = 1000) -> float:
+    """Fraction of the labelled rows whose arg-max class under ``model.classify`` differs from the
+    label (see `classification_error_rate`, which also says how many rows were scored)."""
+    return classification_error_rate(model, dataset, batch_size).error
 
 
 @torch.no_grad()
@@ -87,9 +116,18 @@ def task_errors(predicted: torch.Tensor, target: torch.Tensor, spec: dict) -> to
     raise ValueError(f"unknown task loss kind {kind!r}; expected 'point_to_point' or 'l2'")
 
 
+@dataclass(frozen=True)
+class TaskLoss:
+    """A mean task loss and the number of labelled rows it was averaged over."""
+
+    loss: float
+    labelled: int
+
+
 @torch.no_grad()
-def task_loss(model: torch.nn.Module, dataset: PartialDataset, spec: dict, batch_size: int = 500, limit: int | None = None) -> float:
-    """Mean task loss of ``model.predict_labels`` (the mean of q(h|d)) on the labelled rows."""
+def task_loss_rate(model: torch.nn.Module, dataset: PartialDataset, spec: dict, batch_size: int = 500, limit: int | None = None) -> TaskLoss:
+    """Mean task loss of ``model.predict_labels`` (the mean of q(h|d)) over the labelled rows (of
+    the first ``limit`` rows), with how many rows that is; rows without a label are left out."""
     if dataset.y is None or dataset.y.dim() != 2:
         raise ValueError("the task loss needs continuous labels [N, D]")
     view = evaluation_view(dataset)
@@ -100,9 +138,14 @@ def task_loss(model: torch.nn.Module, dataset: PartialDataset, spec: dict, batch
         labelled = batch.y_mask
         if not labelled.any():
             continue
-        errors = task_errors(model.predict_labels(batch)[labelled], batch.y[labelled], spec)
+        errors = task_errors(model.predict_labels(batch)[labelled], batch.y[labelled], spec)  # [B_l]
         total += errors.sum().item()
         count += int(labelled.sum())
     if count == 0:
         raise ValueError("the task loss needs labelled examples; this split has none")
-    return total / count
+    return TaskLoss(total / count, count)
+
+
+def task_loss(model: torch.nn.Module, dataset: PartialDataset, spec: dict, batch_size: int = 500, limit: int | None = None) -> float:
+    """Mean task loss over the labelled rows (see `task_loss_rate`)."""
+    return task_loss_rate(model, dataset, spec, batch_size, limit).loss

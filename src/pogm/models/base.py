@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from typing import Any, ClassVar
 
 import torch
@@ -14,19 +16,75 @@ from pogm.objectives import chunked_importance_weighted_bound, default_alpha
 
 
 def config_from_dict(config_cls: type, values: dict[str, Any]) -> Any:
-    """Build a frozen config dataclass; unknown keys are an error that lists the known ones."""
+    """Build a frozen config dataclass; unknown keys and values of the wrong type (``z_dim=abc``)
+    are a one-line ValueError naming the key and what it takes."""
     names = {f.name for f in dataclasses.fields(config_cls)}
     unknown = sorted(set(values) - names)
     if unknown:
         raise ValueError(f"unknown config keys for {config_cls.__qualname__}: {unknown}; known keys: {sorted(names)}")
+    hints = typing.get_type_hints(config_cls)
     converted = {}
     for f in dataclasses.fields(config_cls):
         if f.name in values:
-            value = values[f.name]
-            if isinstance(value, list):
-                value = tuple(value)  # YAML gives lists; configs are frozen and hashable
-            converted[f.name] = value
+            converted[f.name] = _typed_value(config_cls, f.name, values[f.name], hints.get(f.name, Any))
     return config_cls(**converted)
+
+
+def _typed_value(config_cls: type, name: str, value: Any, hint: Any) -> Any:
+    """``value`` checked against the field's type hint (lists become tuples: configs are frozen and
+    hashable; a whole float such as ``1e4`` is an int where an int is wanted)."""
+    if isinstance(value, list):
+        value = tuple(value)
+    if isinstance(value, float) and value.is_integer() and _accepts(hint, int) and not _accepts(hint, float):
+        value = int(value)
+    if not _matches(value, hint):
+        raise ValueError(f"{config_cls.__qualname__}.{name} must be {_describe(hint)}, got {value!r}")
+    return value
+
+
+def _accepts(hint: Any, kind: type) -> bool:
+    """Whether the hint is ``kind`` or a union containing it."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return kind in typing.get_args(hint)
+    return hint is kind
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """A shallow check of ``value`` against a config field's type hint (unknown hints pass)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin is tuple:
+        if not isinstance(value, tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_matches(v, args[0]) for v in value)
+        return not args or (len(args) == len(value) and all(_matches(v, a) for v, a in zip(value, args)))
+    if origin is dict or hint is dict:
+        return isinstance(value, dict)
+    return True
+
+
+def _describe(hint: Any) -> str:
+    """A type hint in words: ``int | None`` -> "an integer or null"."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in typing.get_args(hint))
+    if typing.get_origin(hint) is tuple:
+        return "a list, e.g. [500, 500]"
+    words = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null", dict: "a mapping"}
+    return words.get(hint, words.get(typing.get_origin(hint), str(hint)))
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:

@@ -348,6 +348,15 @@ def read_manifest(run_dir: Path) -> list[Generation] | None:
         ) from error
 
 
+def has_checkpoint(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds a checkpoint to resume from (a damaged manifest counts: it may)."""
+    try:
+        generations = read_manifest(run_dir)
+    except CheckpointError:
+        return True
+    return bool(generations) or (Path(run_dir) / STATE).exists()
+
+
 def write_manifest(run_dir: Path, generations: list[Generation]) -> None:
     """Write ``checkpoint.json`` atomically: the commit point of a checkpoint."""
     manifest = {"format": MANIFEST_FORMAT, "generations": [g.to_json() for g in generations]}

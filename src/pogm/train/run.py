@@ -2,10 +2,15 @@
 
 This is the Python API behind ``pogm train`` / ``pogm eval``::
 
-    from pogm import train, load_run
-    run_dir = train("m2", data="mnist", labels=10, epochs=50, out="runs/m2")
-    run = load_run(run_dir)
-    run.model.classify(run.data.test.x["x"][:5]).argmax(-1)
+    import pogm
+    run = pogm.train("m2", data="mnist", labels=10, epochs=50, out="runs/m2")
+    run.model.classify(run.data.test.x["x"][:5]).argmax(-1)   # best validation weights
+    run.metrics["test_error"]                                  # the last evaluation record
+    run = pogm.load_run("runs/m2")                             # the same run, read back
+
+    # in-memory arrays (NaN or -1 = unlabelled), settings as nested dicts
+    run = pogm.train("m2", data={"x": x, "y": y, "x_test": xt, "y_test": yt}, labels=5,
+                     out="runs/mine", config={"train": {"max_steps": 500}})
 
 ``config.yaml`` records the model name and its full config, the data source and its options,
 the labels per class and the seed (the labelled indices themselves are saved in
@@ -21,18 +26,23 @@ and ``--resume`` needs the same number of processes.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
+import os
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import yaml
 
 import pogm
 from pogm.data.sources import DataSplits, load_source, source_options
+from pogm.data.sources import npz as npz_source
 from pogm.data.splits import balanced_label_split, load_split, save_split
 from pogm.data.streams import SemiSupervisedStream
 from pogm.models import get_model
@@ -46,12 +56,17 @@ from pogm.train.distributed import (
     process_group,
     rank_seed,
 )
-from pogm.train.trainer import TrainConfig, Trainer
+from pogm.train.trainer import TrainConfig, Trainer, TrainingInterrupted
 
 
 @dataclass
 class Run:
-    """A trained run loaded back: its model (best validation weights), data and config."""
+    """A run directory loaded back: its model (best validation weights unless asked otherwise),
+    data splits, config and metric records.
+
+    ``pogm.train`` returns one; ``pogm.load_run`` reads one from disk. A `Run` is path-like
+    (``os.fspath(run)`` is its directory), so it can stand wherever a run directory is expected.
+    """
 
     run_dir: Path
     config: dict[str, Any]
@@ -59,6 +74,29 @@ class Run:
     data: DataSplits
     labelled_index: torch.Tensor | None
     unlabelled_index: torch.Tensor | None = None
+    weights: str = "best"  # the weights in ``model``: "best" (best.safetensors) or "latest" (model.safetensors)
+
+    @property
+    def dir(self) -> Path:
+        """The run directory."""
+        return self.run_dir
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """Every evaluation record of ``metrics.jsonl``, oldest first."""
+        return checkpoint.read_metrics(self.run_dir)
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """The last evaluation record (``{"step", "epoch", "valid_error", "test_error", ...}``); empty before the first."""
+        records = self.history
+        return records[-1] if records else {}
+
+    def __fspath__(self) -> str:
+        return str(self.run_dir)
+
+
+SECTIONS = ("model", "train", "data")
 
 
 def parse_overrides(pairs: list[str] | None) -> dict[str, dict[str, Any]]:
@@ -66,17 +104,55 @@ def parse_overrides(pairs: list[str] | None) -> dict[str, dict[str, Any]]:
 
     Keys without a section prefix go to the model config; values are parsed as YAML scalars.
     """
-    sections: dict[str, dict[str, Any]] = {"model": {}, "train": {}, "data": {}}
+    sections: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
     for pair in pairs or []:
-        if "=" not in pair:
+        if not isinstance(pair, str) or "=" not in pair:
             raise ValueError(f"--set expects key=value, got {pair!r}")
         key, value = pair.split("=", 1)
-        section, _, name = key.rpartition(".")
-        section = section or "model"
-        if section not in sections:
-            raise ValueError(f"--set {key}: the section must be one of model., train., data. (or none for model)")
-        sections[section][name] = parse_value(value)
+        _put(sections, key, parse_value(value), f"--set {key}")
     return sections
+
+
+def config_sections(config: Mapping[str, Any] | list[str] | str | None) -> dict[str, dict[str, Any]]:
+    """Settings in any of the forms the Python API takes, as ``{"model": {...}, "train": {...}, "data": {...}}``:
+
+    * nested sections: ``{"model": {"z_dim": 32}, "train": {"lr": 1e-3}}``;
+    * dotted keys: ``{"z_dim": 32, "train.lr": 1e-3}`` (no prefix = the model's config);
+    * ``--set`` strings: ``["z_dim=32", "train.lr=1e-3"]`` or one such string.
+
+    Values in mappings are used as they are; strings after ``=`` are parsed as YAML scalars.
+    """
+    if config is None:
+        return {name: {} for name in SECTIONS}
+    if isinstance(config, str):
+        return parse_overrides([config])
+    if isinstance(config, Mapping):
+        sections: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
+        for key, value in config.items():
+            if key in SECTIONS and isinstance(value, Mapping):
+                for name, item in value.items():
+                    _put(sections, f"{key}.{name}", item, f"config[{key!r}][{name!r}]")
+            elif key in SECTIONS:
+                raise ValueError(f"config[{key!r}] must be a mapping of settings, e.g. {{{key!r}: {{...}}}}; got {value!r}")
+            else:
+                _put(sections, str(key), value, f"config[{key!r}]")
+        return sections
+    if isinstance(config, (list, tuple)):
+        return parse_overrides(list(config))
+    raise ValueError(f"config must be a mapping ({{'train': {{'lr': 1e-3}}}}) or a list of 'key=value' strings, got {type(config).__name__}")
+
+
+def _put(sections: dict[str, dict[str, Any]], key: str, value: Any, where: str) -> None:
+    """Store ``value`` under the dotted ``key`` (``train.lr``; no prefix = model)."""
+    section, _, name = key.rpartition(".")
+    section = section or "model"
+    if section not in sections:
+        raise ValueError(f"{where}: the section must be one of model., train., data. (or none for model)")
+    sections[section][name] = value
+
+
+def _merge_sections(*parts: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {name: _merge(*(p.get(name) for p in parts)) for name in SECTIONS}
 
 
 class _ValueLoader(yaml.SafeLoader):
@@ -117,6 +193,9 @@ def choose_labels(data: DataSplits, labels_per_class: int | None, seed: int, use
         return None
     if labels_per_class is None:
         return train.labelled_index()
+    if isinstance(labels_per_class, bool) or not isinstance(labels_per_class, (int, np.integer)) or labels_per_class < 1:
+        per = "examples per class" if train.num_classes is not None else "examples"
+        raise ValueError(f"--labels {labels_per_class!r}: choose a whole number >= 1 of labelled {per} (or leave --labels out to use every label)")
     if train.num_classes is None:
         candidates = train.labelled_index()
         if not 0 < labels_per_class <= len(candidates):
@@ -144,7 +223,7 @@ def choose_unlabelled(data: DataSplits, count: int | None, labelled_index: torch
     return torch.sort(candidates[torch.randperm(len(candidates), generator=g)[:count]]).values
 
 
-def build_model(name: str, data: DataSplits, num_labelled: int, overrides: dict[str, Any] | None = None, num_unlabelled: int | None = None) -> torch.nn.Module:
+def size_model(name: str, data: DataSplits, num_labelled: int, overrides: dict[str, Any] | None = None, num_unlabelled: int | None = None) -> torch.nn.Module:
     """The model ``name`` sized for ``data``; ``overrides`` win over values taken from the data.
 
     A source may suggest model settings in ``info["model_defaults"]`` (the two moons: a Gaussian
@@ -162,73 +241,218 @@ def build_model(name: str, data: DataSplits, num_labelled: int, overrides: dict[
     return entry.cls(config)
 
 
+def load_data(data: str | os.PathLike | Mapping[str, Any], options: dict[str, Any] | None = None) -> DataSplits:
+    """The splits of ``data``: a source name (``digits``, ``mnist``, ...), a ``.npz`` path, or an
+    in-memory mapping with the npz keys (``x``, ``y``, ``x_valid``, ``y_valid``, ``x_test``,
+    ``y_test``) holding NumPy arrays or torch tensors; ``options`` are the source's options."""
+    if isinstance(data, Mapping):
+        return npz_source.load_arrays(data, **(options or {}))
+    return load_source(str(data), **(options or {}))
+
+
+def _data_options(data: str | os.PathLike | Mapping[str, Any]) -> set[str]:
+    """The options that ``data`` (a source, a path or arrays) accepts."""
+    if isinstance(data, Mapping):
+        return {n for n in inspect.signature(npz_source.load_arrays).parameters if n != "arrays"}
+    return source_options(str(data))
+
+
+def build_model(
+    name: str,
+    data: str | os.PathLike | Mapping[str, Any] | DataSplits,
+    config: Mapping[str, Any] | list[str] | str | None = None,
+    labels: int | None = None,
+    unlabelled: int | None = None,
+    seed: int = 0,
+) -> torch.nn.Module:
+    """The model ``name`` built as ``pogm.train`` builds it, untrained: sized for ``data`` (a source
+    name, a ``.npz`` path, arrays as `load_data` takes them, or loaded `DataSplits`), with the
+    settings taken from the data (dimensions, classes, the alpha of ``labels`` per class) and then
+    ``config`` (nested ``{"model": {...}}``, dotted keys or ``key=value`` strings, as in `train`)."""
+    entry = get_model(name)
+    sections = config_sections(config)
+    if isinstance(data, DataSplits):
+        splits = data
+    else:
+        splits = load_data(data, _merge({k: v for k, v in entry.cls.data_defaults.items() if k in _data_options(data)}, sections["data"]))
+    labelled_index = choose_labels(splits, labels, seed, entry.cls.uses_labels)
+    unlabelled_index = choose_unlabelled(splits, unlabelled, labelled_index, seed) if entry.cls.uses_unlabelled else None
+    return size_model(name, splits, 0 if labelled_index is None else len(labelled_index), sections["model"], None if unlabelled_index is None else len(unlabelled_index))
+
+
 def train(
     model: str | None = None,
-    data: str | None = None,
+    data: str | os.PathLike | Mapping[str, Any] | None = None,
     labels: int | None = None,
     epochs: int | None = None,
     out: str | Path | None = None,
     unlabelled: int | None = None,
-    seed: int = 0,
-    config_file: str | Path | None = None,
-    overrides: list[str] | dict[str, dict[str, Any]] | None = None,
+    seed: int | None = None,
+    config: Mapping[str, Any] | list[str] | str | None = None,
+    recipe: str | Path | None = None,
     resume: bool = False,
     progress: bool = True,
-) -> Path:
-    """Train ``model`` on the source ``data`` with ``labels`` labelled examples per class.
+    config_file: str | Path | None = None,
+    overrides: Mapping[str, Any] | list[str] | None = None,
+) -> Run:
+    """Train ``model`` on ``data`` with ``labels`` labelled examples per class; returns the `Run`
+    (its ``.model`` holds the best validation weights; ``.data``, ``.dir``, ``.metrics``).
 
-    ``config_file`` is a recipe: a packaged name (``pogm recipes``) or a YAML path; the model
-    and data it names are used when ``model`` / ``data`` are not given (data defaults to digits).
-
-    ``unlabelled`` restricts the unlabelled pool to that many training examples outside the
-    labelled ones (the m of H-VAE(n, m)); by default every training example is in it.
-
-    Returns the run directory (``runs/<model>-<data>-<time>`` unless ``out`` is given).
-    With ``resume=True`` the run in ``out`` continues exactly from its last checkpoint, and
-    ``epochs`` may raise its epoch limit.
+    Args:
+        model: a registered model (``pogm models``); optional with a recipe that names one.
+        data: a source name (``digits``, ``mnist``, ... ``pogm train --help`` lists them), a path to
+            a ``.npz`` file, or in-memory arrays: a mapping with the npz keys ``x`` (required),
+            ``y``, ``x_valid``, ``y_valid``, ``x_test``, ``y_test`` holding NumPy arrays or torch
+            tensors (NaN or -1 = missing label; NaN in ``x`` = missing value). Arrays are saved in
+            the run directory (``data.npz``) so that the run can be resumed and loaded. Default:
+            the recipe's source, else digits.
+        labels: labelled examples per class (continuous labels: the total number); None = every label.
+        epochs: the epoch limit (on resume: a new limit that replaces the old stopping rule).
+        out: the run directory (default ``runs/<model>-<data>-<time>``).
+        unlabelled: restrict the unlabelled pool to this many training examples outside the
+            labelled ones (the m of H-VAE(n, m)); None = every training example.
+        seed: the seed of the label split, the data split and the model (default 0).
+        config: settings, as nested sections (``{"model": {"z_dim": 32}, "train": {"lr": 1e-3},
+            "data": {...}}``), dotted keys (``{"z_dim": 32, "train.lr": 1e-3}``) or ``--set``
+            strings (``["z_dim=32"]``); they win over the recipe's.
+        recipe: a packaged recipe name (``pogm recipes``) or a YAML path (``config_file`` is an
+            older name for it).
+        resume: continue the run in ``out`` exactly from its last checkpoint. Anything else that
+            is named must match the run (a different model, data, labels, seed or setting is a
+            ValueError saying what differs); ``epochs`` may raise its epoch limit.
+        overrides: an older name for ``config``.
 
     Raises `TrainingInterrupted` after saving a checkpoint when SIGINT (Ctrl-C) or SIGTERM
     arrives, and FloatingPointError when a loss or gradient is not finite (``train.on_nonfinite``).
+    A new run that fails before its first checkpoint leaves no run directory behind.
 
     Launched by torchrun with several processes, every process calls this with the same
     arguments (see `pogm.train.distributed`); the process group is joined here unless the caller
     already did.
     """
+    recipe = load_recipe(recipe if recipe is not None else config_file)
+    sets = _merge_sections(config_sections(overrides), config_sections(config))
     if resume:
         if out is None:
             raise ValueError("--resume needs the run directory (--out DIR)")
-        config = checkpoint.read_config(Path(out))
-        with process_group(str(config["train"].get("device") or "cpu")) as dist:
+        run_config = checkpoint.read_config(Path(out))
+        check_resume_request(Path(out), run_config, model, data, labels, unlabelled, seed, recipe, sets)
+        with process_group(str(run_config["train"].get("device") or "cpu")) as dist:
             return _resume(Path(out), epochs, progress, dist)
-    recipe = load_recipe(config_file)
-    sets = overrides if isinstance(overrides, dict) else parse_overrides(overrides)
     device = str(_merge(recipe.get("train"), sets.get("train")).get("device") or "cpu")
     with process_group(device) as dist:
-        return _train_new(model, data, labels, epochs, out, unlabelled, seed, recipe, sets, progress, dist)
+        return _train_new(model, data, labels, epochs, out, unlabelled, 0 if seed is None else seed, recipe, sets, progress, dist)
 
 
-def _train_new(model, data, labels, epochs, out, unlabelled, seed: int, recipe: dict[str, Any], sets: dict[str, dict[str, Any]], progress: bool, dist: Distributed) -> Path:
+# Training settings that a resume may change: they decide speed and output, not the numbers.
+RESUMABLE_TRAIN_SETTINGS = frozenset({"progress", "threads"})
+
+
+def check_resume_request(run_dir: Path, config: dict[str, Any], model, data, labels, unlabelled, seed, recipe: dict[str, Any], sets: dict[str, dict[str, Any]]) -> None:
+    """A resume continues the run as it was: a ValueError, on one line, names everything the
+    request names that differs from the run (model, data, labels, unlabelled pool, seed, settings)."""
+    recorded = config["data"]
+    differences = []
+
+    def differs(what: str, asked: Any, was: Any) -> None:
+        if asked is not None and _plain(asked) != _plain(was):
+            differences.append(f"{what} {_plain(asked)!r} (the run's: {_plain(was)!r})")
+
+    differs("model", model or recipe.get("model_name"), config["model"])
+    asked_data = data if data is not None else recipe.get("source")
+    if isinstance(asked_data, Mapping):
+        if not _same_arrays(run_dir, recorded, asked_data):
+            differences.append("data: arrays that differ from the run's data.npz")
+    elif asked_data is not None and not _same_source(str(asked_data), str(recorded["name"])):
+        differences.append(f"data {str(asked_data)!r} (the run's: {recorded['name']!r})")
+    differs("labels", labels if labels is not None else recipe.get("labels"), recorded.get("labels_per_class"))
+    differs("unlabelled", unlabelled, recorded.get("unlabelled"))
+    differs("seed", seed, config["seed"])
+    requested = _merge_sections({k: recipe.get(k) or {} for k in SECTIONS}, sets)
+    recorded_sections = {"model": config["model_config"], "train": config["train"], "data": recorded.get("options") or {}}
+    for section, values in requested.items():
+        for key, value in values.items():
+            if section == "train" and key in RESUMABLE_TRAIN_SETTINGS:
+                continue
+            differs(f"{section}.{key}" if section != "model" else key, value, recorded_sections[section].get(key))
+    if differences:
+        raise ValueError(
+            f"{run_dir} holds a {config['model']} run on {recorded['name']}; --resume continues it as it was, but this asks for "
+            f"{'; '.join(differences)}. Drop those to continue the run, or train a new run with another --out"
+        )
+
+
+def _plain(value: Any) -> Any:
+    """A value as config.yaml stores it (tuples as lists, numbers as floats), for comparison."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def _same_source(asked: str, recorded: str) -> bool:
+    """The same source name, or two spellings of the same file."""
+    if asked == recorded:
+        return True
+    a, b = Path(asked).expanduser(), Path(recorded).expanduser()
+    return a.exists() and b.exists() and a.resolve() == b.resolve()
+
+
+def _same_arrays(run_dir: Path, recorded: dict[str, Any], arrays: Mapping[str, Any]) -> bool:
+    """Whether ``arrays`` equal the run's saved ``data.npz`` (NaN equal to NaN)."""
+    if not recorded.get("file"):
+        return False
+    saved = npz_source.read_npz(run_dir / recorded["file"])
+    given = {k: _as_numpy(v) for k, v in arrays.items()}
+    return set(saved) == set(given) and all(
+        saved[k].shape == given[k].shape and np.array_equal(saved[k], given[k], equal_nan=saved[k].dtype.kind == "f") for k in saved
+    )
+
+
+def _as_numpy(value: Any) -> np.ndarray:
+    return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+
+
+def save_arrays(path: Path, arrays: Mapping[str, Any]) -> None:
+    """Write in-memory data arrays to ``path`` (an uncompressed ``.npz``, atomically)."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            np.savez(f, **{k: _as_numpy(v) for k, v in arrays.items()})
+
+    checkpoint.atomic_write(path, write)
+
+
+ARRAYS_FILE = "data.npz"  # in-memory arrays given to `train`, saved in the run directory
+
+
+def _train_new(model, data, labels, epochs, out, unlabelled, seed: int, recipe: dict[str, Any], sets: dict[str, dict[str, Any]], progress: bool, dist: Distributed) -> Run:
     """`train` of a new run, in this process of ``dist``."""
     model = model or recipe.get("model_name")
     if model is None:
         raise ValueError("name a model (`pogm models` lists them) or give a recipe that names one (`pogm recipes`)")
-    data = data or recipe.get("source") or "digits"
+    data = data if data is not None else (recipe.get("source") or "digits")
+    in_memory = isinstance(data, Mapping)
+    data_name = "arrays" if in_memory else str(data)
     if labels is None:
         labels = recipe.get("labels")
     model_overrides = _merge(recipe.get("model"), sets.get("model"))
 
     # Everything that can be wrong is checked before the run directory is made.
     entry = get_model(model)
-    accepted = source_options(data)
+    accepted = _data_options(data)
     data_kwargs = _merge({k: v for k, v in entry.cls.data_defaults.items() if k in accepted}, recipe.get("data"), sets.get("data"))
 
-    run_dir = Path(out) if out is not None else Path("runs") / f"{model}-{Path(data).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = Path(out) if out is not None else Path("runs") / f"{model}-{Path(data_name).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     if (run_dir / "config.yaml").exists():
         raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
     dist.barrier()  # every process has looked before rank 0 writes
 
     torch.manual_seed(seed)
-    splits = load_source(data, **data_kwargs)
+    splits = load_data(data, data_kwargs)
     # A source's suggested training settings (small sets need more epochs), then the recipe, then --set.
     train_values = _merge(splits.info.get("train_defaults"), recipe.get("train"), sets.get("train"))
     if epochs is not None:
@@ -241,29 +465,61 @@ def _train_new(model, data, labels, epochs, out, unlabelled, seed: int, recipe: 
     if unlabelled is not None and not entry.cls.uses_unlabelled:
         raise ValueError(f"{model} learns from labelled examples only; drop --unlabelled")
     num_unlabelled = None if unlabelled_index is None else len(unlabelled_index)
-    net = build_model(model, splits, 0 if labelled_index is None else len(labelled_index), model_overrides, num_unlabelled)
+    net = size_model(model, splits, 0 if labelled_index is None else len(labelled_index), model_overrides, num_unlabelled)
+    data_record = {"name": data_name, "options": data_kwargs, "labels_per_class": labels, "unlabelled": unlabelled}
+    if in_memory:
+        data_record["file"] = ARRAYS_FILE
     config = {
         "pogm_version": pogm.__version__,
         "model": model,
         "model_config": config_to_dict(net.config),
-        "data": {"name": str(data), "options": data_kwargs, "labels_per_class": labels, "unlabelled": unlabelled},
+        "data": data_record,
         "seed": seed,
         "train": config_to_dict(train_config),
     }
     if dist.active:
         config["world_size"] = dist.world_size
-    if dist.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if labelled_index is not None:
-            save_split(run_dir / "labelled_index.json", labelled_index)
-        if unlabelled_index is not None:
-            save_split(run_dir / "unlabelled_index.json", unlabelled_index)
-        checkpoint.write_config(run_dir, config)
-        checkpoint.write_manifest(run_dir, [])  # no checkpoint yet: `--resume` starts again from step 0
-    trainer = _make_trainer(net, splits, labelled_index, train_config, seed, run_dir, unlabelled_index, dist)
-    dist.barrier()  # the run directory exists before any process trains
-    trainer.fit()
-    return run_dir
+    created = not run_dir.exists()
+    try:
+        if dist.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            if in_memory:
+                save_arrays(run_dir / ARRAYS_FILE, data)
+            if labelled_index is not None:
+                save_split(run_dir / "labelled_index.json", labelled_index)
+            if unlabelled_index is not None:
+                save_split(run_dir / "unlabelled_index.json", unlabelled_index)
+            checkpoint.write_config(run_dir, config)
+            checkpoint.write_manifest(run_dir, [])  # no checkpoint yet: `--resume` starts again from step 0
+        trainer = _make_trainer(net, splits, labelled_index, train_config, seed, run_dir, unlabelled_index, dist)
+        dist.barrier()  # the run directory exists before any process trains
+        trainer.fit()
+    except Exception as error:
+        # A run that failed before its first checkpoint has nothing to resume: remove it, so that
+        # the same command can run again once the problem is fixed (a stop signal always saves one).
+        if dist.is_main and not isinstance(error, TrainingInterrupted) and not checkpoint.has_checkpoint(run_dir):
+            _remove_unstarted_run(run_dir, created)
+        raise
+    return _finished(run_dir, config, net, splits, labelled_index, unlabelled_index)
+
+
+def _remove_unstarted_run(run_dir: Path, created: bool) -> None:
+    """Delete the files `train` wrote into ``run_dir`` before its first checkpoint (and the
+    directory itself if `train` made it and nothing else is in it)."""
+    for name in ("config.yaml", checkpoint.MANIFEST, "labelled_index.json", "unlabelled_index.json", "metrics.jsonl", ARRAYS_FILE):
+        (run_dir / name).unlink(missing_ok=True)
+    if created and run_dir.is_dir() and not any(run_dir.iterdir()):
+        run_dir.rmdir()
+
+
+def _finished(run_dir: Path, config: dict[str, Any], net: torch.nn.Module, splits: DataSplits, labelled_index, unlabelled_index) -> Run:
+    """The `Run` of a run that has just trained, holding its best validation weights (the latest
+    where it has no selection score)."""
+    best = run_dir / "best.safetensors"
+    if best.is_file():
+        checkpoint.load_weights(best, net)
+    net.eval()
+    return Run(run_dir=run_dir, config=config, model=net, data=splits, labelled_index=labelled_index, unlabelled_index=unlabelled_index, weights="best" if best.is_file() else "latest")
 
 
 def _check_device(train_config: TrainConfig) -> None:
@@ -304,7 +560,12 @@ def _rebuild(run_dir: Path) -> tuple[dict[str, Any], torch.nn.Module, DataSplits
     config = checkpoint.read_config(run_dir)
     entry = get_model(config["model"])
     # The data, then the model: the order in which `train` draws from the seeded RNG.
-    splits = load_source(config["data"]["name"], **(config["data"].get("options") or {}))
+    recorded = config["data"]
+    options = recorded.get("options") or {}
+    if recorded.get("file"):  # in-memory arrays given to `train`, saved with the run
+        splits = npz_source.load_arrays(npz_source.read_npz(run_dir / recorded["file"]), **options)
+    else:
+        splits = load_source(recorded["name"], **options)
     net = _build_from_config(run_dir, config, entry)
     index_file = run_dir / "labelled_index.json"
     labelled_index = load_split(index_file, size=len(splits.train)) if index_file.is_file() else None
@@ -316,9 +577,8 @@ def _rebuild(run_dir: Path) -> tuple[dict[str, Any], torch.nn.Module, DataSplits
 def _build_from_config(run_dir: Path, config: dict[str, Any], entry: Any) -> torch.nn.Module:
     """The run's model from its config.yaml; settings of the wrong type are a CheckpointError
     naming the file, not a traceback from deep inside torch."""
-    model_config = config_from_dict(entry.cls.Config, config["model_config"])  # unknown keys: its own clear error
     try:
-        return entry.cls(model_config)
+        return entry.cls(config_from_dict(entry.cls.Config, config["model_config"]))
     except (TypeError, AttributeError, RuntimeError, ValueError, IndexError, OverflowError) as error:
         reason = " ".join(str(error).split())
         raise checkpoint.CheckpointError(
@@ -327,7 +587,7 @@ def _build_from_config(run_dir: Path, config: dict[str, Any], entry: Any) -> tor
         ) from error
 
 
-def _resume(run_dir: Path, epochs: int | None, progress: bool, dist: Distributed = SINGLE) -> Path:
+def _resume(run_dir: Path, epochs: int | None, progress: bool, dist: Distributed = SINGLE) -> Run:
     """Continue the run in ``run_dir`` from its newest usable checkpoint; a run stopped before its
     first checkpoint starts again from step 0, seeded as `train` seeded it. Refuses (`WorldSizeMismatch`)
     a number of processes other than the run's."""
@@ -348,16 +608,19 @@ def _resume(run_dir: Path, epochs: int | None, progress: bool, dist: Distributed
     trainer = _make_trainer(net, splits, labelled_index, train_config, config["seed"], run_dir, unlabelled_index, dist)
     trainer.resume()
     trainer.fit()
-    return run_dir
+    return _finished(run_dir, checkpoint.read_config(run_dir), net, splits, labelled_index, unlabelled_index)
 
 
-def load_run(run_dir: str | Path, weights: str = "best", device: str = "cpu") -> Run:
-    """Load a run directory; ``weights`` is ``"best"`` (best validation score) or ``"latest"``."""
-    run_dir = Path(run_dir)
+def load_run(run_dir: str | os.PathLike, weights: str = "best", device: str = "cpu") -> Run:
+    """Load a run directory (or a `Run`'s); ``weights`` is ``"best"`` (best validation score) or
+    ``"latest"``. A run without a selection score has no best weights: it loads the latest, and
+    ``Run.weights`` says which were loaded."""
+    if weights not in ("best", "latest"):
+        raise ValueError(f"weights must be 'best' or 'latest', got {weights!r}")
+    run_dir = Path(os.fspath(run_dir))
     config, net, splits, labelled_index, unlabelled_index = _rebuild(run_dir)
-    path = run_dir / ("best.safetensors" if weights == "best" else "model.safetensors")
-    if weights == "best" and not path.is_file():
-        path = run_dir / "model.safetensors"
-    checkpoint.load_weights(path, net)
+    best = run_dir / "best.safetensors"
+    loaded = "best" if weights == "best" and best.is_file() else "latest"
+    checkpoint.load_weights(best if loaded == "best" else run_dir / "model.safetensors", net)
     net.to(device).eval()
-    return Run(run_dir=run_dir, config=config, model=net, data=splits, labelled_index=labelled_index, unlabelled_index=unlabelled_index)
+    return Run(run_dir=run_dir, config=config, model=net, data=splits, labelled_index=labelled_index, unlabelled_index=unlabelled_index, weights=loaded)

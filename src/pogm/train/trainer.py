@@ -52,10 +52,10 @@ from tqdm.auto import tqdm
 from pogm.data.dataset import PartialDataset
 from pogm.data.streams import SemiSupervisedStream
 from pogm.evaluate.metrics import (
-    classification_error,
+    classification_error_rate,
     evaluation_view,
     mean_elbo,
-    task_loss,
+    task_loss_rate,
 )
 from pogm.train import checkpoint
 from pogm.train.distributed import (
@@ -545,7 +545,10 @@ class Trainer:
                 bar.update(1)
                 if self.epoch_count and self.epoch_count % 10 == 0:
                     bar.set_postfix(loss=f"{self.epoch_sums['loss'] / self.epoch_count:.3f}")
-                self._stop_if_signalled(signals)
+                if self.stream.epoch == epoch and not self._done():
+                    # Not at the epoch's (or the run's) end: after its last step, `_fit` steps the
+                    # schedulers and evaluates first, so that the checkpoint covers them.
+                    self._stop_if_signalled(signals)
         finally:
             bar.close()
 
@@ -608,10 +611,13 @@ class Trainer:
             for split, data in (("valid", self.valid), ("test", self.test)):
                 if data is None or len(data) == 0:
                     continue
-                if can_classify and data.y is not None:
-                    metrics[f"{split}_error"] = classification_error(self.model, data, self.config.eval_batch_size)
-                if can_predict and data.y is not None:
-                    metrics[f"{split}_task_loss"] = task_loss(self.model, data, self.task_loss_spec, self.config.eval_batch_size)
+                labelled = data.num_labelled  # label-based metrics score these rows only
+                if can_classify and labelled:
+                    metrics[f"{split}_error"] = classification_error_rate(self.model, data, self.config.eval_batch_size).error
+                if can_predict and labelled:
+                    metrics[f"{split}_task_loss"] = task_loss_rate(self.model, data, self.task_loss_spec, self.config.eval_batch_size).loss
+                if (can_classify or can_predict) and labelled:
+                    metrics[f"{split}_labelled_rows"] = labelled
                 if split == "valid" and hasattr(self.model, "log_weights"):
                     metrics["valid_elbo"] = mean_elbo(self.model, data, self.config.eval_batch_size, self.config.eval_elbo_limit)
                 if split == "valid" and getattr(self.model, "validation_metrics", None) is not None:
