@@ -65,7 +65,7 @@ def test_iter_chunks_covers_every_row_once(tmp_path):
     parts = list(ds.iter_chunks(7))
     assert [len(p) for p in parts] == [7, 7, 7, 2]
     got = torch.cat([p.x["x"] for p in parts])
-    assert torch.equal(got, torch.from_numpy(x.astype(np.float32)))
+    assert torch.equal(got, torch.from_numpy(x.astype(np.float32) / np.float32(255)))  # uint8 k is read as k / 255
     assert all(p.x_mask["x"].shape == (len(p), 1) and p.x_mask["x"].all() for p in parts)
     ref = PartialDataset.from_arrays(x)
     for b, r in zip(iterate_batches(ds, 10), iterate_batches(ref, 10)):  # the ordered evaluation loop works too
@@ -222,7 +222,10 @@ def test_memmap_source_layouts_and_errors(tmp_path):
     write_memmap_store(tmp_path / "one-based", x, y + 1)
     with pytest.raises(ValueError, match=r"1-based"):
         load_source("memmap", path=str(tmp_path / "one-based"))
-    write_memmap_store(tmp_path / "grey", (x * 255).astype(np.uint8), y)
+    write_memmap_store(tmp_path / "uint8", (x * 255).astype(np.uint8), y)  # uint8 k is read as k / 255: in [0, 1]
+    write_memmap_store(tmp_path / "float", x, y)
+    assert torch.equal(load_source("memmap", path=str(tmp_path / "uint8"), binarize=True).test.x["x"], load_source("memmap", path=str(tmp_path / "float")).test.x["x"])
+    write_memmap_store(tmp_path / "grey", x * 255, y)  # floats on 0..255 are read as they are
     with pytest.raises(ValueError, match=r"binarize=True needs values in \[0, 1\].*rows"):
         load_source("memmap", path=str(tmp_path / "grey"), binarize=True)  # the held-out parts are read at once
     store = MemmapDataset(tmp_path / "grey", binarize=True)  # the training part: each batch read is checked

@@ -173,8 +173,9 @@ def test_train_takes_arrays_and_returns_a_run(tmp_path, digits_arrays):
     # The arrays live with the run: it loads back and resumes like any other.
     again = pogm.load_run(run.dir)
     assert torch.equal(again.data.test.x["x"], run.data.test.x["x"])
-    resumed = pogm.train(out=run.dir, resume=True, epochs=1, progress=False)
-    assert resumed.metrics["epoch"] == 1
+    epochs = run.metrics["epoch"] + 1
+    resumed = pogm.train(out=run.dir, resume=True, epochs=epochs, progress=False)
+    assert resumed.metrics["epoch"] == epochs
 
 
 def test_build_model_applies_the_data_settings_of_training():

@@ -68,7 +68,13 @@ class _BernoulliLogProbSum(torch.autograd.Function):
 
 
 class Bernoulli(nn.Module):
-    """p(x | logits) = prod_i sigmoid(l_i)^x_i (1 - sigmoid(l_i))^(1 - x_i), parameterised by logits."""
+    """p(x | logits) = prod_i sigmoid(l_i)^x_i (1 - sigmoid(l_i))^(1 - x_i), parameterised by logits.
+
+    Its support is [0, 1]: binary values, or grey levels read as probabilities (the cross-entropy
+    x l - softplus(l)). Beyond [0, 1] the term has no lower bound, so training drives it to -inf.
+    """
+
+    support = (0.0, 1.0)
 
     def num_params(self, dim: int) -> int:
         return dim
@@ -99,6 +105,8 @@ class Gaussian(nn.Module):
     * ``"predicted"``: the network predicts it; ``params`` is then the pair ``(mean, log_var)``
       and :meth:`num_params` asks the network for twice as many outputs.
     """
+
+    support = (-math.inf, math.inf)  # any real value
 
     def __init__(self, dim: int | None = None, scale: str = "fixed", log_var: float = 0.0) -> None:
         super().__init__()
@@ -171,6 +179,8 @@ class ObservedOrNot(nn.Module):
     log-variance when ``scale="fixed"``).
     """
 
+    support = Gaussian.support  # observed depths may be any real value; the mask is the other half of the data
+
     def __init__(self, dim: int | None = None, scale: str = "predicted", log_var: float = 0.0) -> None:
         super().__init__()
         self.value = Gaussian(dim, scale=scale, log_var=log_var)
@@ -242,3 +252,14 @@ def make_likelihood(name: str, dim: int) -> nn.Module:
     if name.startswith("depth:"):
         return ObservedOrNot(dim, scale="fixed", log_var=2.0 * math.log(_positive_std(name)))
     raise ValueError(f"unknown likelihood {name!r}: choose bernoulli, gaussian, gaussian:STD, gaussian-learned, gaussian-predicted, depth or depth:STD")
+
+
+def support(name: str) -> tuple[float, float]:
+    """``(low, high)``: the observed values x the likelihood ``name`` (a `make_likelihood` name)
+    gives a density to: [0, 1] for ``bernoulli``, every real number for ``gaussian*`` and
+    ``depth*``.
+
+    Raises:
+        ValueError: an unknown name (as `make_likelihood`).
+    """
+    return make_likelihood(name, 1).support

@@ -4,6 +4,7 @@ A dataset is what a source (``pogm.data.sources``) returns and what a stream
 (``pogm.data.streams``) draws minibatches from. It follows the `Batch` conventions:
 
 * ``x`` maps group names to float32 tensors ``[N, ...]`` (images ``[N, C, H, W]``, vectors ``[N, D]``).
+  Raw uint8 values k (8-bit images as they ship) are read as k / 255, in [0, 1].
 * ``x_mask`` has the same keys; bool tensors, ``True`` = observed. A mask may have a leading
   dimension of 1 (and size-1 trailing dimensions) when it is the same for every row: a fully
   observed group stores a single all-True ``[1, 1, ...]`` mask and costs no memory.
@@ -20,6 +21,7 @@ held here contains NaN.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Union
@@ -29,6 +31,7 @@ import torch
 from torch import Tensor
 
 from pogm.data.batch import Batch
+from pogm.data.layout import observed_range, reshape_mask
 
 ArrayLike = Union[np.ndarray, Tensor]
 
@@ -108,7 +111,8 @@ def _check_num_classes(num_classes: Any) -> int | None:
 def _group_from_array(name: str, a: ArrayLike, what: str | None = None) -> tuple[Tensor, Tensor]:
     """Convert one raw group to (float32 values zero-filled at NaN, bool mask).
 
-    ``what`` names the array in messages (default ``x['name']``).
+    uint8 values k (8-bit images) are read as k / 255, in [0, 1]; other integer and bool values
+    are converted as they are. ``what`` names the array in messages (default ``x['name']``).
     """
     what = what or f"x[{name!r}]"
     t = _as_tensor(a, what)
@@ -121,7 +125,7 @@ def _group_from_array(name: str, a: ArrayLike, what: str | None = None) -> tuple
         raise ValueError(f"{what} has shape {tuple(t.shape)}: no rows; a data set needs at least one example")
     if any(s == 0 for s in t.shape[1:]):
         raise ValueError(f"{what} has shape {tuple(t.shape)}: each row is empty; every example needs at least one value")
-    t = _to_float32(t, what)
+    t = _pixels(t) if t.dtype == torch.uint8 else _to_float32(t, what)
     nan = torch.isnan(t)
     if torch.isinf(t).any():
         raise ValueError(f"{what} contains +-inf; mark missing entries with NaN instead, or clip the values")
@@ -131,6 +135,11 @@ def _group_from_array(name: str, a: ArrayLike, what: str | None = None) -> tuple
     else:
         mask = _full_mask(1, t.dim())
     return t.contiguous(), mask
+
+
+def _pixels(t: Tensor) -> Tensor:
+    """uint8 values k as float32 k / 255 (one new tensor, divided in place)."""
+    return t.to(torch.float32).div_(255.0)
 
 
 def _mask_from_array(m: Any, x: Tensor, what: str) -> Tensor:
@@ -225,13 +234,13 @@ def _labels_from_array(
         if labelled.numel() == 0:
             if not require_labelled:
                 return t.contiguous(), y_mask, None
-            raise ValueError(f"{what} has no labelled rows, so num_classes cannot be inferred; pass num_classes")
+            raise ValueError(f"{what} has no labelled rows, so num_classes cannot be inferred; pass it (--set data.num_classes=K, or num_classes=K in Python)")
         top = int(labelled.max().item())
         limit = n if max_inferred_classes is None else max_inferred_classes
         if top + 1 > limit:
             raise ValueError(
                 f"{what}'s largest class label is {top}, so num_classes would be {top + 1}, but there are only {limit} rows: "
-                f"at least {top + 1 - limit} classes would have no example; relabel the classes as 0..K-1 or pass num_classes"
+                f"at least {top + 1 - limit} classes would have no example; relabel the classes as 0..K-1 or pass num_classes (--set data.num_classes=K)"
             )
         num_classes = top + 1
     elif labelled.numel() and labelled.max() >= num_classes:
@@ -248,7 +257,7 @@ def agree_on_classes(parts: list[Any], where: str, inferred: bool) -> None:
     needs a labelled example in some part. ``where`` (a path) starts the messages."""
     k = max(d.num_classes or 0 for d in parts)
     if k == 0:
-        raise ValueError(f"{where}: the labels have no labelled rows (all -1 or NaN), so num_classes cannot be inferred; pass num_classes")
+        raise ValueError(f"{where}: the labels have no labelled rows (all -1 or NaN), so num_classes cannot be inferred; pass it (--set data.num_classes=K, or num_classes=K in Python)")
     for d in parts:
         d.num_classes = k
     if not inferred:
@@ -261,7 +270,7 @@ def agree_on_classes(parts: list[Any], where: str, inferred: bool) -> None:
         hint = " (are the labels 1-based? class labels start at 0)" if empty == [0] else ""
         raise ValueError(
             f"{where}: class(es) {empty[:10]} of 0..{k - 1} have no labelled example{hint}; relabel the classes "
-            f"as 0..K-1 with every class present, or pass num_classes to allow empty classes"
+            f"as 0..K-1 with every class present, or pass num_classes to allow empty classes (--set data.num_classes=K)"
         )
 
 
@@ -452,7 +461,8 @@ class PartialDataset(LabelledRows):
 
         Args:
             x: an array ``[N, ...]`` (stored as group ``group``) or a dict of such arrays, one per group.
-                Integer and bool arrays are converted to float32 as they are (no scaling). NaN entries
+                uint8 values k are read as k / 255 (8-bit images as they ship, in [0, 1]); other
+                integer and bool arrays are converted to float32 as they are (no scaling). NaN entries
                 get mask False and value 0. A float32 array without NaN is used without a copy (it
                 shares memory with the caller's array).
             y: optional labels with N rows: class labels ``[N]`` (integers; -1 or NaN = unlabelled), or
@@ -492,6 +502,10 @@ class PartialDataset(LabelledRows):
     def device(self) -> torch.device:
         return next(iter(self.x.values())).device
 
+    def observed_range(self, group: str = "x") -> tuple[float, float] | None:
+        """``(min, max)`` over the observed entries of ``group`` (None when none is observed)."""
+        return observed_range(self.x[group], self.x_mask[group])
+
     def _mask_rows(self, m: Tensor, index: Tensor, b: int) -> Tensor:
         if m.shape[0] == 1 and len(self) != 1:
             return m.expand(b, *m.shape[1:]).clone()
@@ -521,6 +535,18 @@ class PartialDataset(LabelledRows):
             y=None if self.y is None else self.y[index],
             y_mask=None if self.y_mask is None else self.y_mask[index],
         )
+
+    def with_row_shape(self, row_shape: tuple[int, ...], group: str = "x") -> "PartialDataset":
+        """A copy whose ``group`` rows have shape ``row_shape`` (same values in C order; e.g.
+        ``[N, 784] -> [N, 1, 28, 28]``), its mask reshaped with them; views, no copy of the data."""
+        v = self.x[group]
+        row_shape, old = tuple(int(s) for s in row_shape), tuple(v.shape[1:])
+        if row_shape == old:
+            return self
+        if math.prod(row_shape) != math.prod(old):
+            raise ValueError(f"cannot reshape rows of x[{group!r}] {list(old)} to {list(row_shape)}: the number of values differs")
+        mask = reshape_mask(self.x_mask[group], old, row_shape)
+        return replace(self, x={**self.x, group: v.reshape(v.shape[0], *row_shape)}, x_mask={**self.x_mask, group: mask})
 
     def with_labels_hidden(self, keep_index: Tensor | None) -> "PartialDataset":
         """A copy whose labels are kept only at rows ``keep_index`` (others: y_mask False, y zeroed).

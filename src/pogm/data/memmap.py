@@ -3,14 +3,16 @@
 A *memmap store* is a directory holding
 
 * ``x.npy``: the data ``[N, ...]`` (at least 2-D: ``[N, D]`` vectors or ``[N, C, H, W]`` images), any
-  plain numeric dtype (float32, float16, uint8, ...); NaN marks a missing entry, as everywhere in pogm;
+  plain numeric dtype (float32, float16, uint8, ...); NaN marks a missing entry, as everywhere in pogm.
+  uint8 values k are read as k / 255 (8-bit images as they ship), row by row as batches are read:
+  the store stays uint8 on disk;
 * ``y.npy`` (optional): labels with N rows, class labels ``[N]`` (integers, -1 or NaN = unlabelled) or
   continuous labels ``[N, D]`` (float, a row with NaN = unlabelled).
 
 `MemmapDataset` opens the files with ``np.load(..., mmap_mode="r", allow_pickle=False)`` and never reads
 ``x`` as a whole: `MemmapDataset.batch` reads only the requested rows and converts them with the very
-functions `PartialDataset.from_arrays` uses (NaN -> value 0 and mask False), so a batch equals the batch
-an in-memory `PartialDataset` of the same arrays would give. The only difference is the shape of fully
+functions `PartialDataset.from_arrays` uses (NaN -> value 0 and mask False, uint8 k -> k / 255), so a
+batch equals the batch an in-memory `PartialDataset` of the same arrays would give. The only difference is the shape of fully
 observed masks, which are broadcastable either way (see `batch`). The labels, one value per row, are
 read into memory at open. Training draws batches from it with `SemiSupervisedStream` (the ``memmap``
 data source, `pogm.data.sources.memmap`, builds the splits).
@@ -22,6 +24,7 @@ whole data set in memory.
 from __future__ import annotations
 
 import copy
+import math
 import os
 import shutil
 import tokenize
@@ -41,6 +44,7 @@ from pogm.data.dataset import (
     _group_from_array,
     _labels_from_array,
 )
+from pogm.data.layout import observed_range, reshape_mask
 
 _NUMERIC_KINDS = "biuf"
 
@@ -96,8 +100,10 @@ class MemmapDataset(LabelledRows):
 
     It offers the read side of `PartialDataset` that works without the data in memory: ``len``,
     ``groups``, ``shapes``, ``device``, ``y``, ``y_mask``, ``num_classes``, ``num_labelled``,
-    `labelled_index`, `batch`, `subset` (a view: a row map over the same files), `iter_chunks` and
-    `to_memory`. `SemiSupervisedStream` draws training batches from it and `iterate_batches` reads
+    `labelled_index`, `batch`, `subset` (a view: a row map over the same files), `with_row_shape`
+    (a view whose rows are reshaped as they are read, e.g. ``[D] -> [1, s, s]``), `observed_range`
+    (from a bounded sample of rows), `iter_chunks` and `to_memory`. uint8 values k are read as
+    k / 255 in every batch; the file is never converted. `SemiSupervisedStream` draws training batches from it and `iterate_batches` reads
     it in order. It has no ``x`` tensors: code that needs the whole data in memory calls `to_memory`.
 
     Args:
@@ -149,6 +155,7 @@ class MemmapDataset(LabelledRows):
         self.dequantize = int(dequantize)
         self.name = name or self.directory.name
         self._row_map: np.ndarray | None = None  # file rows of a view (`subset`); None = every row
+        self._row_shape: tuple[int, ...] | None = None  # rows as read (`with_row_shape`); None = as stored
         self.num_classes = _check_num_classes(num_classes)
         self.y_path: Path | None = None
         self.y_array: np.memmap | None = None
@@ -183,7 +190,7 @@ class MemmapDataset(LabelledRows):
         self.y, self.y_mask = torch.cat(ys), torch.cat(masks)
         if self.y.dim() == 1 and self.num_classes is None:
             if found is None:
-                raise _problem(self.y_path, "has no labelled rows, so num_classes cannot be inferred; pass num_classes")
+                raise _problem(self.y_path, "has no labelled rows, so num_classes cannot be inferred; pass it (--set data.num_classes=K, or num_classes=K in Python)")
             self.num_classes = found
 
     # ------------------------------------------------------------------ access
@@ -195,9 +202,15 @@ class MemmapDataset(LabelledRows):
         return [self.group]
 
     @property
+    def stored_shape(self) -> tuple[int, ...]:
+        """The shape of one row in ``x.npy``, read from its header."""
+        return tuple(int(s) for s in self.x_array.shape[1:])
+
+    @property
     def shapes(self) -> dict[str, tuple[int, ...]]:
-        """The shape of one row of each group (``{group: (C, H, W)}``), read from the header."""
-        return {self.group: tuple(int(s) for s in self.x_array.shape[1:])}
+        """The shape of one row as batches give it (``{group: (C, H, W)}``): the stored shape
+        unless `with_row_shape` changed it."""
+        return {self.group: self._row_shape or self.stored_shape}
 
     @property
     def device(self) -> torch.device:
@@ -239,11 +252,9 @@ class MemmapDataset(LabelledRows):
         positions = self._rows(index)
         rows = positions if self._row_map is None else self._row_map[positions]  # file rows
         b = int(rows.size)
-        if b == 0:
-            x = torch.zeros(0, *self.x_array.shape[1:], dtype=torch.float32)
-            mask = torch.ones(0, *([1] * (x.dim() - 1)), dtype=torch.bool)
-        else:
-            x, mask = _group_from_array(self.group, self._read(self.x_array, rows), f"rows of {self.x_path}")  # [B, ...], mask [1|B, ...]
+        x, mask = self._read_rows(rows)  # [B, ...], mask [1|B, ...] as stored
+        if self._row_shape is not None:
+            x, mask = x.reshape(b, *self._row_shape), reshape_mask(mask, self.stored_shape, self._row_shape)
         if mask.shape[0] != b:  # no NaN in these rows: fully observed, [B, 1, ...] (models skip the masking)
             mask = mask.expand(b, *mask.shape[1:]).clone()
         if self.binarize and b and (x.min() < 0 or x.max() > 1):
@@ -255,6 +266,43 @@ class MemmapDataset(LabelledRows):
             return Batch(x={self.group: x}, x_mask={self.group: mask})
         at = torch.from_numpy(positions)
         return Batch(x={self.group: x}, x_mask={self.group: mask}, y=self.y[at], y_mask=self.y_mask[at])
+
+    def _read_rows(self, rows: np.ndarray) -> tuple[Tensor, Tensor]:
+        """File rows ``rows`` as (float32 values, mask) in the stored row shape, converted by the
+        rules of `PartialDataset.from_arrays` (NaN -> 0 and mask False, uint8 k -> k / 255)."""
+        if rows.size == 0:
+            x = torch.zeros(0, *self.stored_shape, dtype=torch.float32)
+            return x, torch.ones(0, *([1] * (x.dim() - 1)), dtype=torch.bool)
+        return _group_from_array(self.group, self._read(self.x_array, rows), f"rows of {self.x_path}")
+
+    def observed_range(self, group: str | None = None, max_rows: int = 4096, max_bytes: int = 64 << 20) -> tuple[float, float] | None:
+        """``(min, max)`` of the observed values, as batches give them, without reading the store
+        wholesale: for uint8 and bool stores the bounds [0, 1] that the dtype guarantees (nothing
+        is read); otherwise the exact range of at most ``max_rows`` evenly spaced rows of this
+        dataset (or view) and at most ``max_bytes`` read, which is every row of a small store and
+        a sample of a large one. None when no sampled value is observed."""
+        if group not in (None, self.group):
+            raise KeyError(f"{self.name!r} has the group {self.group!r}, not {group!r}")
+        if self.x_array.dtype in (np.uint8, np.bool_):
+            return 0.0, 1.0
+        n = len(self)
+        row_bytes = max(1, self.x_array.itemsize * math.prod(self.stored_shape))
+        count = max(1, min(n, int(max_rows), int(max_bytes) // row_bytes))
+        positions = np.unique(np.linspace(0, n - 1, count).round().astype(np.int64))
+        rows = positions if self._row_map is None else self._row_map[positions]
+        return observed_range(*self._read_rows(np.sort(rows)))
+
+    def with_row_shape(self, row_shape: tuple[int, ...], name: str | None = None) -> MemmapDataset:
+        """A view over the same files whose rows are reshaped to ``row_shape`` as they are read
+        (same values in C order, masks reshaped with them; e.g. stored ``[N, 784]`` read as
+        ``[N, 1, 28, 28]``)."""
+        row_shape = tuple(int(s) for s in row_shape)
+        if math.prod(row_shape) != math.prod(self.stored_shape):
+            raise _problem(self.x_path, f"rows of shape {list(self.stored_shape)} cannot be read as {list(row_shape)}: the number of values differs")
+        view = copy.copy(self)
+        view._row_shape = None if row_shape == self.stored_shape else row_shape
+        view.name = name or self.name
+        return view
 
     def subset(self, index: Any, name: str | None = None) -> MemmapDataset:
         """A view of the rows ``index`` over the same files (nothing is read; the labels are copied)."""
@@ -292,7 +340,7 @@ class MemmapDataset(LabelledRows):
             labels = "continuous labels" if self.y.dim() == 2 else f"{self.num_classes} classes"
         view = "" if self._row_map is None else f" (a view of {self.x_array.shape[0]} rows)"
         return (
-            f"MemmapDataset({self.name!r}, n={len(self)}{view}, {{{self.group}: {tuple(self.x_array.shape[1:])} "
+            f"MemmapDataset({self.name!r}, n={len(self)}{view}, {{{self.group}: {self.shapes[self.group]} "
             f"{self.x_array.dtype}}}, {labels}, dir={str(self.directory)!r})"
         )
 

@@ -47,8 +47,18 @@ def save_image_grid(images: torch.Tensor, path: str | Path, nrow: int | None = N
 
 
 def write_samples(run, path: Path, n: int = 64, y: int | None = None, per_class: bool = False, scale: int = 1) -> Path:
-    """A PNG grid of samples; ``per_class`` gives one row per class."""
-    shape = run.data.train.shapes["x"]
+    """A PNG grid of samples; ``per_class`` gives one row per class.
+
+    Raises:
+        ValueError: the run's data are not images (`image_shape_of`), or ``y`` / ``per_class``
+            for a model without classes.
+    """
+    shape = image_shape_of(run.data)
+    if shape is None:
+        raise ValueError(
+            f"{run.config['model']} on this data draws no images: x has rows of shape {list(run.data.train.shapes.get('x', ()))}, "
+            "not [C, H, W] with 1 or 3 channels; train on images (say their shape with --set data.image_shape=[C,H,W])"
+        )
     num_classes = getattr(run.model.config, "num_classes", None)
     if (per_class or y is not None) and not num_classes:
         raise ValueError(f"{run.config['model']} has no classes to condition on; drop --y / --per-class")

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pogm.data.batch import Batch
+from pogm.models.support import DataSupport, model_support
 from pogm.objectives import chunked_importance_weighted_bound, default_alpha
 
 
@@ -103,6 +104,11 @@ class Model(nn.Module):
     label_kind: ClassVar[str] = "class"
     # Whether loss() learns from unlabelled rows (False: streams draw labelled minibatches only).
     uses_unlabelled: ClassVar[bool] = True
+    # The config field naming the likelihood of x (`pogm.likelihoods.make_likelihood`), if any,
+    # and whether the model's images are sigmoids in [0, 1] (GAN generators, DRAW): what
+    # `data_support` reads.
+    likelihood_field: ClassVar[str] = "likelihood"
+    sigmoid_images: ClassVar[bool] = False
     # Data options the model prefers where the source has them (the GAN models: grey levels,
     # since a discriminator tells binarised real images from grey reconstructions at a glance);
     # the recipe and --set data.* win.
@@ -120,6 +126,12 @@ class Model(nn.Module):
         (for shapes that a flat ``x_dim`` does not tell, such as images and continuous labels).
         """
         return {"x_dim": x_dim}
+
+    def data_support(self) -> DataSupport:
+        """The values of x this model can fit (`pogm.models.support.check_data_support` refuses
+        other data before training): [0, 1] for sigmoid images, else the support of the
+        likelihood named in the config field ``likelihood_field`` (unbounded when there is none)."""
+        return model_support(self)
 
     def flat_x(self, batch: Batch) -> tuple[Tensor, Tensor | None]:
         """The main group as ``[B, D]`` with its mask as ``[B, D]``, ``[B, 1]``, or None when fully observed."""
@@ -208,7 +220,7 @@ def image_fields(cls: type, x_dim: int, train: Any) -> dict[str, Any]:
     if len(image_shape) != 3:
         raise ValueError(
             f"{cls.__name__} needs images [N, C, H, W]; the data has x of shape [N, {', '.join(map(str, image_shape))}] "
-            "(reshape the arrays of your .npz file to [N, C, H, W])"
+            "(for images stored another way, say their shape: --set data.image_shape=[C,H,W], e.g. [1,28,28])"
         )
     return {"x_dim": x_dim, "image_shape": image_shape}
 

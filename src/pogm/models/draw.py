@@ -81,6 +81,7 @@ class DRAW(ImportanceWeighted, ImputesByReconstruction, Model):
 
     Config = DRAWConfig
     conditional: ClassVar[bool] = False
+    sigmoid_images: ClassVar[bool] = True  # real images must lie in [0, 1] (`Model.data_support`)
 
     def __init__(self, config: DRAWConfig) -> None:
         super().__init__(config)

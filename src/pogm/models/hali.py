@@ -93,6 +93,7 @@ class HierarchicalALI(Model):
     Config = HALIConfig
     discriminator_groups: ClassVar[tuple[str, ...]] = ("discriminator",)
     data_defaults: ClassVar[dict[str, Any]] = {"binarize": False}
+    sigmoid_images: ClassVar[bool] = True  # real images must lie in [0, 1] (`Model.data_support`)
 
     def __init__(self, config: HALIConfig) -> None:
         super().__init__(config)

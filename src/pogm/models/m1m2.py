@@ -46,6 +46,7 @@ class M1M2(ImportanceWeighted, ImputesByReconstruction, Model):
 
     Config = M1M2Config
     uses_labels = True
+    likelihood_field = "m1_likelihood"  # p(x | z1); m2_likelihood is over the latent features z1
 
     def __init__(self, config: M1M2Config) -> None:
         super().__init__(config)

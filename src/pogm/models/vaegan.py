@@ -80,6 +80,7 @@ class VAEGAN(Model):
     Config = VAEGANConfig
     discriminator_groups: ClassVar[tuple[str, ...]] = ("discriminator",)
     data_defaults: ClassVar[dict[str, Any]] = {"binarize": False}
+    sigmoid_images: ClassVar[bool] = True  # real images must lie in [0, 1] (`Model.data_support`)
 
     def __init__(self, config: VAEGANConfig) -> None:
         super().__init__(config)

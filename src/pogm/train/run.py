@@ -47,6 +47,7 @@ from pogm.data.splits import balanced_label_split, load_split, save_split
 from pogm.data.streams import SemiSupervisedStream
 from pogm.models import get_model
 from pogm.models.base import config_from_dict, config_to_dict
+from pogm.models.support import check_data_support
 from pogm.recipes import load_recipe
 from pogm.train import checkpoint
 from pogm.train.distributed import (
@@ -238,7 +239,9 @@ def size_model(name: str, data: DataSplits, num_labelled: int, overrides: dict[s
     options = {f.name for f in dataclasses.fields(entry.cls.Config)}
     fields.update({k: v for k, v in (data.info.get("model_defaults") or {}).items() if k in options})
     config = config_from_dict(entry.cls.Config, _merge(fields, overrides))
-    return entry.cls(config)
+    model = entry.cls(config)
+    check_data_support(model, data)  # data outside the likelihood's support: a clear error before any step
+    return model
 
 
 def load_data(data: str | os.PathLike | Mapping[str, Any], options: dict[str, Any] | None = None) -> DataSplits:

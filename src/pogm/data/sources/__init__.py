@@ -27,6 +27,12 @@ group is observed, or ``[1, 1]`` when always observed; ``info`` gives ``groups``
 A data set larger than memory: ``"memmap"`` reads memory-mapped ``.npy`` stores (``x.npy``, ``y.npy``)
 from ``path``; training reads only each minibatch's rows (`pogm.data.sources.memmap`).
 
+A user's own data (``.npz`` files, arrays in memory through `pogm.data.sources.npz.load_arrays`,
+memmap stores): uint8 values k are read as k / 255, and images come as ``[N, C, H, W]`` whatever
+layout they were saved in (``[N, H, W]``, flat ``[N, s * s]`` pixels); the option ``image_shape``
+forces a shape (``--set data.image_shape=[1,28,28]``) or, set to false, keeps flat vectors
+(`pogm.data.layout`). ``info["image_shape"]`` records the result.
+
 Files are found by `pogm.data.sources.files` (``$POGM_DATA``, ``~/.cache/pogm``, else a checked
 download). Each source lives in its own module and is imported only when first loaded. New sources
 register with `register_source(name, "module:function")` (or by decorating a loader with

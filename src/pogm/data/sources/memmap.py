@@ -18,6 +18,13 @@ stores or small fractions.
 
 ``num_classes``, when not given, is inferred from the labels of every part, and every class must
 have a labelled example somewhere (as for ``.npz`` files).
+
+As for ``.npz`` files, uint8 values k are read as k / 255 (per batch: the store stays uint8 on
+disk) and images are recognised from the stored rows (`pogm.data.layout`: ``[H, W]`` and flat
+``[s * s]`` pixel rows are read as ``[1, H, W]`` / ``[1, s, s]``; ``image_shape`` forces a shape,
+``image_shape=false`` keeps vectors). Whether flat rows hold pixel values in [0, 1] is judged from
+the dtype (uint8, bool) or from a bounded sample of rows of the training store
+(`MemmapDataset.observed_range`), never from a pass over the whole store.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from pathlib import Path
 import torch
 
 from pogm.data.dataset import PartialDataset, agree_on_classes
+from pogm.data.layout import image_layout, unit_interval
 from pogm.data.memmap import MemmapDataset
 from pogm.data.sources import DataSplits
 from pogm.data.splits import check_fractions, held_out_split
@@ -70,6 +78,7 @@ def load_memmap(
     num_classes: int | None = None,
     binarize: bool = False,
     dequantize: int = 0,
+    image_shape: list[int] | bool | None = None,
     name: str | None = None,
 ) -> DataSplits:
     """Open a memmap store (or a directory of train / valid / test stores) as `DataSplits`.
@@ -82,6 +91,8 @@ def load_memmap(
         num_classes: number of classes (inferred from every part's labels when not given).
         binarize: the values are Bernoulli probabilities in [0, 1] (dynamic binarisation).
         dequantize: grey levels of quantised data (uniform noise within a level at every draw), or 0.
+        image_shape: None recognises images (see the module docstring); ``[C, H, W]`` or ``[H, W]``
+            reads every row in that shape; False or ``[]`` reads flat vectors.
         name: dataset name (default: the directory's name).
 
     Returns:
@@ -90,7 +101,8 @@ def load_memmap(
 
     Raises:
         FileNotFoundError: no store at ``path``.
-        ValueError: damaged or non-numeric files, mismatched parts, bad labels or fractions.
+        ValueError: damaged or non-numeric files, mismatched parts, bad labels or fractions, an
+            ``image_shape`` whose size differs from the rows'.
     """
     if not str(path):
         raise ValueError("the memmap source needs the store directory: --set data.path=DIR (write one with pogm.data.memmap.write_memmap_store)")
@@ -103,8 +115,10 @@ def load_memmap(
     if len({tuple(s.values()) for s in shapes.values()}) > 1:
         raise ValueError(f"{root}: the parts have rows of different shapes {shapes}; every part needs the same row shape")
 
-    source = parts.get("", parts.get("train"))
-    assert source is not None
+    main = "" if "" in parts else "train"
+    row_shape = image_layout(parts[main].stored_shape, image_shape, lambda: unit_interval(parts[main].observed_range()), str(root))
+    parts = {p: d.with_row_shape(row_shape) for p, d in parts.items()}
+    source = parts[main]
     train_idx, valid_idx, test_idx = held_out_split(len(source), seed, valid_fraction, test_fraction, "valid" in parts, "test" in parts, str(root))
     train = source.subset(train_idx, name=f"{name}-train")
 
@@ -127,5 +141,6 @@ def load_memmap(
             "groups": {k: list(v) for k, v in train.shapes.items()},
             "binarize": binarize,
             "storage": str(source.x_array.dtype),
+            "image_shape": list(row_shape) if len(row_shape) == 3 else None,
         },
     )
