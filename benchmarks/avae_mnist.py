@@ -26,7 +26,7 @@ def run(recipe: str, args: argparse.Namespace) -> dict:
     import torch
 
     import pogm
-    from pogm.train.checkpoint import read_metrics
+    from pogm.checkpoint import read_metrics
 
     torch.set_num_threads(args.threads)
     out = Path(args.runs) / f"{recipe}-{args.budget_minutes:g}min-seed{args.seed}"

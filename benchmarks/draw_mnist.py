@@ -58,7 +58,7 @@ def evaluate_one(job) -> dict:
     import torch
 
     from pogm.evaluate.metrics import mean_elbo, mean_log_likelihood
-    from pogm.train import load_run
+    from pogm.runs import load_run
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -77,7 +77,7 @@ def evaluate_one(job) -> dict:
 
 
 def summarise(args) -> dict:
-    from pogm.train.checkpoint import read_metrics
+    from pogm.checkpoint import read_metrics
 
     rows = []
     for name in RUNS:

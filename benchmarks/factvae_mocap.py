@@ -47,7 +47,7 @@ def run_one(row: str, train_trials: list[str], held_out: str, args: argparse.Nam
     import torch
 
     import pogm
-    from pogm.train.checkpoint import read_metrics
+    from pogm.checkpoint import read_metrics
 
     torch.set_num_threads(args.threads)
     model, settings = MODELS[row]

@@ -41,7 +41,7 @@ def _run_dir(args, name: str) -> Path:
 
 
 def run_ssl(model: str, labels_per_class: int, budget_minutes: float, args) -> dict:
-    from pogm.train.checkpoint import read_metrics
+    from pogm.checkpoint import read_metrics
 
     out = _run_dir(args, f"{model}-labels{labels_per_class * 10}-{budget_minutes:g}min-seed{args.seed}")
     settings = SSL_SETTINGS[model]
@@ -62,7 +62,7 @@ GENERATIVE = {
 
 def run_generative(name: str, budget_minutes: float, args) -> dict:
     """Train one generative run for ``budget_minutes`` of CPU time (reused when finished)."""
-    from pogm.train.checkpoint import read_metrics
+    from pogm.checkpoint import read_metrics
 
     model, data, model_options, train_options = GENERATIVE[name]
     out = _run_dir(args, f"{name}-{budget_minutes:g}min-seed{args.seed}")
@@ -82,8 +82,8 @@ def evaluate_completion(run_dir: str, k: int, limit: int) -> dict:
     """log p(missing quadrants | shown ones) of a partial CVAE run on the MNIST test set."""
     import torch
 
-    from pogm.evaluate.completion import completion_log_likelihoods
-    from pogm.train import load_run
+    from pogm.models.vae_gan.completion import completion_log_likelihoods
+    from pogm.runs import load_run
 
     torch.set_num_threads(2)
     torch.manual_seed(0)
@@ -95,7 +95,7 @@ def evaluate_completion(run_dir: str, k: int, limit: int) -> dict:
 
 def summarise(args) -> dict:
     """benchmarks/results/gan_mnist.json and .md from the finished runs."""
-    from pogm.train.checkpoint import read_metrics
+    from pogm.checkpoint import read_metrics
 
     ssl = []
     for run_dir in sorted(Path(args.runs).glob("m2*-labels*")):
@@ -185,7 +185,10 @@ def main(argv: list[str] | None = None) -> None:
             else:
                 print(f"{run['name']}: {run['records'][-1]['step']} steps, {run['records'][-1]['train_cpu_seconds']:.0f} CPU-s")
     elif args.part == "completion":
-        run_dir = args.run or str(next(Path(args.runs).glob("cvae-partial-*")))
+        run_dir = args.run or next(map(str, sorted(Path(args.runs).glob("cvae-partial-*"))), None)
+        if run_dir is None:
+            sys.exit(f"gan_mnist.py completion: no cvae-partial run in {args.runs}; train one first with "
+                     f"`gan_mnist.py ssl ... --generative cvae-partial:6` (same --runs), or name one with --run DIR")
         results = {"run_dir": run_dir, **evaluate_completion(run_dir, args.k, args.limit)}
         (Path(args.runs) / "completion.json").write_text(json.dumps(results, indent=2))
         print(json.dumps(results, indent=2))

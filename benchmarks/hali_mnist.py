@@ -54,7 +54,7 @@ def evaluate_one(job) -> dict:
 
     from pogm.evaluate.metrics import classification_error, evaluation_view
     from pogm.evaluate.probe import linear_probe
-    from pogm.train import load_run
+    from pogm.runs import load_run
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -75,7 +75,7 @@ def evaluate_one(job) -> dict:
 
 
 def summarise(args) -> dict:
-    from pogm.train.checkpoint import read_metrics
+    from pogm.checkpoint import read_metrics
 
     rows = []
     for name in RUNS:

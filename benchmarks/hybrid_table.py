@@ -48,7 +48,7 @@ def run_one(source: str, model: str, n: int, m: int | None, args: argparse.Names
     import torch
 
     import pogm
-    from pogm.train.checkpoint import read_metrics
+    from pogm.checkpoint import read_metrics
 
     torch.set_num_threads(args.threads)
     name = f"{source}-{model}-n{n}" + (f"-m{m}" if m is not None else "") + f"-seed{args.seed}"

@@ -63,7 +63,7 @@ def ssl_gemms(setting: str, model, labelled: int, unlabelled: int) -> list[flops
 
 def make_trainer(model_name: str, overrides: dict, data, labelled_index, threads: int, precision: str, run_dir: Path, batch_size: int = 100, train_extra: dict | None = None):
     from pogm.data.streams import SemiSupervisedStream
-    from pogm.train.run import size_model
+    from pogm.runs import size_model
     from pogm.train.trainer import TrainConfig, Trainer
 
     torch.manual_seed(0)
@@ -152,7 +152,7 @@ def measure_iw(threads: int, precision: str, args, sources: dict) -> dict:
     """M2's importance-weighted log-likelihood with 5000 samples (what `pogm eval --iw-samples 5000` runs)."""
     from pogm.data.streams import iterate_batches
     from pogm.evaluate.metrics import evaluation_view
-    from pogm.train.run import size_model
+    from pogm.runs import size_model
 
     torch.set_num_threads(threads)
     data = sources["mnist"]

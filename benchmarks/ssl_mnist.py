@@ -48,7 +48,7 @@ PUBLIC_REFERENCE = {
 def run_one(model: str, budget_minutes: float, args: argparse.Namespace) -> dict:
     """Train (or resume, or reuse) one budgeted run; its records."""
     from pogm.reproduce.runs import train_for_budget
-    from pogm.train.checkpoint import read_metrics
+    from pogm.checkpoint import read_metrics
 
     out = Path(args.runs) / f"{model}-{budget_minutes:g}min-seed{args.seed}"
     train = dict(TRAIN_SETTINGS[model])
@@ -71,7 +71,7 @@ def read_run(model: str, budget_minutes: float, args: argparse.Namespace) -> dic
     """A finished run's records, read back from its run directory."""
     import yaml
 
-    from pogm.train.checkpoint import read_metrics
+    from pogm.checkpoint import read_metrics
 
     out = Path(args.runs) / f"{model}-{budget_minutes:g}min-seed{args.seed}"
     config = yaml.safe_load((out / "config.yaml").read_text())

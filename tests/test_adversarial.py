@@ -12,8 +12,8 @@ import torch
 from pogm.data.batch import Batch
 from pogm.data.dataset import PartialDataset
 from pogm.data.streams import SemiSupervisedStream
-from pogm.models import get_model, list_models
-from pogm.models.vaegan import VAEGAN, VAEGANConfig
+from pogm.models import model_entry, list_models
+from pogm.models.vae_gan.vaegan import VAEGAN, VAEGANConfig
 from pogm.nn import call_frozen
 from pogm.objectives.adversarial import (
     class_discriminator_loss,
@@ -26,7 +26,7 @@ from pogm.objectives.adversarial import (
 from pogm.train.trainer import TrainConfig, Trainer
 from tests.test_contract import build, make_batch
 
-ADVERSARIAL = [n for n in list_models() if hasattr(get_model(n).cls, "parameter_groups")]
+ADVERSARIAL = [n for n in list_models() if model_entry(n).cls.discriminator_groups]  # several optimisers: a discriminator and the rest
 
 
 def test_there_are_adversarial_models():
@@ -233,17 +233,17 @@ def test_a_non_finite_group_loss_names_the_group(tmp_path):
 def test_gan_models_prefer_grey_levels_where_the_source_has_them():
     from pogm.data.sources import source_options
 
-    assert get_model("vaegan").cls.data_defaults == {"binarize": False}
+    assert model_entry("vaegan").cls.data_defaults == {"binarize": False}
     assert "binarize" in source_options("mnist") and "binarize" not in source_options("bars")
 
 
-@pytest.mark.parametrize("name", [n for n in ADVERSARIAL if "architecture" in {f.name for f in dataclasses.fields(get_model(n).cls.Config)}])
+@pytest.mark.parametrize("name", [n for n in ADVERSARIAL if "architecture" in {f.name for f in dataclasses.fields(model_entry(n).cls.Config)}])
 def test_dcgan_networks_on_28x28_images_keep_the_losses_apart(name):
     """``architecture=dcgan`` swaps in convolutional networks for MNIST-sized images; the losses
     stay on their own networks."""
     from pogm.models.base import config_from_dict
 
-    cls = get_model(name).cls
+    cls = model_entry(name).cls
     train = PartialDataset.from_arrays(torch.rand(8, 1, 28, 28), torch.randint(3, (8,)), num_classes=3)
     values = cls.data_fields(784, 3, 8, 8, train)
     small = {"architecture": "dcgan", "channels": (4, 8), "hidden": (16,), "z_dim": 3, "discriminator_hidden": (16,), "steps": 2, "lstm_units": 8}

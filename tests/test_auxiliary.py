@@ -15,8 +15,8 @@ import torch
 
 from pogm.data.batch import Batch
 from pogm.latents import DiagonalGaussian, standard_normal_log_prob
-from pogm.models.adgm import ADGM, SDGM, ADGMConfig
-from pogm.models.avae import AuxiliaryVAE, AuxiliaryVAEConfig
+from pogm.models.semi_supervised.adgm import ADGM, SDGM, ADGMConfig
+from pogm.models.semi_supervised.avae import AuxiliaryVAE, AuxiliaryVAEConfig
 
 D, K = 6, 2
 GRID = torch.linspace(-9, 9, 1801, dtype=torch.float64)  # quadrature nodes for z and a

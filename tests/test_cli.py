@@ -96,12 +96,12 @@ def offers_by_model(text: str) -> dict[str, set[str]]:
 
 
 def check_models_table(text: str) -> None:
-    from pogm.models import get_model
+    from pogm.models import model_entry
 
     table = offers_by_model(text)
     assert sorted(table) == ["adgm", "ali", "avae", "cdraw", "cdraw-gan", "cvae", "cvae-gan", "draw", "draw-gan", "factvae", "fvae", "hali", "hali-ssl", "hvae", "jmvae-plus", "m1m2", "m2", "m2-gan", "oivae", "sdgm", "vae", "vaegan"]
     for name, offers in table.items():
-        assert offers == {"loss", *get_model(name).offers}, name  # the table shows what the registry offers
+        assert offers == {"loss", *model_entry(name).offers}, name  # the table shows what the registry offers
     # What each model is, whatever else it gains: only the semi-supervised models classify.
     assert "classify" not in table["vae"] | table["avae"]
     assert {"classify", "sample", "encode", "log_likelihood"} <= table["m2"] & table["m1m2"] & table["adgm"] & table["sdgm"]

@@ -10,9 +10,9 @@ import torch
 
 from pogm.data.batch import Batch
 from pogm.data.dataset import PartialDataset
-from pogm.models import get_model, list_models
+from pogm.models import model_entry, list_models
 from pogm.models.base import config_from_dict
-from pogm.train.checkpoint import load_weights, save_weights
+from pogm.checkpoint import load_weights, save_weights
 
 X_DIM, K, H_DIM = 16, 3, 2  # images of 1 x 4 x 4; 3 classes or 2-D continuous labels
 IMAGE = (1, 4, 4)
@@ -25,17 +25,17 @@ SMALL = {
 
 def labels_for(name: str, g: torch.Generator) -> torch.Tensor:
     """Class labels [12] or continuous labels [12, H_DIM], as the model reads them."""
-    if get_model(name).cls.label_kind == "continuous":
+    if model_entry(name).cls.label_kind == "continuous":
         return torch.rand(12, H_DIM, generator=g)
     return torch.randint(K, (12,), generator=g)
 
 
 def multi_group(name: str) -> bool:
-    return getattr(get_model(name).cls, "multi_group", False)
+    return model_entry(name).cls.multi_group
 
 
 def build(name: str, seed: int = 0):
-    cls = get_model(name).cls
+    cls = model_entry(name).cls
     fields = {f.name for f in dataclasses.fields(cls.Config)}
     if multi_group(name):
         train = PartialDataset.from_arrays({g: torch.rand(12, d) for g, d in GROUPS.items()})
@@ -108,7 +108,7 @@ def test_deterministic_under_a_seed(name):
 
 @pytest.mark.parametrize("name", list_models())
 def test_unknown_config_keys_are_an_error(name):
-    cls = get_model(name).cls
+    cls = model_entry(name).cls
     with pytest.raises(ValueError, match="unknown config keys"):
         config_from_dict(cls.Config, {"not_a_field": 1})
 
@@ -118,9 +118,9 @@ def test_offered_methods_work_with_the_right_shapes(name):
     model = build(name)
     model.eval()
     batch = make_batch(name)
-    if not get_model(name).cls.uses_unlabelled:
+    if not model_entry(name).cls.uses_unlabelled:
         batch.y_mask[:] = True  # the F-VAE needs h to encode an image: every row labelled
-    offers = get_model(name).offers
+    offers = model_entry(name).offers
     assert offers, f"{name} offers nothing beyond loss"
     if "classify" in offers:
         logits = model.classify(batch)
@@ -173,7 +173,7 @@ def check_multi_group_methods(model, batch: Batch, offers: list[str]) -> None:
         assert norms.shape == (len(GROUPS), model.config.z_dim) and (norms >= 0).all()
 
 
-@pytest.mark.parametrize("name", [n for n in list_models() if get_model(n).cls.label_kind == "continuous"])
+@pytest.mark.parametrize("name", [n for n in list_models() if model_entry(n).cls.label_kind == "continuous"])
 def test_class_labels_given_to_a_model_of_continuous_labels_are_a_clear_error(name):
     model = build(name)
     batch = make_batch(name)
@@ -185,7 +185,7 @@ def test_class_labels_given_to_a_model_of_continuous_labels_are_a_clear_error(na
         model.loss(batch)
 
 
-@pytest.mark.parametrize("name", [n for n in list_models() if get_model(n).cls.uses_labels and get_model(n).cls.label_kind == "class"])
+@pytest.mark.parametrize("name", [n for n in list_models() if model_entry(n).cls.uses_labels and model_entry(n).cls.label_kind == "class"])
 def test_labels_out_of_range_are_a_clear_error(name):
     model = build(name)
     batch = make_batch(name)

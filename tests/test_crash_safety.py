@@ -25,11 +25,13 @@ from safetensors.torch import load_file
 import pogm
 from pogm.cli import main as cli_main
 from pogm.data import load_source
-from pogm.models import get_model
-from pogm.models.vae import VAE
-from pogm.train import TrainingInterrupted, checkpoint
-from pogm.train.checkpoint import CheckpointError
-from pogm.train.run import _make_trainer, size_model
+from pogm.models import model_entry
+from pogm.models.semi_supervised.vae import VAE
+from pogm import checkpoint
+from pogm.train import TrainingInterrupted
+from pogm.checkpoint import CheckpointError
+from pogm.runs import size_model
+from pogm.train.launch import _make_trainer
 from pogm.train.trainer import TrainConfig
 
 EPOCHS = 20
@@ -133,7 +135,7 @@ def test_a_signal_saves_a_mid_epoch_checkpoint_and_the_run_resumes_exactly(refer
     exits with 128 + the signal number and says how to resume."""
     run = tmp_path / "run"
     stop_at = 3 * STEPS_PER_EPOCH + 4  # inside the fourth epoch: its running sums must survive
-    m2 = get_model("m2").cls
+    m2 = model_entry("m2").cls
     original = m2.loss
 
     def loss(self, batch, kl_weight=1.0, step=0):
@@ -161,7 +163,7 @@ def test_a_signal_on_an_epochs_last_step_resumes_exactly(reference, tmp_path, mo
     one epoch late, a metrics record was lost and the final weights differed)."""
     run = tmp_path / "run"
     stop_at = 3 * STEPS_PER_EPOCH - 1  # the last step of the third epoch
-    m2 = get_model("m2").cls
+    m2 = model_entry("m2").cls
     original = m2.loss
 
     def loss(self, batch, kl_weight=1.0, step=0):

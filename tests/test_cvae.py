@@ -13,7 +13,7 @@ from torch import nn
 from pogm.data.batch import Batch
 from pogm.data.dataset import PartialDataset
 from pogm.data.sources import DataSplits
-from pogm.evaluate.completion import (
+from pogm.models.vae_gan.completion import (
     completion_log_likelihoods,
     cvae_figures,
     left_half_mask,
@@ -21,9 +21,9 @@ from pogm.evaluate.completion import (
     quadrant_masks,
 )
 from pogm.latents import DiagonalGaussian
-from pogm.models import get_model
+from pogm.models import model_entry
 from pogm.models.base import config_from_dict
-from pogm.models.cvae import CVAE, CVAEConfig
+from pogm.models.vae_gan.cvae import CVAE, CVAEConfig
 
 IMAGE = (1, 4, 4)
 D, K = 16, 3
@@ -36,7 +36,7 @@ def images(n: int = 12, seed: int = 0, num_classes: int | None = K) -> PartialDa
 
 
 def build(condition: str = "partial", seed: int = 0, num_classes: int | None = K, **overrides) -> CVAE:
-    cls = get_model("cvae").cls
+    cls = model_entry("cvae").cls
     values = cls.data_fields(D, num_classes, 12, 6, images(num_classes=num_classes))
     values.update({"hidden": (16,), "z_dim": 3, "condition": condition, **overrides})
     torch.manual_seed(seed)

@@ -28,7 +28,7 @@ from pogm.cli import _without_nproc
 from pogm.cli import main as cli_main
 from pogm.data import load_source
 from pogm.data.streams import SemiSupervisedStream
-from pogm.train import checkpoint
+from pogm import checkpoint
 from pogm.train.distributed import WorldSizeMismatch, torchrun_command
 
 pytestmark = pytest.mark.skipif(

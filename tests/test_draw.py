@@ -10,8 +10,8 @@ import torch
 
 from pogm.data.batch import Batch
 from pogm.models.base import config_from_dict
-from pogm.models.draw import DRAW, ConditionalDRAW
-from pogm.models.drawgan import DRAWGAN
+from pogm.models.vae_gan.draw import DRAW, ConditionalDRAW
+from pogm.models.vae_gan.drawgan import DRAWGAN
 from pogm.nn.attention import AttentionRead, AttentionWindow, filterbank, read_window, window_parameters, write_window
 
 SHARP = -12.0  # log sigma^2 of filters narrow enough to pick single pixels

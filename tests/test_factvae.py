@@ -16,7 +16,7 @@ from pogm.latents import (
     product_of_experts,
     standard_normal_log_prob,
 )
-from pogm.models import get_model
+from pogm.models import model_entry
 from pogm.models.base import config_from_dict
 from pogm.objectives import group_soft_threshold
 
@@ -34,7 +34,7 @@ def grouped_data(n: int = 12, seed: int = 0, missing: dict[str, torch.Tensor] | 
 
 
 def build(name: str, seed: int = 0, **overrides):
-    cls = get_model(name).cls
+    cls = model_entry(name).cls
     values = cls.data_fields(12, None, 12, 0, grouped_data())
     values.update({"z_dim": 4, **overrides})
     torch.manual_seed(seed)

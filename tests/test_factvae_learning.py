@@ -12,7 +12,7 @@ import torch
 
 import pogm
 from pogm.cli import main
-from pogm.evaluate.factvae_figures import hide_groups, latent_sharing
+from pogm.models.factvae.figures import hide_groups, latent_sharing
 
 # Small, fast settings; twelve latent dimensions for the eight independent rows of an 8 x 8 image.
 BARS = {

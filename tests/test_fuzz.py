@@ -10,11 +10,11 @@ with one fuzzed file) and the ASF/AMC parser (random bytes, token soup, damaged 
 CheckpointError, ...) whose message is not empty and, for files, names the file. Each example runs
 under a hard time limit (SIGALRM) on top of hypothesis' deadline, so a hang fails the test instead
 of stalling CI. Generation is derandomized (same examples on every run) and no example database is
-written. ``KNOWN_GAPS`` lists, per target, the exception types that are unclear today in files owned
-elsewhere (with the fix); they are tolerated, counted and reported, not hidden.
+written. Every error must be one of the allowed types with a message (naming the file where one
+is given); anything else fails the example.
 
-Every example is counted; the last test writes the counts to ``fuzz_counts.json`` in pytest's base
-temporary folder and prints them. The number of inputs tried is fixed; which of them are refused
+Every example is counted; when the module's tests are done, a module fixture writes the counts to
+``fuzz_counts.json`` in pytest's base temporary folder and prints them (whatever order the tests ran in). The number of inputs tried is fixed; which of them are refused
 can shift slightly with the set of test files collected, because hypothesis also draws constants
 found in the (local) modules imported so far. The same command always draws the same inputs.
 """
@@ -44,20 +44,14 @@ from hypothesis.extra import numpy as hnp
 import pogm
 from pogm.data import PartialDataset, load_source
 from pogm.data.memmap import MemmapDataset
-from pogm.data.mocap import forward_kinematics, parse_amc, parse_asf, rest_angles
+from pogm.data.asf_amc import forward_kinematics, parse_amc, parse_asf, rest_angles
 from pogm.data.sources.npz import KEYS, load_npz
-from pogm.train import checkpoint
-from pogm.train.checkpoint import CheckpointError
+from pogm import checkpoint
+from pogm.checkpoint import CheckpointError
 from tests.test_multigroup_data import TINY_AMC, TINY_ASF
 
 TRIED: collections.Counter[str] = collections.Counter()  # target -> examples run
 REFUSED: collections.Counter[str] = collections.Counter()  # target -> examples refused with a clear error
-GAPS_HIT: collections.Counter[str] = collections.Counter()  # "target: exception type" -> examples that hit a known gap
-
-# Exception types that are not clear today, per target, in files this test's author does not own;
-# each entry says what the clear error should be. Remove an entry once it is fixed.
-KNOWN_GAPS: dict[str, tuple[type[BaseException], ...]] = {}
-
 
 class Hang(BaseException):
     """An example that ran past the hard time limit (BaseException: loaders cannot swallow it)."""
@@ -79,19 +73,14 @@ def hard_time_limit(seconds: float):
 
 def attempt(target: str, fn, allowed: tuple[type[BaseException], ...], names: str | None = None, limit: float = 20.0):
     """Run ``fn()``: its result, or None when it raised an allowed exception with a clear message
-    (naming ``names`` when given) or a known gap of ``target``; anything else fails the example."""
+    (naming ``names`` when given); anything else fails the example."""
     TRIED[target] += 1
-    gaps = KNOWN_GAPS.get(target, ())
     with hard_time_limit(limit):
         try:
             return fn()
         except Exception as error:
-            clear = isinstance(error, allowed) and (isinstance(error, CheckpointError) or not isinstance(error, gaps))
-            if not clear and not isinstance(error, gaps):
+            if not isinstance(error, allowed):
                 raise
-            if not clear:
-                GAPS_HIT[f"{target}: {type(error).__name__}"] += 1
-                return None
             message = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
             assert message.strip(), f"{type(error).__name__} without a message"
             if names is not None:
@@ -663,22 +652,20 @@ def test_fuzz_amc(workdir, data, with_skeleton):
 # ---------------------------------------------------------------------------------------- the count
 
 
-def test_zz_count_of_malformed_inputs(tmp_path_factory, capsys):
-    """Write and print how many inputs the fuzz tests above tried (run last: pytest keeps file order)."""
+@pytest.fixture(scope="module", autouse=True)
+def count_of_malformed_inputs(tmp_path_factory):
+    """After the module's tests: write and print how many inputs they tried and refused."""
+    yield
     total = sum(TRIED.values())
     if total == 0:
-        pytest.skip("run with the fuzz tests above to count their inputs")
+        return
     report = {
         "tried": dict(TRIED),
         "refused_with_a_clear_error": dict(REFUSED),
-        "known_gaps_hit": dict(GAPS_HIT),
-        "accepted": {k: TRIED[k] - REFUSED[k] - sum(v for g, v in GAPS_HIT.items() if g.startswith(f"{k}: ")) for k in TRIED},
+        "accepted": {k: TRIED[k] - REFUSED[k] for k in TRIED},
         "total_tried": total,
         "total_refused": sum(REFUSED.values()),
-        "total_known_gaps": sum(GAPS_HIT.values()),
     }
     path = tmp_path_factory.getbasetemp() / "fuzz_counts.json"
     path.write_text(json.dumps(report, indent=1))
-    with capsys.disabled():
-        print(f"\nfuzz: {total} inputs tried, {report['total_refused']} refused with a clear error, {report['total_known_gaps']} known gaps; {path}")
-    assert sum(REFUSED.values()) > 0
+    print(f"\nfuzz: {total} inputs tried, {report['total_refused']} refused with a clear error; {path}")

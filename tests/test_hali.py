@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from pogm.data.batch import Batch
 from pogm.data.dataset import PartialDataset
 from pogm.models.base import config_from_dict
-from pogm.models.hali import ALI, HALI, SemiSupervisedHALI
+from pogm.models.hali.hali import ALI, HALI, SemiSupervisedHALI
 from pogm.objectives.adversarial import discriminator_loss, joint_generator_loss
 
 SMALL = {"x_dim": 16, "image_shape": (1, 4, 4), "hidden": (12,), "discriminator_hidden": (10,), "discriminator_joint_hidden": (8,)}
@@ -163,9 +163,11 @@ def test_linear_probe_reads_what_the_features_carry():
     """Features that are the label (one-hot, plus noise) probe near 100%; features of pure noise near chance."""
     from pogm.evaluate.probe import linear_probe
 
-    class Fixed(torch.nn.Module):
+    from pogm.models.base import Model
+
+    class Fixed(Model):  # a model that offers encode, and nothing else
         def __init__(self, informative: bool):
-            super().__init__()
+            super().__init__(config=None)
             self.informative = informative
             self.anchor = torch.nn.Parameter(torch.zeros(1))
 

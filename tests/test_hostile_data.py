@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from pogm.data import PartialDataset, load_source, load_split
-from pogm.data.mocap import parse_amc, parse_asf
+from pogm.data.asf_amc import parse_amc, parse_asf
 from pogm.data.sources.npz import load_npz
 
 RNG = np.random.default_rng(0)

@@ -16,9 +16,9 @@ from pogm.data.streams import SemiSupervisedStream
 from pogm.evaluate.metrics import task_errors
 from pogm.latents import standard_normal_log_prob
 from pogm.likelihoods import ObservedOrNot
-from pogm.models.hybrid import FVAE, HVAE, FVAEConfig, HVAEConfig
+from pogm.models.hybrid.hybrid import FVAE, HVAE, FVAEConfig, HVAEConfig
 from pogm.objectives.hybrid import hybrid_loss
-from pogm.train.run import choose_labels, choose_unlabelled
+from pogm.runs import choose_labels, choose_unlabelled
 
 # ---------------------------------------------------------------- the depth likelihood (sec. 3.1)
 

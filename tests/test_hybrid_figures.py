@@ -11,7 +11,7 @@ from matplotlib import colormaps
 from matplotlib.image import imread
 from scipy import ndimage
 
-from pogm.evaluate.hybrid_figures import (
+from pogm.models.hybrid.figures import (
     draw_depth,
     draw_interpolations,
     draw_samples,

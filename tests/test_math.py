@@ -10,8 +10,8 @@ import torch
 from pogm.data.batch import Batch
 from pogm.latents import DiagonalGaussian, standard_normal_log_prob
 from pogm.likelihoods import Bernoulli, Categorical, Gaussian
-from pogm.models.m2 import M2, M2Config
-from pogm.models.vae import VAE, VAEConfig
+from pogm.models.semi_supervised.m2 import M2, M2Config
+from pogm.models.semi_supervised.vae import VAE, VAEConfig
 from pogm.objectives import chunked_importance_weighted_bound, importance_weighted_bound, unlabelled_bound
 
 

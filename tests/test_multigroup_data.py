@@ -1,5 +1,5 @@
 """Tests of the multi-group sources for factVAE: bars, mnist-quadrants, mocap; of the ASF/AMC parser
-and forward kinematics (`pogm.data.mocap`); and of the pose figure.
+and forward kinematics (`pogm.data.asf_amc`); and of the pose figure.
 
 Real files are read through $POGM_DATA (never downloaded here); a test needing one is skipped when
 it is absent.
@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from pogm.data import list_sources, load_source
-from pogm.data.mocap import euler_matrix, forward_kinematics, parse_amc, parse_asf
+from pogm.data.asf_amc import euler_matrix, forward_kinematics, parse_amc, parse_asf
 from pogm.data.sources.bars import (
     assemble_quadrants,
     bars_images,
@@ -514,7 +514,7 @@ def test_mocap_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mocap):
 
 def test_pose_figure(tmp_path: Path, mocap):
     from pogm.data.sources.mocap import load_skeleton
-    from pogm.evaluate.mocap_figures import pose_figure
+    from pogm.models.factvae.mocap_figures import pose_figure
 
     s, info = mocap, mocap.info
     sk = load_skeleton(info)

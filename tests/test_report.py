@@ -183,9 +183,10 @@ class Brightness(torch.nn.Module):
 
 
 def test_latent_interpolations_decode_the_line_between_two_encodings(m2_run, tmp_path):
-    from pogm.evaluate.figures import display_scale, latent_interpolations
+    from pogm.models.figures import latent_interpolations
+    from pogm.plotting import display_scale
     from pogm.evaluate.metrics import evaluation_view
-    from pogm.train import load_run
+    from pogm.runs import load_run
 
     data = load_run(m2_run).data
     path = latent_interpolations(Brightness(), data, tmp_path / "interpolations.png", pairs=2, steps=5)
@@ -203,7 +204,8 @@ def test_a_vae_report_interpolates_between_test_images_through_its_decoder(tmp_p
     """The VAE offers ``encode`` and ``decode``: its report draws interpolations, whose end
     columns decode the two images' own latent means (the reconstructions)."""
     from pogm.evaluate.figures import write_run_figures
-    from pogm.train import load_run, train
+    from pogm.runs import load_run
+    from pogm.train import train
 
     run_dir = train("vae", data="digits", epochs=1, out=tmp_path / "vae", seed=0, overrides={"model": {"hidden": [32], "z_dim": 3}, "train": {"progress": False, "threads": 1}}, progress=False).dir
     run = load_run(run_dir)

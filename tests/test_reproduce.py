@@ -14,7 +14,7 @@ import pytest
 
 from pogm import reproduce as rp
 from pogm.reproduce.evaluations import likelihoods
-from pogm.train import checkpoint
+from pogm import checkpoint
 
 FIVE = ["ssl-mnist100", "hybrid-vae", "factvae-mocap", "auxiliary-vae", "hali-mnist100"]
 VERDICTS = {"reproduced", "close", "not reproduced"}

@@ -1,5 +1,5 @@
 """Safe loading: run directories never execute code when loaded, and foreign or damaged files give
-one clear error naming the file, through `pogm.train.load_run` and ``pogm eval``.
+one clear error naming the file, through `pogm.runs.load_run` and ``pogm eval``.
 
 Weights are safetensors, training states are read with ``torch.load(weights_only=True)`` and
 ``config.yaml`` with ``yaml.safe_load``; these tests plant files that would run a command if any
@@ -27,8 +27,8 @@ from safetensors.torch import save_file
 
 import pogm
 from pogm.cli import main
-from pogm.train import checkpoint
-from pogm.train.checkpoint import CheckpointError
+from pogm import checkpoint
+from pogm.checkpoint import CheckpointError
 
 TINY = {"hidden": [16], "z_dim": 2}
 

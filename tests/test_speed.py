@@ -12,7 +12,7 @@ from pogm import flops
 from pogm.data import Batch
 from pogm.data.streams import sample_binary
 from pogm.likelihoods import Bernoulli, masked_sum
-from pogm.models import get_model
+from pogm.models import model_entry
 
 K, D, LABELLED, UNLABELLED = 3, 20, 6, 7
 
@@ -37,7 +37,7 @@ def _batch(seed: int = 0) -> Batch:
 def test_counted_work_is_the_work_the_models_do(name, settings):
     """`pogm.flops` counts from the layer sizes exactly the matrix work that torch's FLOP counter
     sees in a forward and backward pass of the real model: nothing is computed twice."""
-    entry = get_model(name)
+    entry = model_entry(name)
     model = entry.cls(entry.cls.Config(x_dim=D, num_classes=K, **settings))
     with FlopCounterMode(display=False) as counter:
         model.loss(_batch())["loss"].backward()
@@ -51,7 +51,7 @@ def test_counted_work_is_the_work_the_models_do(name, settings):
 
 
 def test_m2_log_likelihood_work_is_counted():
-    entry = get_model("m2")
+    entry = model_entry("m2")
     model = entry.cls(entry.cls.Config(x_dim=D, num_classes=K, z_dim=4, hidden=(16, 12))).eval()
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model.log_weights(_batch(), 9)

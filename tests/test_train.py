@@ -22,10 +22,11 @@ from safetensors.torch import load_file
 import pogm
 from pogm.data import load_source
 from pogm.models.base import config_from_dict
-from pogm.models.vae import VAE
-from pogm.train import checkpoint
-from pogm.train.checkpoint import CheckpointError
-from pogm.train.run import _make_trainer, _rebuild, choose_labels, parse_overrides, size_model
+from pogm.models.semi_supervised.vae import VAE
+from pogm import checkpoint
+from pogm.checkpoint import CheckpointError
+from pogm.runs import choose_labels, parse_overrides, rebuild_run, size_model
+from pogm.train.launch import _make_trainer
 from pogm.train.trainer import TrainConfig, Trainer
 
 SMALL = {"hidden": [32], "z_dim": 4}
@@ -60,7 +61,7 @@ def without_timing(records: list[dict]) -> list[dict]:
 
 def fresh_trainer(run_dir: Path, resume: bool = True) -> Trainer:
     """What `pogm train --resume` builds, stopped before fit()."""
-    config, net, splits, labelled_index, _ = _rebuild(run_dir)
+    config, net, splits, labelled_index, _ = rebuild_run(run_dir)
     train_config = config_from_dict(TrainConfig, {**config["train"], "progress": False})
     trainer = _make_trainer(net, splits, labelled_index, train_config, config["seed"], run_dir)
     if resume:
@@ -131,7 +132,7 @@ def test_resume_from_a_mid_epoch_checkpoint_is_exact(tmp_path):
 
     continuous, stopped = run("continuous", 20), run("stopped", 7)
     # `resume` keeps the stored max_steps, so continue with a Trainer whose limit is raised.
-    config, net, splits, labelled_index, _ = _rebuild(stopped)
+    config, net, splits, labelled_index, _ = rebuild_run(stopped)
     train_config = config_from_dict(TrainConfig, {**config["train"], "max_steps": 20, "progress": False})
     trainer = _make_trainer(net, splits, labelled_index, train_config, config["seed"], stopped)
     trainer.resume()

@@ -27,8 +27,8 @@ from pogm.data.sources.npz import load_arrays, load_npz
 from pogm.data.splits import held_out_split
 from pogm.likelihoods import support
 from pogm.models.support import check_data_support
-from pogm.models.vaegan import VAEGAN, VAEGANConfig
-from pogm.models.vae import VAE, VAEConfig
+from pogm.models.vae_gan.vaegan import VAEGAN, VAEGANConfig
+from pogm.models.semi_supervised.vae import VAE, VAEConfig
 
 TINY = ["--set", "hidden=[16]", "--set", "z_dim=2", "--set", "train.threads=1", "--set", "train.progress=false"]
 

@@ -18,8 +18,8 @@ from sklearn.datasets import load_digits
 import pogm
 from pogm.cli import main as cli_main
 from pogm.evaluate.metrics import count_errors, evaluation_view
-from pogm.models.vae import VAE
-from pogm.train import checkpoint
+from pogm.models.semi_supervised.vae import VAE
+from pogm import checkpoint
 
 SMALL = ["--set", "hidden=[32]", "--set", "z_dim=4", "--set", "train.threads=1", "--set", "train.progress=false"]
 

@@ -4,10 +4,10 @@ Deep generative models that learn from data that is only partly observed: missin
 missing groups, missing pixels, all expressed as observation masks on a `Batch`.
 """
 
-__version__ = "0.1.0"
+from pogm.data import Batch, PartialDataset, load_source
+from pogm.models import list_models, model_entry, register_model
+from pogm.runs import Run, build_model, load_run
+from pogm.train import train
+from pogm.version import __version__
 
-from pogm.data import Batch, PartialDataset, load_source  # noqa: E402
-from pogm.models import get_model, list_models, register_model  # noqa: E402
-from pogm.train import Run, build_model, load_run, train  # noqa: E402
-
-__all__ = ["Batch", "PartialDataset", "load_source", "get_model", "list_models", "register_model", "train", "load_run", "build_model", "Run"]
+__all__ = ["Batch", "PartialDataset", "load_source", "model_entry", "list_models", "register_model", "train", "load_run", "build_model", "Run"]

@@ -5,8 +5,8 @@
     pogm train --recipe adgm-mnist100
     pogm train adgm --data moons --labels 3 && pogm figures runs/adgm-moons-...
     pogm train m2 --data mnist --labels 10 --epochs 50 --out runs/m2
-    torchrun --standalone --nproc_per_node 2 -m pogm.cli train m2 --data mnist --labels 10 --out runs/m2-ddp
-    pogm train m2 --data mnist --labels 10 --out runs/m2-ddp --nproc 2      (the same: runs itself under torchrun)
+    torchrun --standalone --nproc_per_node 2 -m pogm.cli train m2 --data mnist --labels 10 --out runs/m2-torchrun
+    pogm train m2 --data mnist --labels 10 --out runs/m2-nproc --nproc 2      (the same: runs itself under torchrun)
     pogm eval runs/m2 --iw-samples 5000
     pogm sample runs/m2 --per-class
     pogm train factvae --data mocap && pogm impute runs/factvae-mocap-... --observed core && pogm report runs/factvae-mocap-...
@@ -41,9 +41,9 @@ def _write_json(path: Path, results: dict) -> None:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from pogm.models import get_model, list_models
+    from pogm.models import model_entry, list_models
 
-    rows = [(name, ", ".join(["loss"] + get_model(name).offers), get_model(name).paper) for name in list_models()]
+    rows = [(name, ", ".join(["loss"] + model_entry(name).offers), model_entry(name).paper) for name in list_models()]
     width = max(len("offers"), *(len(offers) for _, offers, _ in rows))
     name_width = max(len("model"), *(len(name) for name, _, _ in rows))
     print(f"{'model':{name_width}s} {'offers':{width}s}  paper")
@@ -65,7 +65,7 @@ def cmd_recipes(args: argparse.Namespace) -> int:
 
 def cmd_figures(args: argparse.Namespace) -> int:
     from pogm.evaluate.figures import write_run_figures
-    from pogm.train import load_run
+    from pogm.runs import load_run
 
     run = load_run(args.run_dir)
     torch.manual_seed(args.seed)
@@ -152,7 +152,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         mean_log_likelihood,
         task_loss_rate,
     )
-    from pogm.train import load_run
+    from pogm.runs import load_run
 
     run = load_run(args.run_dir, weights=args.weights)
     if args.threads:
@@ -162,18 +162,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     results: dict = {"split": args.split, "weights": run.weights, "examples": len(data)}
     torch.manual_seed(args.seed)
     labelled = data.num_labelled  # error rates and task losses score the labelled rows only
-    if getattr(run.model, "classify", None) is not None and labelled:
+    if run.model.offers("classify") and labelled:
         results["error"] = classification_error_rate(run.model, data).error
         results["labelled_examples"] = labelled
     task = run.data.info.get("task_loss")
-    if getattr(run.model, "predict_labels", None) is not None and task is not None and labelled:
+    if run.model.offers("predict_labels") and task is not None and labelled:
         scored = task_loss_rate(run.model, data, task, limit=args.limit)  # mean of q(h|d) (Tulyakov et al., sec. 4.3)
         results.update(task_loss=scored.loss, task_loss_kind=task["kind"], task_loss_examples=scored.labelled)
-    if hasattr(run.model, "log_weights"):
+    if run.model.offers("log_weights"):
         # For the F-VAE and H-VAE on labelled test pairs these bound log p(d, h) (eq. 2).
         results["elbo"] = mean_elbo(run.model, data, limit=args.limit)
-    if getattr(run.model, "conditional_log_likelihood", None) is not None and getattr(run.model, "uses_partial", False):
-        from pogm.evaluate.completion import completion_log_likelihoods
+    if run.model.offers("conditional_log_likelihood") and run.model.uses_partial:
+        from pogm.models.vae_gan.completion import completion_log_likelihoods
 
         # log p(missing pixels | shown pixels) for 1, 2, 3 shown quadrants and the left half.
         start = time.time()
@@ -181,7 +181,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         results["completion"] = completion_log_likelihoods(run.model, data, k=k, limit=args.limit or 1000, progress=True)
         results["completion_iw_samples"] = k
         results["completion_seconds"] = round(time.time() - start, 1)
-    elif args.iw_samples and getattr(run.model, "log_likelihood", None) is None:
+    elif args.iw_samples and not run.model.offers("log_likelihood"):
         raise ValueError(f"{run.config['model']} has no likelihood to estimate (no log_likelihood); drop --iw-samples")
     elif args.iw_samples:
         start = time.time()
@@ -195,7 +195,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_sample(args: argparse.Namespace) -> int:
     from pogm.evaluate.figures import write_samples
-    from pogm.train import load_run
+    from pogm.runs import load_run
 
     run = load_run(args.run_dir)
     torch.manual_seed(args.seed)
@@ -206,17 +206,17 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_impute(args: argparse.Namespace) -> int:
-    from pogm.evaluate.factvae_figures import (
+    from pogm.models.factvae.figures import (
         completion_figure,
         default_observed_sets,
         imputation_errors,
         observed_means,
     )
-    from pogm.evaluate.metrics import evaluation_view
-    from pogm.train import load_run
+    from pogm.data.dataset import evaluation_view
+    from pogm.runs import load_run
 
     run = load_run(args.run_dir, weights=args.weights)
-    if not getattr(run.model, "multi_group", False):
+    if not run.model.multi_group:
         raise ValueError(f"{run.config['model']} models one group; `pogm impute` fills in missing groups of multi-group models (factvae, jmvae-plus, oivae)")
     groups = list(run.model.config.group_names)
     observed_sets = [s.split(",") for s in args.observed] if args.observed else default_observed_sets(run.data.info)
@@ -276,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model into a run directory", epilog=_recipes_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", nargs="?", default=None, help="a registered model (see `pogm models`); optional with a recipe that names one")
-    p.add_argument("--data", default=None, help="digits, mnist, moons, or a path to a .npz file (default: the recipe's, else digits)")
+    p.add_argument("--data", default=None, help=f"a registered source ({', '.join(__import__('pogm.data.sources', fromlist=['list_sources']).list_sources())}) or a path to a .npz file (default: the recipe's, else digits)")
     p.add_argument("--labels", type=int, default=None, help="labelled examples per class; for continuous labels (yaleb, mnist-keypoints, depth) the total n (default: all labels)")
     p.add_argument("--unlabelled", type=int, default=None, help="unlabelled examples m, drawn apart from the labelled ones (default: the whole training set)")
     p.add_argument("--epochs", type=int, default=None)

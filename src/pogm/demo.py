@@ -15,7 +15,8 @@ from pathlib import Path
 from pogm.evaluate.baselines import error_of, labels_only_classifier
 from pogm.evaluate.metrics import classification_error
 from pogm.evaluate.report import write_report
-from pogm.train import load_run, train
+from pogm.runs import load_run
+from pogm.train import train
 
 # Grey levels (the Bernoulli likelihood of grey values in [0, 1]: 8x8 binary digits lose too much),
 # a small latent z so that the class must be carried by y, batch normalisation, Adam at 1e-3.

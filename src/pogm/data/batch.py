@@ -1,6 +1,6 @@
 """The one data structure every model sees: a `Batch` of named groups with observation masks.
 
-Conventions (DESIGN.md, "observation masks are data"):
+Conventions (docs/DESIGN.md, "observation masks are data"):
 
 * ``x`` maps a group name to a float tensor ``[B, ...]`` (``"x"`` for plain images).
 * ``x_mask`` has the same keys; each value is a bool tensor broadcastable to its group,

@@ -613,3 +613,15 @@ class PartialDataset(LabelledRows):
         groups = ", ".join(f"{k}: {tuple(v.shape[1:])}" for k, v in self.x.items())
         labels = "no labels" if self.y is None else f"{self.num_labelled} labelled"
         return f"PartialDataset({self.name!r}, n={len(self)}, {{{groups}}}, {labels}, binarize={self.binarize})"
+
+
+EVAL_BINARIZATION_SEED = 1234
+
+
+def evaluation_view(dataset: PartialDataset) -> PartialDataset:
+    """The data set as evaluated: one fixed, seeded binarisation (or dequantisation) when it is
+    binarised (dequantised) in training, so that numbers are comparable between runs; the data
+    set itself otherwise (and for a view that is already one)."""
+    if dataset.binarize:
+        return dataset.binarized(EVAL_BINARIZATION_SEED)
+    return dataset.dequantized(EVAL_BINARIZATION_SEED)

@@ -11,19 +11,8 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from pogm.data.dataset import PartialDataset
+from pogm.data.dataset import PartialDataset, evaluation_view  # noqa: F401  (evaluation_view: re-exported for callers of this module)
 from pogm.data.streams import iterate_batches
-
-EVAL_BINARIZATION_SEED = 1234
-
-
-def evaluation_view(dataset: PartialDataset) -> PartialDataset:
-    """The data set as evaluated: a fixed seeded binarisation (or dequantisation) if it is
-    binarised (dequantised) in training."""
-    if dataset.binarize:
-        return dataset.binarized(EVAL_BINARIZATION_SEED)
-    return dataset.dequantized(EVAL_BINARIZATION_SEED)
-
 
 def count_errors(predicted: torch.Tensor, y: torch.Tensor, y_mask: torch.Tensor | None) -> tuple[int, int]:
     """``(errors, labelled)``: how many labelled rows a predicted class ``[B]`` gets wrong, and how

@@ -13,7 +13,7 @@ import torch
 
 from pogm.data.dataset import PartialDataset
 from pogm.data.streams import iterate_batches
-from pogm.evaluate.metrics import evaluation_view
+from pogm.data.dataset import evaluation_view
 
 PROBES = ("logistic", "svm")
 
@@ -21,7 +21,7 @@ PROBES = ("logistic", "svm")
 @torch.no_grad()
 def features(model: torch.nn.Module, dataset: PartialDataset, batch_size: int = 1000, limit: int | None = None) -> np.ndarray:
     """``model.encode`` of every example (or the first ``limit``) as ``[N, F]``, in evaluation mode."""
-    if getattr(model, "encode", None) is None:
+    if not model.offers("encode"):
         raise ValueError(f"{type(model).__name__} has no encoder (encode); a linear probe needs features")
     model.eval()
     view = evaluation_view(dataset)

@@ -20,6 +20,8 @@ from typing import Any
 
 import torch
 
+from pogm.plotting import pyplot
+
 # metrics.jsonl keys that are bookkeeping, not quantities learnt (besides every "*_seconds").
 BOOKKEEPING = frozenset({"step", "epoch", "lr", "best"})
 RESULT_FILES = ("eval.json", "demo.json", "report.json", "impute.json")
@@ -57,15 +59,6 @@ figure { margin: 1em 0 2em; } figure img { max-width: 100%; height: auto; border
 img.pixels { image-rendering: pixelated; }
 figcaption { font-size: 0.9em; color: #555; margin-top: 0.3em; }
 """
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def is_bookkeeping(key: str) -> bool:
@@ -109,7 +102,7 @@ def plot_curves(records: list[dict], keys: list[str], path: Path, title: str, st
     curves = {k: c for k, c in curves.items() if c[1]}
     if not curves:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     columns = min(3, len(curves))
     rows = math.ceil(len(curves) / columns)
     fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 2.8 * rows), squeeze=False)
@@ -132,7 +125,7 @@ def plot_curves(records: list[dict], keys: list[str], path: Path, title: str, st
 def training_curves(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
     """``out/training-curves.png`` (training terms) and ``out/validation-curves.png`` (``valid_``
     metrics) from ``RUN/metrics.jsonl``, over steps; a figure with nothing to plot is skipped."""
-    from pogm.train.checkpoint import read_metrics
+    from pogm.checkpoint import read_metrics
 
     out = Path(out) if out else Path(run_dir) / "figures"
     records = read_metrics(Path(run_dir))
@@ -221,7 +214,7 @@ def _data_description(config: dict) -> str:
 
 
 def weights_file(run_dir: Path, weights: str) -> str:
-    """The file `pogm.train.load_run` reads for ``weights`` (best falls back to the latest)."""
+    """The file `pogm.runs.load_run` reads for ``weights`` (best falls back to the latest)."""
     if weights == "best" and (run_dir / "best.safetensors").is_file():
         return "best.safetensors"
     return "model.safetensors"
@@ -242,7 +235,7 @@ def _header(run_dir: Path, config: dict, weights: str) -> str:
 
 def _metrics_section(run_dir: Path) -> str:
     """The last ``metrics.jsonl`` record and each result file present, as key/value tables."""
-    from pogm.train.checkpoint import read_metrics
+    from pogm.checkpoint import read_metrics
 
     records = read_metrics(run_dir)
     parts = ["<h2>Final metrics</h2>"]
@@ -291,15 +284,15 @@ def write_html_report(run_dir: str | Path, figures: list[Path], curves: list[Pat
 
 def compare_samples(run, others: list[str], out: Path, weights: str, seed: int) -> Path:
     """``out/samples-compared.png``: this run's samples beside those of the ``others`` runs (same data)."""
-    from pogm.evaluate.figures import samples_side_by_side
-    from pogm.train import load_run
+    from pogm.models.figures import samples_side_by_side
+    from pogm.runs import load_run
 
     models = {f"{run.config['model']} ({Path(run.run_dir).name})": run.model}
     shape = run.data.train.shapes["x"]
     for other_dir in others:
         other = load_run(other_dir, weights=weights)
         other_shape = other.data.train.shapes["x"]
-        if other_shape != shape or getattr(other.model, "sample", None) is None:
+        if other_shape != shape or not other.model.offers("sample"):
             raise ValueError(f"--compare {other_dir}: its model must sample images of {shape} like this run's (it has {other_shape})")
         models[f"{other.config['model']} ({Path(other_dir).name})"] = other.model
     return samples_side_by_side(models, shape, out / "samples-compared.png", seed=seed)
@@ -307,7 +300,7 @@ def compare_samples(run, others: list[str], out: Path, weights: str, seed: int) 
 
 def sparsity_summary(model) -> dict:
     """factVAE's column norms ``||Phi^(g)_{:,j}||`` per group, how many are zero and the latent sharing."""
-    from pogm.evaluate.factvae_figures import latent_sharing
+    from pogm.models.factvae.figures import latent_sharing
 
     pattern = model.sparsity_pattern()  # [G, Z]
     return {
@@ -323,7 +316,7 @@ def write_report(run_dir: str | Path, weights: str = "best", seed: int = 0, comp
     ``RUN/figures``, ``RUN/report.json`` (model, figures, factVAE's sparsity) and ``RUN/report.html``.
     Returns the report.json content plus ``"curves"`` and ``"html"`` (paths as strings)."""
     from pogm.evaluate.figures import write_run_figures
-    from pogm.train import load_run
+    from pogm.runs import load_run
 
     run_dir = Path(run_dir)
     run = load_run(run_dir, weights=weights)
@@ -333,7 +326,7 @@ def write_report(run_dir: str | Path, weights: str = "best", seed: int = 0, comp
     if compare:
         figures.append(compare_samples(run, compare, out, weights, seed))
     report: dict = {"model": run.config["model"], "weights": weights, "figures": [str(p) for p in figures]}
-    if getattr(run.model, "sparsity_pattern", None) is not None:
+    if run.model.offers("sparsity_pattern"):
         report.update(sparsity_summary(run.model))
     (run_dir / "report.json").write_text(json.dumps(report, indent=2))
     curves = training_curves(run_dir, out)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -92,8 +93,41 @@ def config_to_dict(config: Any) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
 
 
+# What a model can offer beyond ``loss``: a model offers a capability by defining the method of
+# that name (see `Model`); `Model.offers` is the one place that looks.
+CAPABILITIES = (
+    "classify", "predict_labels", "sample", "sample_joint", "encode", "decode", "reconstruct", "impute", "interpolate",
+    "transfer_style", "log_likelihood", "log_weights", "conditional_log_likelihood", "sparsity_pattern",
+    "encode_auxiliary", "canvas_sequence", "innovate",
+)
+# The capabilities that `pogm models` lists.
+LISTED_CAPABILITIES = (
+    "classify", "predict_labels", "sample", "sample_joint", "encode", "reconstruct", "impute", "interpolate",
+    "transfer_style", "log_likelihood", "conditional_log_likelihood", "sparsity_pattern",
+)
+
+
 class Model(nn.Module):
-    """Base class: holds ``self.config`` and turns a Batch's main group into flat vectors."""
+    """The model interface: what every pogm model is, declares and may offer.
+
+    Every model has a frozen ``Config`` dataclass, builds itself from it, and defines
+    ``loss(batch, kl_weight=1.0, step=0) -> {"loss": ..., other terms}`` (one loss, or one
+    ``"loss/<group>"`` per parameter group). What it reads from the data is declared in class
+    settings (``uses_labels``, ``label_kind``, ``uses_unlabelled``, ``multi_group``,
+    ``data_defaults``, ``likelihood_field``, ``sigmoid_images``) and `data_fields`.
+
+    **Capabilities** (`CAPABILITIES`) are methods a model defines when it can: ``classify(batch) ->
+    logits [B, K]``, ``predict_labels``, ``sample(n, y=None)``, ``sample_joint(n)``, ``encode``,
+    ``decode``, ``reconstruct``, ``impute``, ``interpolate``, ``transfer_style``,
+    ``log_likelihood(batch, k)``, ``log_weights(batch, k)``, ``conditional_log_likelihood``,
+    ``sparsity_pattern()``, ``encode_auxiliary``, ``canvas_sequence``, ``innovate``. Callers ask
+    `offers` and never probe.
+
+    **Hooks** have defaults here and are overridden where a model needs them: the Trainer calls
+    `parameter_groups` / ``discriminator_groups`` (several optimisers), `proximal_parameters` /
+    `proximal_lr` / `proximal_step` (a proximal step after each gradient step) and
+    `validation_metrics`; the figures and the report call `figures` and `sampled_classes`.
+    """
 
     Config: ClassVar[type]
     registry_name: ClassVar[str]
@@ -126,6 +160,55 @@ class Model(nn.Module):
         (for shapes that a flat ``x_dim`` does not tell, such as images and continuous labels).
         """
         return {"x_dim": x_dim}
+
+    # ------------------------------------------------------------------ the declared interface
+    # A model whose loss is over several parameter groups names, in the alternating schedule, the
+    # groups that take the discriminator's steps.
+    discriminator_groups: ClassVar[tuple[str, ...]] = ()
+    # Multi-group data (factVAE and its baselines): x holds several named groups, any may be missing.
+    multi_group: ClassVar[bool] = False
+    # Whether the model conditions on partly observed images (the CVAE's completions).
+    uses_partial: ClassVar[bool] = False
+
+    @classmethod
+    def offers(cls, capability: str) -> bool:
+        """Whether the model offers ``capability`` (one of `CAPABILITIES`): it defines that method."""
+        if capability not in CAPABILITIES:
+            raise ValueError(f"unknown capability {capability!r}; the capabilities are {', '.join(CAPABILITIES)}")
+        return callable(getattr(cls, capability, None))
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]] | None:
+        """``{name: parameters}`` for a model trained by several optimisers, each on its own loss
+        ``terms["loss/<name>"]`` (the adversarial models); None (the default): one optimiser on ``loss``."""
+        return None
+
+    def proximal_parameters(self) -> list[nn.Parameter]:
+        """Parameters that take plain gradient steps of size `proximal_lr` followed by
+        `proximal_step` (the factVAE's group lasso, Ainsworth et al. 2018, Algorithm 1); none by default."""
+        return []
+
+    @property
+    def proximal_lr(self) -> float:
+        """The step size of the `proximal_parameters`."""
+        return 0.0
+
+    def proximal_step(self, scale: float = 1.0) -> None:
+        """The proximal operator, applied after each gradient step of the `proximal_parameters`."""
+
+    def validation_metrics(self, dataset: Any) -> dict[str, float]:
+        """Extra numbers the Trainer logs at every evaluation on the validation split (logged as ``valid_<name>``)."""
+        return {}
+
+    def sampled_classes(self) -> int:
+        """How many classes ``sample(n, labels)`` draws from: 0 (the default) when samples take no label."""
+        return 0
+
+    def figures(self, data: Any, out: Path, labelled_index: Tensor | None = None, run_dir: Path | None = None) -> list[Path] | None:
+        """The model family's own figures of ``data``, written to ``out``; None (the default): the
+        standard figures (`pogm.models.figures.standard_figures`: samples, reconstructions,
+        completions and interpolations of images, decision regions of 2-D data, the auxiliary
+        latent space)."""
+        return None
 
     def data_support(self) -> DataSupport:
         """The values of x this model can fit (`pogm.models.support.check_data_support` refuses
@@ -188,6 +271,9 @@ class SemiSupervised:
         if num_labelled:
             fields["alpha"] = default_alpha(num_train, num_labelled)
         return fields
+
+    def sampled_classes(self) -> int:
+        return self.config.num_classes
 
     def one_hot(self, y: Tensor) -> Tensor:
         """``[..., K]`` one-hot labels in the model's float dtype; labels outside [0, K) are an error."""

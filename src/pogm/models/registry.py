@@ -1,4 +1,4 @@
-"""Model registry: name -> class, as torchvision's ``register_model`` / ``get_model`` / ``list_models``.
+"""Model registry: name -> class, as torchvision's ``register_model`` / ``model_entry`` / ``list_models``.
 
 The CLI and the contract tests are driven by it: a model registered here is trainable with
 ``pogm train NAME`` and is checked by ``tests/test_contract.py``.
@@ -9,12 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from pogm.models.base import LISTED_CAPABILITIES
+
 _REGISTRY: dict[str, "ModelEntry"] = {}
 
-CAPABILITIES = (
-    "classify", "predict_labels", "sample", "sample_joint", "encode", "reconstruct", "impute", "interpolate",
-    "transfer_style", "log_likelihood", "conditional_log_likelihood", "sparsity_pattern",
-)
 
 
 @dataclass(frozen=True)
@@ -26,7 +24,8 @@ class ModelEntry:
 
     @property
     def offers(self) -> list[str]:
-        return [c for c in CAPABILITIES if getattr(self.cls, c, None) is not None]
+        """The capabilities `pogm models` lists that the model offers (`pogm.models.base.Model.offers`)."""
+        return [c for c in LISTED_CAPABILITIES if self.cls.offers(c)]
 
 
 def register_model(name: str, paper: str, summary: str = "") -> Callable[[type], type]:
@@ -40,7 +39,7 @@ def register_model(name: str, paper: str, summary: str = "") -> Callable[[type],
     return wrap
 
 
-def get_model(name: str) -> ModelEntry:
+def model_entry(name: str) -> ModelEntry:
     if name not in _REGISTRY:
         raise KeyError(f"unknown model {name!r}; `pogm models` lists them: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name]

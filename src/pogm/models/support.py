@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from pogm.data.sources import DataSplits
 from pogm.likelihoods import support
 
 
@@ -38,14 +39,14 @@ class DataSupport:
 def model_support(model: Any) -> DataSupport:
     """What `Model.data_support` returns by default: `sigmoid_image_support` for models whose
     class sets ``sigmoid_images``, else `likelihood_support`."""
-    return sigmoid_image_support(model) if getattr(model, "sigmoid_images", False) else likelihood_support(model)
+    return sigmoid_image_support(model) if model.sigmoid_images else likelihood_support(model)
 
 
 def likelihood_support(model: Any) -> DataSupport:
     """The support of the likelihood that the model's config names in the field
     ``model.likelihood_field`` (`pogm.likelihoods.support`); unbounded when it names none."""
-    field = getattr(model, "likelihood_field", "likelihood")
-    name = getattr(model.config, field, None)
+    field = model.likelihood_field
+    name = getattr(model.config, field, None)  # a config field (None: the model names no likelihood)
     if not isinstance(name, str):
         return DataSupport()
     low, high = support(name)
@@ -74,7 +75,7 @@ def check_data_support(model: Any, data: Any, where: str | None = None) -> None:
     needed = model.data_support()
     if not needed.bounded:
         return
-    parts = [data] if not hasattr(data, "train") else [d for d in (data.train, data.valid, data.test) if d is not None]
+    parts = [d for d in (data.train, data.valid, data.test) if d is not None] if isinstance(data, DataSplits) else [data]
     for dataset in parts:
         for group in dataset.groups:
             found = dataset.observed_range(group)

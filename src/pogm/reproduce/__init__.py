@@ -63,7 +63,7 @@ from pogm.reproduce.table import (
     reproduce,
     verdict,
 )
-from pogm.reproduce.tables import PAPER_TABLES
+from pogm.reproduce.paper_tables import PAPER_TABLES
 
 __all__ = [
     "AVAE",

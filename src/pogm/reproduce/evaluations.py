@@ -5,6 +5,7 @@ use them; every one seeds torch, so a run evaluates to the same numbers every ti
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 
 def _loaded(run: Any, weights: str = "best"):
     """``run`` itself if it is a loaded run, else the run directory ``run`` loaded."""
-    from pogm.train import load_run
+    from pogm.runs import load_run
 
     return load_run(run, weights=weights) if isinstance(run, (str, Path)) else run
 
@@ -21,9 +22,9 @@ def selected_errors(run: Any) -> dict[str, Any]:
     """Test error of the evaluation with the lowest validation error (the test error is only
     reported, never used for the selection), read from the run's ``metrics.jsonl``."""
     from pogm.reproduce.runs import selected_record
-    from pogm.train.checkpoint import read_metrics
+    from pogm.checkpoint import read_metrics
 
-    best = selected_record(read_metrics(Path(getattr(run, "run_dir", run))))
+    best = selected_record(read_metrics(Path(os.fspath(run))))
     return {"test_error": best["test_error"], "valid_error": best["valid_error"], "selected_step": best["step"]}
 
 
@@ -68,7 +69,7 @@ def hybrid_metrics(run: Any, iw_samples: int = 50, test_examples: int = 500) -> 
         "test_nll_iw": -mean_log_likelihood(loaded.model, test, k=iw_samples, chunk_size=50, limit=limit),
         "iw_samples": iw_samples,
     }
-    if getattr(loaded.model, "predict_labels", None) is not None:
+    if loaded.model.offers("predict_labels"):
         result["test_task_loss"] = task_loss(loaded.model, test, loaded.data.info["task_loss"], limit=limit)
         result["task_loss"] = loaded.data.info["task_loss"]
     return result
@@ -101,7 +102,7 @@ def m1_steps_for(budget_seconds: float, fraction: float = 0.5, threads: int = 1)
     import torch
 
     from pogm.data.batch import Batch
-    from pogm.models.vae import VAE, VAEConfig
+    from pogm.models.semi_supervised.vae import VAE, VAEConfig
 
     torch.set_num_threads(threads)
     model = VAE(VAEConfig())

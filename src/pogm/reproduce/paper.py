@@ -22,7 +22,7 @@ AVAE = {
 }
 
 # HALI, Table 3: test errors out of 10,000 on MNIST with 100 labels.
-HALI = {"source": "HALI (paper 003), Table 3: MNIST, 100 labels, test errors out of 10,000", "hali": 73, "adgm": 96, "feature_matching_gan": 93, "m1m2": 233}
+HALI = {"source": "HALI (Belghazi et al. 2018), Table 3: MNIST, 100 labels, test errors out of 10,000", "hali": 73, "adgm": 96, "feature_matching_gan": 93, "m1m2": 233}
 
 # factVAE, Table 1: test log-likelihood of a held-out walking trial (CMU subject 07) after
 # training on 1, 2, 5 or 10 trials. lambda=0.1 is not in the paper (benchmarks/factvae_mocap.py runs it).
@@ -50,7 +50,7 @@ DRAW = {"source": "Gregor et al. 2015, Table 2 (binarised MNIST, test set)", "dr
 
 # The VAE/GAN poster's semi-supervised MNIST numbers (test errors by number of labels).
 POSTER_SSL = {
-    "source": "Chen, Fang & Ju 2016 (poster 002), SSL VAE test error on MNIST, 55,000 training examples",
+    "source": "Chen, Fang & Ju 2016 (Chen, Fang & Ju 2016), SSL VAE test error on MNIST, 55,000 training examples",
     "fully_connected": {"1000": 0.051, "600": 0.120},
     "convolutional": {"1000": 0.048, "600": 0.062},
     # The poster's "Kingma et al." row (2.4%, 2.6%) matches Kingma et al.'s M1+M2, not M2.

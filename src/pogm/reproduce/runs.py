@@ -49,7 +49,7 @@ def describe_machine(record: Mapping[str, Any]) -> str:
 
 def finished(run_dir: str | Path, budget_seconds: float) -> bool:
     """Whether ``run_dir`` holds a run that trained for its CPU budget (and checkpointed)."""
-    from pogm.train.checkpoint import read_metrics
+    from pogm.checkpoint import read_metrics
 
     run_dir = Path(run_dir)
     if not (run_dir / "state.pt").is_file():
@@ -84,7 +84,7 @@ def train_for_budget(
     """
     import torch
 
-    import pogm
+    from pogm.train import train
 
     out = Path(out)
     torch.set_num_threads(threads)
@@ -92,7 +92,7 @@ def train_for_budget(
     if finished(out, budget_seconds):
         return "reused"
     if (out / "state.pt").is_file():
-        pogm.train(out=out, resume=True, progress=False)  # no epochs: the run keeps its own budget
+        train(out=out, resume=True, progress=False)  # no epochs: the run keeps its own budget
         return "resumed"
     if (out / "config.yaml").is_file():
         shutil.rmtree(out)  # stopped before its first checkpoint: nothing to resume
@@ -104,7 +104,7 @@ def train_for_budget(
         "train": {**(train_options or {}), "cpu_budget_seconds": budget_seconds, "threads": threads, "progress": False},
         "data": dict(data_options or {}),
     }
-    pogm.train(model, data=source, labels=labels, unlabelled=unlabelled, epochs=100000, out=out, seed=seed, config_file=recipe, overrides=overrides, progress=False)
+    train(model, data=source, labels=labels, unlabelled=unlabelled, epochs=100000, out=out, seed=seed, config_file=recipe, overrides=overrides, progress=False)
     return "trained"
 
 

@@ -12,7 +12,7 @@ import random
 # M2 and M1+M2: Kingma et al.'s networks (M2: one hidden layer of 500 softplus units, z of 50;
 # M1: two layers of 600, z of 50), plus batch normalisation in M2's networks (measured: 19% vs 24%
 # test error after 6 and 5 epochs of M2 without it), fp32 (bf16 ran more steps per CPU-second but
-# learned less per CPU-minute) and a decaying Adam (issue 11: tuned for the error per CPU-minute).
+# learned less per CPU-minute) and a decaying Adam (tuned for the error per CPU-minute).
 SSL_RECIPES = {"m2": "m2-mnist100-cpu", "m1m2": "m1m2-mnist100-cpu", "adgm": "adgm-mnist100-cpu", "sdgm": "sdgm-mnist100-cpu"}
 SSL_MODEL_SETTINGS: dict[str, dict] = {"m2": {}, "m1m2": {}, "adgm": {}, "sdgm": {}}
 SSL_TRAIN_SETTINGS: dict[str, dict] = {"m2": {}, "m1m2": {}, "adgm": {}, "sdgm": {}}

@@ -285,7 +285,7 @@ def _run_job(job: _Job) -> dict[str, Any]:
     """Train (unless finished), evaluate, and return the run's record; one progress line per state."""
     import torch
 
-    from pogm.train.checkpoint import read_metrics
+    from pogm.checkpoint import read_metrics
 
     torch.set_num_threads(1)
     spec, run_dir = job.spec, job.run_dir

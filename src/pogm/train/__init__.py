@@ -1,6 +1,6 @@
-"""Training: the Trainer, checkpoints and runs."""
+"""Training: the Trainer and `train`, which trains a new run or resumes one exactly."""
 
-from pogm.train.run import Run, build_model, load_run, train
+from pogm.train.launch import train
 from pogm.train.trainer import TrainConfig, Trainer, TrainingInterrupted
 
-__all__ = ["Trainer", "TrainConfig", "TrainingInterrupted", "train", "load_run", "build_model", "Run"]
+__all__ = ["Trainer", "TrainConfig", "TrainingInterrupted", "train"]

@@ -15,7 +15,7 @@ the terms (a gated update) is not stepped. ``schedule`` says when the groups ste
 
 A crash loses at most the work since the last checkpoint, which is written at every evaluation
 (every ``eval_every`` epochs) and when training ends; a resumed run ends bit for bit where the
-uninterrupted one would (see `pogm.train.checkpoint` for how checkpoints survive a kill at any
+uninterrupted one would (see `pogm.checkpoint` for how checkpoints survive a kill at any
 moment). SIGINT (Ctrl-C) and SIGTERM stop training at the next step boundary with a checkpoint
 (`TrainingInterrupted`); a second Ctrl-C stops at once.
 
@@ -36,13 +36,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import signal
 import sys
-import threading
 import time
 from collections.abc import Iterable
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,13 +48,10 @@ from tqdm.auto import tqdm
 
 from pogm.data.dataset import PartialDataset
 from pogm.data.streams import SemiSupervisedStream
-from pogm.evaluate.metrics import (
-    classification_error_rate,
-    evaluation_view,
-    mean_elbo,
-    task_loss_rate,
-)
-from pogm.train import checkpoint
+from pogm.data.dataset import evaluation_view
+from pogm.evaluate.metrics import classification_error_rate, mean_elbo, task_loss_rate
+from pogm import checkpoint
+from pogm.train.config import NONFINITE_POLICIES, SCHEDULES, TrainConfig
 from pogm.train.distributed import (
     SINGLE,
     Distributed,
@@ -65,123 +59,14 @@ from pogm.train.distributed import (
     persistent_buffers,
     resume_command,
 )
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    epochs: int = 10
-    max_steps: int | None = None  # stop after this many optimizer steps (overrides epochs)
-    batch_size: int = 100  # unlabelled examples per step
-    labelled_batch_size: int = 100  # labelled examples per step
-    shuffle_window: int = 0  # 0 = a full permutation per epoch; else windows of this many consecutive rows (data on disk)
-    lr: float = 3e-4
-    lr_decay: float = 1.0  # multiply the learning rate by this every `lr_decay_every` epochs
-    lr_decay_every: int = 1
-    lr_min: float = 0.0  # the decay stops at this learning rate (the ADGM recipe: 0.75 every 200 epochs, down to 3e-5)
-    adam_betas: tuple[float, float] = (0.9, 0.999)
-    kl_warmup_steps: int = 0  # KL weight rises linearly from 0 to 1 over these optimizer steps
-    grad_clip: float | None = None  # max global gradient norm; None = no clipping
-    eval_every: int = 1  # epochs between evaluations and checkpoints
-    eval_batch_size: int = 1000
-    eval_elbo_limit: int | None = 2000  # examples of the validation split used for the ELBO
-    device: str = "cpu"
-    precision: str = "fp32"  # "bf16": autocast matmuls to bfloat16 (fp32 accumulation and losses)
-    threads: int | None = None  # torch.set_num_threads; None = PyTorch's default
-    cpu_budget_seconds: float | None = None  # stop when training (not evaluation) has used this much CPU time
-    # Flush denormal floats (|x| < 1.2e-38) to zero on the CPU. Adam's second moments and saturated
-    # sigmoid gradients drift into that range during long runs and then slow every step about 4x
-    # (measured on M2/MNIST after 19 epochs: 232 ms per step with denormals, 58 ms without).
-    flush_denormal: bool = True
-    # torch.compile the model's loss (TorchInductor). Off by default: on this 2-core CPU it costs
-    # about 45 s of compilation at start and gave no measurable gain for M2 at the paper's sizes
-    # (benchmarks/speed.py --compile); it may pay off on GPUs or for elementwise-heavy models.
-    compile: bool = False
-    progress: bool = True
-    # Models with several parameter groups (adversarial ones; see the module docstring).
-    schedule: str = "simultaneous"  # or "alternating": discriminator_steps D updates, then one of the rest
-    discriminator_steps: int = 1  # D updates per generator update in the alternating schedule
-    group_lr: dict[str, float] | None = None  # learning rates per parameter group, e.g. {discriminator: 2e-4}
-    # A batch whose loss or gradient is not finite makes no update; then "stop" the run, or "skip"
-    # the batch (and stop anyway after max_nonfinite_skips bad batches in a row).
-    on_nonfinite: str = "stop"
-    max_nonfinite_skips: int = 10
-
-SCHEDULES = ("simultaneous", "alternating")
-NONFINITE_POLICIES = ("stop", "skip")
-SINGLE_GROUP = "model"  # the name of the only optimizer of a single-loss model
-
-
-def _adam(params: list[torch.nn.Parameter], lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
-    """Adam with the fused implementation (one kernel per step instead of one loop over parameters:
-    measured 1.0 ms instead of 3.4 ms for M2's 2.6 M parameters on 2 CPU threads), where PyTorch
-    has one for these parameters' device and dtype; the same update rule either way."""
-    try:
-        return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
-    except (RuntimeError, ValueError):  # a device or dtype without a fused kernel
-        return torch.optim.Adam(params, lr=lr, betas=betas)
-
-
-class NonFiniteStep(FloatingPointError):
-    """A step whose loss or gradient is not finite; it made no update. ``problem`` says what went
-    bad (the terms or parameters), the message adds what to do."""
-
-    def __init__(self, message: str, problem: str) -> None:
-        super().__init__(message)
-        self.problem = problem
-
-
-class TrainingInterrupted(Exception):
-    """Training stopped by SIGINT or SIGTERM after saving a checkpoint; ``exit_code`` is 128 + the
-    signal's number (130 for Ctrl-C, 143 for SIGTERM), as shells report a signal's end."""
-
-    every_process = True  # with several processes, all of them stop at the same step
-
-    def __init__(self, run_dir: Path, step: int, signum: int, world_size: int = 1) -> None:
-        self.run_dir, self.step, self.signum = run_dir, step, signum
-        self.exit_code = 128 + int(signum)
-        super().__init__(
-            f"training stopped by {signal.Signals(signum).name} at step {step}; checkpoint saved in {run_dir}. "
-            f"Continue with: {resume_command(run_dir, world_size)}"
-        )
-
-
-class StopSignals:
-    """While active (in the main thread), SIGINT and SIGTERM only set ``received``, so that training
-    stops at a step boundary with a checkpoint; a second signal raises KeyboardInterrupt at once
-    (every file is written atomically, so even that leaves the last checkpoint usable)."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self) -> None:
-        self.received: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.received is not None:
-            raise KeyboardInterrupt
-        self.received = signum
-
-    def __enter__(self) -> StopSignals:
-        if threading.current_thread() is threading.main_thread():
-            for signum in self.SIGNALS:
-                self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
-        self._previous.clear()
+from pogm.train.guards import NonFiniteStep, flushes_denormals, nonfinite_gradients, nonfinite_terms
+from pogm.train.optimizers import SINGLE_GROUP, adam, kl_weight, lr_factor, parameter_groups
+from pogm.train.signals import StopSignals, TrainingInterrupted
 
 
 def _say(message: str) -> None:
     """A line on stderr that does not break a progress bar."""
     tqdm.write(f"[pogm] {message}", file=sys.stderr)
-
-
-def _flushes_denormals() -> bool:
-    """Whether the CPU flushes subnormal floats to zero now (torch can set it but not report it)."""
-    tiny = torch.tensor([1e-30], dtype=torch.float32) * torch.tensor([1e-10], dtype=torch.float32)  # 1e-40: subnormal
-    return bool(tiny.item() == 0.0)
 
 
 class Trainer:
@@ -221,9 +106,9 @@ class Trainer:
         # Parameters with a proximal step (the factVAE's Phi, Algorithm 1 of Ainsworth et al. 2018)
         # take plain gradient steps of the model's own size eta, then its proximal operator; Adam
         # steps on everything else.
-        proximal = list(model.proximal_parameters()) if hasattr(model, "proximal_parameters") else []
+        proximal = list(model.proximal_parameters())
         proximal_ids = {id(p) for p in proximal}
-        self.groups = self._parameter_groups(model, proximal_ids)
+        self.groups = parameter_groups(model, proximal_ids)
         group_lr = dict(config.group_lr or {})
         unknown = sorted(set(group_lr) - set(self.groups))
         if unknown:
@@ -236,10 +121,10 @@ class Trainer:
             raise ValueError(f"train.max_nonfinite_skips must be >= 1, got {config.max_nonfinite_skips}")
         if config.discriminator_steps < 1:
             raise ValueError(f"train.discriminator_steps must be >= 1, got {config.discriminator_steps}")
-        self.discriminator_groups = tuple(getattr(model, "discriminator_groups", ()))
+        self.discriminator_groups = tuple(model.discriminator_groups)
         if config.schedule == "alternating" and not self.discriminator_groups:
             raise ValueError(f"train.schedule=alternating needs a model with a discriminator; {type(model).__name__} has none (use simultaneous)")
-        self.optimizers = {name: _adam(params, group_lr.get(name, config.lr), config.adam_betas) for name, params in self.groups.items()}
+        self.optimizers = {name: adam(params, group_lr.get(name, config.lr), config.adam_betas) for name, params in self.groups.items()}
         self.optimizer = next(iter(self.optimizers.values()))  # the first group's (the only one for most models)
         self.proximal_optimizer = torch.optim.SGD(proximal, lr=model.proximal_lr) if proximal else None
         if config.lr_decay_every < 1 or not 0 < config.lr_decay <= 1:
@@ -265,34 +150,13 @@ class Trainer:
         self.has_buffers = bool(persistent_buffers(model))  # batch-norm statistics, kept equal across processes
         dist.broadcast_module(model)
 
-    @staticmethod
-    def _parameter_groups(model: torch.nn.Module, proximal_ids: set[int]) -> dict[str, list[torch.nn.Parameter]]:
-        """The model's parameter groups (one group for single-loss models), checked to be disjoint and complete."""
-        trainable = [p for p in model.parameters() if p.requires_grad and id(p) not in proximal_ids]
-        if not hasattr(model, "parameter_groups"):
-            return {SINGLE_GROUP: trainable}
-        groups = {name: [p for p in params if p.requires_grad] for name, params in model.parameter_groups().items()}
-        seen: dict[int, str] = {}
-        for name, params in groups.items():
-            for p in params:
-                if id(p) in seen:
-                    raise ValueError(f"{type(model).__name__}: a parameter is in both groups {seen[id(p)]!r} and {name!r}")
-                seen[id(p)] = name
-        missing = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in seen and id(p) not in proximal_ids]
-        if missing:
-            raise ValueError(f"{type(model).__name__}: parameters in no group would never train: {missing[:5]}")
-        return groups
-
     # ------------------------------------------------------------------ schedule
     def _lr_factor(self, epoch: int) -> float:
-        """Step decay: lr * lr_decay ** (epoch // lr_decay_every), never below lr_min."""
-        c = self.config
-        return max(c.lr_decay ** (epoch // c.lr_decay_every), min(1.0, c.lr_min / c.lr))
+        return lr_factor(self.config, epoch)
 
     def kl_weight(self) -> float:
-        if self.config.kl_warmup_steps <= 0:
-            return 1.0
-        return min(1.0, (self.step + 1) / self.config.kl_warmup_steps)
+        """The KL weight of the current step (`pogm.train.optimizers.kl_weight`)."""
+        return kl_weight(self.config, self.step)
 
     def _autocast(self):
         if self.config.precision == "bf16":
@@ -369,27 +233,15 @@ class Trainer:
         """Raise NonFiniteStep when ``loss`` is not finite, naming every non-finite term."""
         if torch.isfinite(loss):
             return
-        bad = []
-        for key, value in terms.items():
-            value = torch.as_tensor(value).detach()
-            if value.is_floating_point() and not bool(torch.isfinite(value).all()):
-                bad.append(f"{key}={value.item() if value.numel() == 1 else 'non-finite'}")
+        bad = nonfinite_terms(terms)
         raise self._nonfinite(f"the {name} became {loss.item()} at step {self.step} (non-finite terms: {', '.join(bad)})")
 
     def _check_gradients(self, name: str, params: Iterable[torch.nn.Parameter], grads: Iterable[torch.Tensor | None]) -> None:
         """Raise NonFiniteStep when a gradient is not finite, naming the parameters (one sync
         when every gradient is finite)."""
-        pairs = [(p, g) for p, g in zip(params, grads) if g is not None]
-        if not pairs:
+        bad = nonfinite_gradients(params, grads, self.param_names)
+        if not bad:
             return
-        # Fast path: one fused pass for the norms of every gradient (finite norms = finite entries).
-        # A norm can also overflow to inf from entries above ~1e19; the exact check below decides.
-        if bool(torch.isfinite(torch.stack(torch._foreach_norm([g for _, g in pairs]))).all()):
-            return
-        finite = torch.stack([torch.isfinite(g).all() for _, g in pairs])
-        if bool(finite.all()):
-            return
-        bad = [self.param_names.get(id(p), "<unnamed>") for (p, _), ok in zip(pairs, finite.tolist()) if not ok]
         shown = ", ".join(bad[:8]) + (f" and {len(bad) - 8} more" if len(bad) > 8 else "")
         raise self._nonfinite(f"the gradient of the {name} became non-finite at step {self.step} (in {shown})")
 
@@ -488,7 +340,7 @@ class Trainer:
         Raises TrainingInterrupted (after a checkpoint) on SIGINT or SIGTERM, and FloatingPointError
         (without one) when a loss or gradient is not finite and the policy says stop."""
         record: dict[str, Any] = {}
-        was_flushing = _flushes_denormals()
+        was_flushing = flushes_denormals()
         if self.config.flush_denormal:
             torch.set_flush_denormal(True)
         try:
@@ -601,8 +453,8 @@ class Trainer:
     def evaluate(self) -> dict[str, float]:
         """Validation metrics (used for model selection) and test metrics (only reported)."""
         metrics: dict[str, float] = {}
-        can_classify = getattr(self.model, "classify", None) is not None
-        can_predict = getattr(self.model, "predict_labels", None) is not None and self.task_loss_spec is not None
+        can_classify = self.model.offers("classify")
+        can_predict = self.model.offers("predict_labels") and self.task_loss_spec is not None
         self.model.eval()
         # Evaluation draws random numbers (ELBO samples); fork the RNG so that training continues
         # with the same stream whether or not an evaluation happened (exact resume mid-epoch).
@@ -618,9 +470,9 @@ class Trainer:
                     metrics[f"{split}_task_loss"] = task_loss_rate(self.model, data, self.task_loss_spec, self.config.eval_batch_size).loss
                 if (can_classify or can_predict) and labelled:
                     metrics[f"{split}_labelled_rows"] = labelled
-                if split == "valid" and hasattr(self.model, "log_weights"):
+                if split == "valid" and self.model.offers("log_weights"):
                     metrics["valid_elbo"] = mean_elbo(self.model, data, self.config.eval_batch_size, self.config.eval_elbo_limit)
-                if split == "valid" and getattr(self.model, "validation_metrics", None) is not None:
+                if split == "valid":
                     metrics.update({f"valid_{name}": value for name, value in self.model.validation_metrics(data).items()})
         return metrics
 

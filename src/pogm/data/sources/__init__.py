@@ -22,7 +22,7 @@ group is observed, or ``[1, 1]`` when always observed; ``info`` gives ``groups``
   quadrants missing at random.
 * ``"mnist-quadrants"``: MNIST digits cut into four 14x14 quadrant groups q0..q3.
 * ``"mocap"``: CMU motion capture (subject 07, walking), joint angles in five groups: core,
-  left_arm, right_arm, left_leg, right_leg (ASF/AMC parsing in `pogm.data.mocap`).
+  left_arm, right_arm, left_leg, right_leg (ASF/AMC parsing in `pogm.data.asf_amc`).
 
 A data set larger than memory: ``"memmap"`` reads memory-mapped ``.npy`` stores (``x.npy``, ``y.npy``)
 from ``path``; training reads only each minibatch's rows (`pogm.data.sources.memmap`).

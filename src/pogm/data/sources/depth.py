@@ -356,6 +356,6 @@ def load_depth(
             "n_train": int(n_train),
             "n_valid": int(n_valid),
             "n_test": int(n_test),
-            "model_defaults": {"likelihood": "depth:0.05"},  # a fixed variance: see the docstring of pogm.models.hybrid
+            "model_defaults": {"likelihood": "depth:0.05"},  # a fixed variance: see the docstring of pogm.models.hybrid.hybrid
         },
     )

@@ -107,20 +107,6 @@ def warp_points(forward: torch.Tensor, points: np.ndarray | torch.Tensor) -> tor
     return (u + 1) / 2
 
 
-def warp_images(images: torch.Tensor, forward: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
-    """Warp float images ``[n, C, H, W]`` (square) by the forward maps ``[n, 2, 3]`` (bilinear, zeros outside).
-
-    ``affine_grid`` maps each *output* location to the *input* location it samples from, so it gets
-    the inverse of the forward map: ``theta = [B^-1, -B^-1 b]``. Done in chunks that stay in cache.
-    """
-    theta = _theta(forward).to(images.dtype)
-    out = torch.empty_like(images)
-    for i in range(0, len(images), chunk):
-        sl = slice(i, i + chunk)
-        out[sl] = _warp_chunk(images[sl], theta[sl])
-    return out
-
-
 def _theta(forward: torch.Tensor) -> torch.Tensor:
     b_inv = torch.linalg.inv(forward[:, :, :2])
     return torch.cat([b_inv, -(b_inv @ forward[:, :, 2:])], dim=2)
@@ -215,6 +201,6 @@ def load_mnist_keypoints(
             "n_train": n_train,
             "n_valid": int(n_valid),
             "n_test": len(x_test),
-            "model_defaults": {"likelihood": "gaussian:0.1"},  # a fixed variance: see the docstring of pogm.models.hybrid
+            "model_defaults": {"likelihood": "gaussian:0.1"},  # a fixed variance: see the docstring of pogm.models.hybrid.hybrid
         },
     )

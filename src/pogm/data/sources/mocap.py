@@ -26,8 +26,8 @@ observed (masks ``[1, 1]``): missingness is the model's to simulate (factVAE dro
 while training).
 
 `to_joint_angles` undoes the normalisation (a missing group comes back at rest, zero angles) so that
-poses can be drawn with `pogm.data.mocap.forward_kinematics` (see
-`pogm.evaluate.mocap_figures.pose_figure`).
+poses can be drawn with `pogm.data.asf_amc.forward_kinematics` (see
+`pogm.models.factvae.mocap_figures.pose_figure`).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from pogm.data.dataset import PartialDataset
-from pogm.data.mocap import Motion, Skeleton, as_rows, parse_amc, parse_asf
+from pogm.data.asf_amc import Motion, Skeleton, as_rows, parse_amc, parse_asf
 from pogm.data.sources import DataSplits, files
 
 FOLDER = "cmu_mocap"
@@ -284,7 +284,7 @@ def to_joint_angles(values: Mapping[str, Any], info: Mapping[str, Any]) -> dict[
     that is absent or None comes back at rest (zero angles, dropped channels included), as does the
     root (its translation is never a feature; its rotation only with ``include_root_rotation``).
     Dropped constant channels of a given group are restored at their constant value. The result
-    feeds `pogm.data.mocap.forward_kinematics` directly.
+    feeds `pogm.data.asf_amc.forward_kinematics` directly.
     """
     groups = list(info["groups"])
     unknown = [g for g in values if g not in groups]

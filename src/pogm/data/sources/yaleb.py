@@ -302,7 +302,7 @@ def load_yaleb(
         "n_train": len(train),
         "n_valid": len(valid),
         "n_test": len(test),
-        "model_defaults": {"likelihood": "gaussian:0.1"},  # a fixed variance: see the docstring of pogm.models.hybrid
+        "model_defaults": {"likelihood": "gaussian:0.1"},  # a fixed variance: see the docstring of pogm.models.hybrid.hybrid
     }
     if split == "subject":
         info["test_subjects"] = names(test)

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pogm.evaluate.figures import _pyplot
+from pogm.plotting import pyplot
 
 _DPI = 100
 _LINE = 1.25  # height of a line of text, in em
@@ -116,7 +116,7 @@ def draw_depth(
     low = float(values.min()) if vmin is None and values.size else (0.0 if vmin is None else float(vmin))
     high = float(values.max()) if vmax is None and values.size else (1.0 if vmax is None else float(vmax))
     high = high if high > low else low + 1e-6
-    colour_map = _pyplot().get_cmap(cmap)
+    colour_map = pyplot().get_cmap(cmap)
     normalised = np.clip((np.nan_to_num(depth, nan=low) - low) / (high - low), 0.0, 1.0)
     rgb = colour_map(normalised)[..., :3].astype(np.float32)
     rgb[~seen] = np.asarray(unobserved, dtype=np.float32)
@@ -290,7 +290,7 @@ def _num_points(task_loss, dim: int | None) -> int | None:
 
 def _landmark_colours(points: int) -> np.ndarray:
     """One colour per landmark index: tab10 / tab20 for few points, a rainbow for many."""
-    plt = _pyplot()
+    plt = pyplot()
     if points <= 10:
         return np.asarray(plt.get_cmap("tab10").colors[:points])
     if points <= 20:
@@ -365,7 +365,7 @@ class _Annotator:
         half = self.bar // 2 - 1
         canvas[y0, left : left + tile_w] = _ZERO_LINE
         slot = tile_w / len(h)
-        colours = _pyplot().get_cmap("tab10").colors
+        colours = pyplot().get_cmap("tab10").colors
         for d, v in enumerate(h.tolist()):
             if not math.isfinite(v):
                 continue
@@ -458,7 +458,7 @@ def _grid_figure(rgb, h, path, task_loss, y_names, nrow, scale, legend) -> Path:
 def _render(canvas: np.ndarray, draw: Callable, path: str | Path) -> Path:
     """Show ``canvas`` [H, W, 3] pixel for pixel in an H x W PNG, with ``draw(ax)`` overlays in
     canvas pixel coordinates (x right, y down; pixel (i, j) covers [j, j + 1) x [i, i + 1))."""
-    plt = _pyplot()
+    plt = pyplot()
     height, width = canvas.shape[:2]
     # a hair over the size: the Agg canvas truncates the figure's size in pixels
     fig = plt.figure(figsize=((width + 0.01) / _DPI, (height + 0.01) / _DPI), dpi=_DPI)
@@ -473,3 +473,29 @@ def _render(canvas: np.ndarray, draw: Callable, path: str | Path) -> Path:
     fig.savefig(path, dpi=_DPI, facecolor="white")
     plt.close(fig)
     return path
+
+
+@torch.no_grad()
+def hybrid_figures(model, data, out: Path, n: int = 36, pairs: int = 4, steps: int = 7) -> list[Path]:
+    """Samples (d, h) drawn together (Tulyakov et al., Fig. 1) and interpolations between test
+    images through z (Fig. 4), with landmarks drawn on the images where h holds points."""
+    from pogm.data.dataset import evaluation_view
+
+    model.eval()
+    task, names = data.info.get("task_loss"), data.info.get("y_names")
+    joint = model.sample_joint(n)
+    if "observed" in joint:  # depth: the model also samples which pixels the sensor observes
+        observed = torch.bernoulli(joint["observed"]).bool()
+        paths = [draw_depth(joint["d"], observed, out / "samples-dh.png", h=joint["h"], task_loss=task, y_names=names)]
+    else:
+        paths = [draw_samples(joint["d"], joint["h"], out / "samples-dh.png", task_loss=task, y_names=names)]
+    test = evaluation_view(data.test)
+    count = min(pairs, len(test) // 2)
+    if count:
+        source, target = test.batch(torch.arange(count)).to(model.device), test.batch(torch.arange(count, 2 * count)).to(model.device)
+        path = model.interpolate(source, target, steps)
+        paths.append(draw_interpolations(
+            path["d"], out / "interpolations.png", h_rows=path["h"], task_loss=task, y_names=names,
+            sources=source.x["x"], targets=target.x["x"], h_sources=source.y, h_targets=target.y,
+        ))
+    return paths

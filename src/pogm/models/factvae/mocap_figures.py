@@ -1,6 +1,6 @@
 """Motion capture figures: stick-figure poses, and inputs against reconstructions (factVAE, Fig. 3).
 
-Poses are drawn from joint angles with `pogm.data.mocap.forward_kinematics`, root translation
+Poses are drawn from joint angles with `pogm.data.asf_amc.forward_kinematics`, root translation
 zeroed so every pose is centred. The default view is a fixed 2-D side projection (horizontal: the
 skeleton's Z axis, the walking direction of CMU subject 07 at rest heading; vertical: Y, up); a
 3-D matplotlib axes gets a 3-D drawing instead. Bones of highlighted groups are drawn in a strong
@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from pogm.data.mocap import Skeleton, forward_kinematics
-from pogm.evaluate.figures import _pyplot, _save
+from pogm.data.asf_amc import Skeleton, forward_kinematics
+from pogm.plotting import pyplot, save_figure
 
 GREY = "0.6"
 HIGHLIGHT = "tab:red"
@@ -164,7 +164,7 @@ def pose_figure(
     groups = list(info["groups"])
     observed = _per_column(observed_groups, n, groups)
     group_joints = info.get("group_joints")
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(2, n, figsize=(2.2 * n + 0.4, 5.2), squeeze=False)
     points = []
     for i in range(n):
@@ -190,7 +190,7 @@ def pose_figure(
             spine.set_visible(False)
     axes[0, 0].set_ylabel("input", fontsize=9)
     axes[1, 0].set_ylabel("reconstruction", fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 __all__ = ["bone_groups", "draw_pose", "pose_figure"]

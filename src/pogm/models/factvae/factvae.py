@@ -99,6 +99,13 @@ class GroupedVAE(ImportanceWeighted, Model):
     masked likelihood over observed groups, the proximal step, and imputation of missing groups.
     Subclasses define ``posterior(x, observed)``, their inference model."""
 
+    def figures(self, data, out, labelled_index=None, run_dir=None):
+        """Sparsity heat maps of W and V, completions of missing groups, latent sharing (`pogm.models.factvae.figures`)."""
+        from pogm.models.factvae.figures import factvae_figures
+
+        return factvae_figures(self, data, out)
+
+
     multi_group: ClassVar[bool] = True
 
     def __init__(self, config: GroupedVAEConfig) -> None:
@@ -301,7 +308,7 @@ class _ExpertEncoders(GroupedVAE):
         return [self.generators[g].W, self.experts[g].V]
 
 
-@register_model("factvae", paper="Ainsworth, Foti & Fox 2018 (factVAE, paper 001)", summary="factVAE: product of group experts, group-sparse W and V, missing groups")
+@register_model("factvae", paper="Ainsworth, Foti & Fox 2018 (factVAE)", summary="factVAE: product of group experts, group-sparse W and V, missing groups")
 class FactVAE(_ExpertEncoders):
     """factVAE: product of Gaussian group experts with the prior; group-lasso on Phi^(g) = [W^(g)T, V^(g)]^T."""
 
@@ -344,7 +351,7 @@ class JMVAEPlus(_ExpertEncoders):
         return self._terms(elbo(log_p_x_z, kl, kl_weight), elbo(log_p_x_z, kl), kl)
 
 
-@register_model("oivae", paper="Ainsworth, Foti, Lee & Fox 2018 (oi-VAE), baseline of paper 001", summary="oi-VAE: joint encoder, group-sparse factorised generator")
+@register_model("oivae", paper="Ainsworth, Foti, Lee & Fox 2018 (oi-VAE), baseline of Ainsworth, Foti & Fox 2018", summary="oi-VAE: joint encoder, group-sparse factorised generator")
 class OIVAE(GroupedVAE):
     """oi-VAE: one joint encoder over all groups (missing groups zero-filled), group-sparse W^(g)."""
 

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from pogm.data.batch import Batch
-from pogm.evaluate.figures import _pyplot, _save
+from pogm.plotting import pyplot, save_figure
 
 
 def latent_sharing(pattern: Tensor) -> Tensor:
@@ -40,7 +40,7 @@ def sparsity_heatmap(model, path: str | Path, title: str | None = None) -> Path:
     pattern = model.sparsity_pattern().cpu()  # [G, K]
     scaled = (pattern / pattern.max().clamp_min(torch.finfo(pattern.dtype).tiny)).numpy()
     groups = list(model.config.group_names)
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(0.35 * scaled.shape[1] + 2.0, 0.4 * len(groups) + 1.4))
     image = ax.imshow(scaled, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
     rows, cols = np.nonzero(pattern.numpy() == 0)
@@ -48,10 +48,10 @@ def sparsity_heatmap(model, path: str | Path, title: str | None = None) -> Path:
     ax.set_yticks(range(len(groups)), groups)
     ax.set_xticks(range(scaled.shape[1]), [str(j + 1) for j in range(scaled.shape[1])], fontsize=7)
     ax.set_xlabel("latent dimension j")
-    lam = getattr(model.config, "sparsity", None)
+    lam = model.config.sparsity  # every factVAE-family config has the lambda of eq. 9
     ax.set_title(title or f"{type(model).__name__}: column norms of Phi (lambda = {lam:g})", fontsize=9)
     fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def hide_groups(batch: Batch, observed: Sequence[str]) -> Batch:
@@ -107,7 +107,7 @@ def quadrant_completions(model, data, observed_sets: Sequence[Sequence[str]], pa
     """For each observed subset: the true images, what the model is given (missing quadrants grey),
     and its completion (observed quadrants kept), as the paper's Fig. 2 (left)."""
     from pogm.data.sources.bars import assemble_quadrants
-    from pogm.evaluate.metrics import evaluation_view
+    from pogm.data.dataset import evaluation_view
 
     layout = data.info["layout"]
     test = evaluation_view(data.test)
@@ -118,7 +118,7 @@ def quadrant_completions(model, data, observed_sets: Sequence[Sequence[str]], pa
         rows.append(assemble_quadrants(hidden.x, layout, hidden.x_mask, fill=0.5))
         rows.append(assemble_quadrants(model.impute(hidden), layout))
         labels += [f"given {'+'.join(observed)}", "completed"]
-    plt = _pyplot()
+    plt = pyplot()
     count = rows[0].shape[0]
     fig, axes = plt.subplots(len(rows), count, figsize=(0.9 * count + 1.6, 0.9 * len(rows)), squeeze=False)
     for r, (images, label) in enumerate(zip(rows, labels)):
@@ -127,7 +127,7 @@ def quadrant_completions(model, data, observed_sets: Sequence[Sequence[str]], pa
             ax.imshow(images[c, 0].cpu().numpy(), cmap="gray", vmin=0.0, vmax=1.0)
             ax.set_xticks([]), ax.set_yticks([])
         axes[r, 0].set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 @torch.no_grad()
@@ -135,7 +135,7 @@ def pose_completions(model, data, observed: Sequence[str], path: str | Path, n: 
     """Motion capture poses reconstructed from the ``observed`` groups only (the paper's Fig. 3):
     ``n`` frames spread over the test trial."""
     from pogm.data.sources.mocap import load_skeleton
-    from pogm.evaluate.mocap_figures import pose_figure
+    from pogm.models.factvae.mocap_figures import pose_figure
 
     test = data.test
     index = torch.linspace(0, len(test) - 1, n).round().long()

@@ -248,10 +248,6 @@ def load_weights_bytes(path: Path, data: bytes, model: torch.nn.Module) -> None:
     _apply_weights(path, state, model)
 
 
-def save_state(path: Path, state: dict[str, Any]) -> None:
-    atomic_write(Path(path), lambda tmp: torch.save(state, tmp))
-
-
 def load_state(path: Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():

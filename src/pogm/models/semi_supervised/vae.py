@@ -3,7 +3,7 @@
 Generative model:   p(z) = N(0, I),   p(x | z) = f(x; z, theta)   (Bernoulli logits or Gaussian)
 Inference model:    q(z | x) = N(mu_phi(x), diag(sigma^2_phi(x)))
 
-Objective (the poster 002, "VAE"):  log p(x) >= E_q(z|x)[log p(x|z)] - KL(q(z|x) || p(z)),
+Objective (Chen, Fang & Ju 2016, "VAE"):  log p(x) >= E_q(z|x)[log p(x|z)] - KL(q(z|x) || p(z)),
 with the KL in closed form and one reparameterised sample of z. Only observed entries of x
 enter log p(x|z) (the likelihood's mask), so the model trains on data with missing pixels.
 """
@@ -34,7 +34,7 @@ class VAEConfig:
     batch_norm: bool = False
 
 
-@register_model("vae", paper="Kingma & Welling 2013; Kingma et al. 2014 (M1); poster 002", summary="Variational auto-encoder (M1)")
+@register_model("vae", paper="Kingma & Welling 2013; Kingma et al. 2014 (M1); Chen, Fang & Ju 2016", summary="Variational auto-encoder (M1)")
 class VAE(ImportanceWeighted, ImputesByReconstruction, Model):
     """Variational auto-encoder (M1)."""
 

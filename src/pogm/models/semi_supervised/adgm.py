@@ -1,5 +1,5 @@
 """ADGM and SDGM: the auxiliary and skip deep generative models of Maaløe, Sønderby, Sønderby &
-Winther (ICML 2016; poster 004), for semi-supervised classification.
+Winther (ICML 2016), for semi-supervised classification.
 
 ADGM (poster Fig. 4), y one-hot over K classes, a and z diagonal Gaussians:
     generative  p(y) p(z) p(x | y, z) p(a | x, y, z),   p(y) = Cat(1/K),  p(z) = N(0, I)
@@ -65,7 +65,7 @@ class ADGMConfig:
     classify_a_samples: int = 10  # samples of a averaged in q(y|x) at test time; 0 = mean of q(a|x)
 
 
-@register_model("adgm", paper="Maaløe et al. 2016, Auxiliary deep generative models; poster 004", summary="Auxiliary deep generative model (semi-supervised)")
+@register_model("adgm", paper="Maaløe et al. 2016, Auxiliary deep generative models", summary="Auxiliary deep generative model (semi-supervised)")
 class ADGM(SemiSupervised, ImportanceWeighted, ImputesByReconstruction, Model):
     """Auxiliary deep generative model: q(a|x) q(y|a,x) q(z|a,y,x), p(x|y,z) p(a|x,y,z)."""
 
@@ -208,7 +208,7 @@ class ADGM(SemiSupervised, ImportanceWeighted, ImputesByReconstruction, Model):
         return self.p_x.mean(self.p_x_params(a, y_one_hot, z))
 
 
-@register_model("sdgm", paper="Maaløe et al. 2016, Auxiliary deep generative models; poster 004", summary="Skip deep generative model (semi-supervised)")
+@register_model("sdgm", paper="Maaløe et al. 2016, Auxiliary deep generative models", summary="Skip deep generative model (semi-supervised)")
 class SDGM(ADGM):
     """Skip deep generative model: the ADGM with p(a|y,z) and p(x|a,y,z)."""
 

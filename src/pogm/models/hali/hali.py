@@ -1,5 +1,5 @@
 """ALI and hierarchical ALI (Dumoulin et al. 2016, "Adversarially Learned Inference"; "Hierarchical
-Adversarially Learned Inference", paper 003), and semi-supervised HALI (its section 7.2).
+Adversarially Learned Inference", Belghazi et al. 2018), and semi-supervised HALI (its section 7.2).
 
 With L latent levels (``z_dims``; L = 1 is ALI, L = 2 HALI's default), both directions are Markov
 chains of conditional Gaussians (eqs. 1-4):
@@ -89,6 +89,13 @@ def _image_generator(c: HALIConfig) -> nn.Module:
 
 class HierarchicalALI(Model):
     """ALI with a Markov hierarchy of latent levels, trained by Algorithm 1."""
+
+    def figures(self, data, out, labelled_index=None, run_dir=None):
+        """Reconstructions from each level, inpainting, innovation and samples (`pogm.models.hali.figures`)."""
+        from pogm.models.hali.figures import hali_figures
+
+        return hali_figures(self, data, out, run_dir)
+
 
     Config = HALIConfig
     discriminator_groups: ClassVar[tuple[str, ...]] = ("discriminator",)
@@ -252,9 +259,7 @@ class HierarchicalALI(Model):
 
     def validation_metrics(self, dataset: Any, limit: int = 1000) -> dict[str, float]:
         """What the Trainer logs at every evaluation: the per-level reconstruction errors (the paper's Fig. 3)."""
-        from pogm.evaluate.metrics import (
-            evaluation_view,  # the fixed binarisation, if the data are binarised
-        )
+        from pogm.data.dataset import evaluation_view
 
         x = evaluation_view(dataset).x[self.group][:limit]
         return self.reconstruction_errors(x.reshape(len(x), -1).to(self.device))
@@ -323,12 +328,12 @@ class ALI(HierarchicalALI):
         return {**super().data_fields(x_dim, num_classes, num_train, num_labelled, train), "z_dims": (64,)}
 
 
-@register_model("hali", paper="Hierarchical Adversarially Learned Inference (paper 003)", summary="HALI: Markov hierarchy x -> z1 -> z2 matched adversarially (Algorithm 1)")
+@register_model("hali", paper="Hierarchical Adversarially Learned Inference (Belghazi et al. 2018)", summary="HALI: Markov hierarchy x -> z1 -> z2 matched adversarially (Algorithm 1)")
 class HALI(HierarchicalALI):
     """HALI with L levels (two by default)."""
 
 
-@register_model("hali-ssl", paper="Hierarchical Adversarially Learned Inference (paper 003), section 7.2", summary="Semi-supervised HALI: a softmax on z from noisy input, its cost in the generator's loss")
+@register_model("hali-ssl", paper="Hierarchical Adversarially Learned Inference (Belghazi et al. 2018), section 7.2", summary="Semi-supervised HALI: a softmax on z from noisy input, its cost in the generator's loss")
 class SemiSupervisedHALI(HierarchicalALI):
     """Semi-supervised HALI: q(y | z) classifies."""
 

@@ -1,9 +1,9 @@
-"""DRAW with a GAN on its samples (the poster 002, DRAW's "Generalization 2": "taking DRAW as a
+"""DRAW with a GAN on its samples (Chen, Fang & Ju 2016, DRAW's "Generalization 2": "taking DRAW as a
 black-box VAE, add GAN on top of it"), unconditional (`draw-gan`) or conditional (`cdraw-gan`).
 
-Generator (DRAW, `pogm.models.draw`): z_t ~ N(0, I), c_t = c_{t-1} + write(LSTM^dec(...)),
+Generator (DRAW, `pogm.models.vae_gan.draw`): z_t ~ N(0, I), c_t = c_{t-1} + write(LSTM^dec(...)),
 x_p = sigmoid(c_T). Discriminator D(x) (``plain``) or D(x, y) (``classes``, ``pair``; the
-conditional GAN of `pogm.models.conditional_gan`).
+conditional GAN of `pogm.models.vae_gan.conditional_gan`).
 
 Losses, one per parameter group (the Trainer steps each on its own gradients):
     vae:            -ELBO(x) + gan_weight * L_G(D(x_p))     (DRAW's bound, eqs. 9-12 of Gregor et al.,
@@ -24,8 +24,8 @@ import torch
 from torch import Tensor
 
 from pogm.data.batch import Batch
-from pogm.models.conditional_gan import ConditionalGAN
-from pogm.models.draw import DRAW, DRAWConfig
+from pogm.models.vae_gan.conditional_gan import ConditionalGAN
+from pogm.models.vae_gan.draw import DRAW, DRAWConfig
 from pogm.models.registry import register_model
 
 
@@ -45,7 +45,7 @@ class ConditionalDRAWGANConfig(DRAWGANConfig):
     discriminator: str = "classes"
 
 
-@register_model("draw-gan", paper="Gregor et al. 2015 (DRAW) + Goodfellow et al. 2014 (GAN); poster 002, Generalization 2", summary="DRAW as a black-box VAE with a GAN on its samples")
+@register_model("draw-gan", paper="Gregor et al. 2015 (DRAW) + Goodfellow et al. 2014 (GAN); Chen, Fang & Ju 2016, Generalization 2", summary="DRAW as a black-box VAE with a GAN on its samples")
 class DRAWGAN(ConditionalGAN, DRAW):
     """DRAW whose samples also fool a discriminator."""
 
@@ -77,7 +77,7 @@ class DRAWGAN(ConditionalGAN, DRAW):
         }
 
 
-@register_model("cdraw-gan", paper="Gregor et al. 2015 (DRAW) + Mirza & Osindero 2014; poster 002, Generalizations 1 and 2", summary="Conditional DRAW with a conditional GAN on its samples")
+@register_model("cdraw-gan", paper="Gregor et al. 2015 (DRAW) + Mirza & Osindero 2014; Chen, Fang & Ju 2016, Generalizations 1 and 2", summary="Conditional DRAW with a conditional GAN on its samples")
 class ConditionalDRAWGAN(DRAWGAN):
     """Conditional DRAW whose class samples also fool a discriminator of (image, label) pairs."""
 

@@ -51,7 +51,7 @@ class M2Config:
     alpha: float = 50.0  # 0.1 * N / N_labelled; filled in from the data by `data_fields`
 
 
-@register_model("m2", paper="Kingma et al. 2014, Semi-supervised learning with deep generative models; poster 002", summary="Semi-supervised generative model M2")
+@register_model("m2", paper="Kingma et al. 2014, Semi-supervised learning with deep generative models; Chen, Fang & Ju 2016", summary="Semi-supervised generative model M2")
 class M2(SemiSupervised, ImportanceWeighted, ImputesByReconstruction, Model):
     """Semi-supervised generative model M2 with exact enumeration of unobserved labels."""
 

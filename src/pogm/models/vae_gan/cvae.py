@@ -1,4 +1,4 @@
-"""Conditional VAE (Sohn, Lee & Yan 2015; the poster 002's "CVAE", "CVAE for image completion" and
+"""Conditional VAE (Sohn, Lee & Yan 2015; Chen, Fang & Ju's (2016) "CVAE", "CVAE for image completion" and
 "CVAE for style transfer").
 
 Everything is conditioned on side information c: a class label y, a partial image, or both.
@@ -48,21 +48,10 @@ from pogm.models.base import Model, SemiSupervised, as_batch
 from pogm.models.registry import register_model
 from pogm.nn import MLP, GaussianHead, ImageDecoder, ImageEncoder
 from pogm.nn.images import check_architecture
+from pogm.models.vae_gan.quadrants import QUADRANT_NAMES, quadrant_grid
 from pogm.objectives import chunked_importance_weighted_bound
 
 CONDITIONS = ("partial", "label", "both")
-QUADRANT_NAMES = ("q0", "q1", "q2", "q3")
-
-
-def quadrant_grid(image_shape: tuple[int, ...] | list[int]) -> Tensor:
-    """Bool ``[4, H, W]``: the pixels of quadrants q0 (top-left), q1 (top-right), q2 (bottom-left)
-    and q3 (bottom-right). The top and left halves take ``H // 2`` rows and ``W // 2`` columns."""
-    height, width = int(image_shape[-2]), int(image_shape[-1])
-    top = (torch.arange(height) < height // 2)[:, None]  # [H, 1]
-    left = (torch.arange(width) < width // 2)[None, :]  # [1, W]
-    return torch.stack([top & left, top & ~left, ~top & left, ~top & ~left])  # [4, H, W]
-
-
 @dataclass(frozen=True)
 class CVAEConfig:
     x_dim: int = 784  # C * H * W, filled in from the data
@@ -80,11 +69,21 @@ class CVAEConfig:
 
 @register_model(
     "cvae",
-    paper="Sohn et al. 2015, Learning structured output representation using deep conditional generative models; poster 002",
+    paper="Sohn et al. 2015, Learning structured output representation using deep conditional generative models; Chen, Fang & Ju 2016",
     summary="Conditional VAE: image completion from partial images and label-conditioned style transfer",
 )
 class CVAE(SemiSupervised, Model):
     """Conditional VAE with a prior network p(z|c), conditioned on a label, a partial image or both."""
+
+    def figures(self, data, out, labelled_index=None, run_dir=None):
+        """Completions from shown quadrants, style transfer and samples per class (`pogm.models.vae_gan.completion`)."""
+        from pogm.models.vae_gan.completion import cvae_figures
+
+        return cvae_figures(self, data, out)
+
+    def sampled_classes(self) -> int:
+        return self.config.num_classes if self.conditions_on_label else 0
+
 
     Config = CVAEConfig
     uses_labels: ClassVar[bool] = True
@@ -99,7 +98,7 @@ class CVAE(SemiSupervised, Model):
         if len(c.image_shape) != 3 or math.prod(c.image_shape) != c.x_dim:
             raise ValueError(f"image_shape {tuple(c.image_shape)} must be (C, H, W) with C * H * W = x_dim = {c.x_dim}")
         K = int(c.num_classes)
-        if self.uses_label and K < 1:
+        if self.conditions_on_label and K < 1:
             raise ValueError(f"condition={c.condition!r} needs class labels; the data set has none (num_classes=0); use condition='partial'")
         counts = tuple(int(n) for n in c.observed_quadrants)
         if not counts or any(not 0 <= n <= 3 for n in counts):
@@ -110,7 +109,7 @@ class CVAE(SemiSupervised, Model):
         D, Z = c.x_dim, c.z_dim
         self.p_x = make_likelihood(c.likelihood, D)
         params_per_pixel = self.p_x.num_params(D) // D
-        label_dims = [K] if self.uses_label else []
+        label_dims = [K] if self.conditions_on_label else []
         partial_dims = [2 * D] if self.uses_partial else []
         # q(z | x, c): the image x (zero-filled), its data mask and, for a partial condition, c's two channels.
         q_channels = 2 * channels + (2 * channels if self.uses_partial else 0)
@@ -145,7 +144,7 @@ class CVAE(SemiSupervised, Model):
         return {"x_dim": x_dim, "image_shape": shape, "num_classes": int(num_classes or 0)}
 
     @property
-    def uses_label(self) -> bool:
+    def conditions_on_label(self) -> bool:
         return self.config.condition in ("label", "both")
 
     @property
@@ -182,11 +181,11 @@ class CVAE(SemiSupervised, Model):
         [0, K) are an error whatever the condition. ``every_row``: every row must carry a label."""
         B = len(batch)
         if batch.y is None or not self.config.num_classes:
-            if every_row and self.uses_label:
+            if every_row and self.conditions_on_label:
                 raise ValueError(f"condition={self.config.condition!r} needs the label of every row; the batch has no labels")
             return None, torch.zeros(B, dtype=torch.bool, device=self.device)
         labelled = batch.y_mask.to(self.device)
-        if every_row and self.uses_label and not bool(labelled.all()):
+        if every_row and self.conditions_on_label and not bool(labelled.all()):
             raise ValueError(f"condition={self.config.condition!r} needs the label of every row; {int((~labelled).sum())} of {B} rows are unlabelled")
         y = batch.y.to(self.device)
         self.one_hot(y[labelled])  # range check of the labels that are there (floats are an error too)
@@ -200,7 +199,7 @@ class CVAE(SemiSupervised, Model):
         if self.uses_partial:
             kept = torch.where(shown, x, torch.zeros((), dtype=x.dtype, device=x.device))  # [B, C, H, W]
             inputs.append(torch.cat([kept, shown.to(x.dtype)], dim=1).reshape(x.shape[0], -1))  # [B, 2D]
-        if self.uses_label:
+        if self.conditions_on_label:
             if y_one_hot is None:
                 raise ValueError(f"condition={self.config.condition!r} needs labels")
             inputs.append(y_one_hot)
@@ -246,7 +245,7 @@ class CVAE(SemiSupervised, Model):
     def loss(self, batch: Batch, kl_weight: float = 1.0, step: int = 0) -> dict[str, Tensor]:
         x, observed = self.image(batch)  # [B, C, H, W]
         y_one_hot, labelled = self.labels(batch, every_row=False)
-        if self.uses_label:  # rows without a label have no condition: skipped
+        if self.conditions_on_label:  # rows without a label have no condition: skipped
             x, observed, y_one_hot = x[labelled], observed[labelled], None if y_one_hot is None else y_one_hot[labelled]
             if x.shape[0] == 0:
                 zero = sum(p.sum() for p in self.parameters()) * 0.0  # no labelled row: a zero that backward accepts
@@ -345,9 +344,9 @@ class CVAE(SemiSupervised, Model):
         """``[n, D]`` mean images of p(x | c, z), z ~ p(z | c), with nothing of the image shown:
         c = y for a label CVAE (an int, ``[n]`` labels, or random), the empty partial image otherwise."""
         c_dims = tuple(int(s) for s in self.config.image_shape)
-        if not self.uses_label and y is not None:
+        if not self.conditions_on_label and y is not None:
             raise ValueError("this CVAE is conditioned on partial images, not labels (condition='partial'); sample without y")
-        y_one_hot = self.one_hot(self._label_tensor(n, y)) if self.uses_label else None
+        y_one_hot = self.one_hot(self._label_tensor(n, y)) if self.conditions_on_label else None
         empty = torch.zeros(n, *c_dims, device=self.device)
         c = self.condition_inputs(empty, empty.bool(), y_one_hot)
         z = DiagonalGaussian(*self.p_z_c(*c)).rsample()  # [n, Z]
@@ -358,7 +357,7 @@ class CVAE(SemiSupervised, Model):
         """``[B, L, D]``: each image's style z = the mean of q(z | x, y_true) decoded with every label
         (or the ``L`` given ``labels``): the poster's style-transfer grid. Needs condition 'label' or
         'both' (the latter with nothing of the image shown) and the label of every row."""
-        if not self.uses_label:
+        if not self.conditions_on_label:
             raise ValueError("transfer_style needs a CVAE conditioned on labels (condition='label' or 'both'); this one has condition='partial'")
         batch = as_batch(batch)
         x, observed = self.image(batch)

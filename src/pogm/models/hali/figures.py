@@ -1,4 +1,4 @@
-"""Figures of ALI and HALI (paper 003): reconstructions through each level (Fig. 1), their errors
+"""Figures of ALI and HALI (Belghazi et al. 2018): reconstructions through each level (Fig. 1), their errors
 over training (Fig. 3), inpainting (Fig. 4), coordinate traversals of z_2 and z_1 (Fig. 6) and
 latent semantic innovation (Fig. 5)."""
 
@@ -9,9 +9,9 @@ from pathlib import Path
 import torch
 
 from pogm.data.batch import Batch
-from pogm.evaluate.completion import HIDDEN_GREY, draw_rows
-from pogm.evaluate.figures import _pyplot, _save
-from pogm.evaluate.metrics import evaluation_view
+from pogm.plotting import HIDDEN_GREY, draw_rows
+from pogm.plotting import pyplot, save_figure
+from pogm.data.dataset import evaluation_view
 
 SCALES = (-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0)  # section 6.2: multiply a coordinate by -3..3
 
@@ -76,24 +76,24 @@ def innovations(model, data, path, n: int = 6, alphas=SCALES) -> Path:
 def reconstruction_curves(run_dir, path) -> Path | None:
     """The validation reconstruction errors per level over training (Fig. 3): Euclidean and
     discriminator-embedded (eq. 8). None when the run logged none."""
-    from pogm.train.checkpoint import read_metrics
+    from pogm.checkpoint import read_metrics
 
     records = [r for r in read_metrics(run_dir) if "valid_reconstruction_l1_euclidean" in r]
     if not records:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(8, 3))
     levels = sorted({int(k.split("_l")[1].split("_")[0]) for k in records[0] if k.startswith("valid_reconstruction_l")})
     for ax, kind, title in zip(axes, ("euclidean", "discriminator"), ("Euclidean ||x - x^_l||", "discriminator features d_c (eq. 8)")):
         for level in levels:
             ax.plot([r["step"] for r in records], [r[f"valid_reconstruction_l{level}_{kind}"] for r in records], marker="o", label=f"level {level}")
         ax.set_xlabel("step"), ax.set_title(title, fontsize=9), ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def hali_figures(model, data, out, run_dir=None) -> list[Path]:
     """Every figure above that the model's levels allow, plus samples."""
-    from pogm.evaluate.figures import save_image_grid
+    from pogm.plotting import save_image_grid
 
     model.eval()
     out = Path(out)

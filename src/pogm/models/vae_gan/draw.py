@@ -1,5 +1,5 @@
 """DRAW: a recurrent VAE that draws an image on a canvas over T steps (Gregor, Danihelka, Graves,
-Rezende & Wierstra 2015, "DRAW: A Recurrent Neural Network For Image Generation"; the poster 002,
+Rezende & Wierstra 2015, "DRAW: A Recurrent Neural Network For Image Generation"; Chen, Fang & Ju 2016,
 "DRAW", with its "Generalization 1": conditional DRAW).
 
 Inference (the encoder reads the image and the error of the canvas so far), for t = 1..T:
@@ -75,9 +75,19 @@ class Unrolled:
     canvases: list[Tensor] = field(default_factory=list)  # c_1..c_T if asked for
 
 
-@register_model("draw", paper="Gregor et al. 2015, DRAW: A Recurrent Neural Network For Image Generation; poster 002", summary="DRAW: recurrent VAE writing a canvas over T steps, with or without attention")
+@register_model("draw", paper="Gregor et al. 2015, DRAW: A Recurrent Neural Network For Image Generation; Chen, Fang & Ju 2016", summary="DRAW: recurrent VAE writing a canvas over T steps, with or without attention")
 class DRAW(ImportanceWeighted, ImputesByReconstruction, Model):
     """DRAW with LSTM encoder and decoder, attention-free or with selective attention."""
+
+    def figures(self, data, out, labelled_index=None, run_dir=None):
+        """The canvas sequence, samples (per class), reconstructions and completions (`pogm.models.vae_gan.draw_figures`)."""
+        from pogm.models.vae_gan.draw_figures import draw_figures
+
+        return draw_figures(self, data, out)
+
+    def sampled_classes(self) -> int:
+        return self.config.num_classes if self.conditional else 0
+
 
     Config = DRAWConfig
     conditional: ClassVar[bool] = False
@@ -252,7 +262,7 @@ class DRAW(ImportanceWeighted, ImputesByReconstruction, Model):
         return torch.sigmoid(torch.stack(canvases))
 
 
-@register_model("cdraw", paper="Gregor et al. 2015 (DRAW); poster 002, Generalization 1", summary="Conditional DRAW: the label enters encoder and decoder at every step")
+@register_model("cdraw", paper="Gregor et al. 2015 (DRAW); Chen, Fang & Ju 2016, Generalization 1", summary="Conditional DRAW: the label enters encoder and decoder at every step")
 class ConditionalDRAW(DRAW):
     """Conditional DRAW: samples a given class."""
 

@@ -1,5 +1,5 @@
 """The auxiliary variational auto-encoder (Maaløe, Sønderby, Sønderby & Winther, ICML 2016;
-poster 004, Fig. 3 and Table 2), unsupervised, with one or two stochastic layers.
+Fig. 3 and Table 2), unsupervised, with one or two stochastic layers.
 
 One stochastic layer (Fig. 3A-B):
     generative  p(z) p(x | z) p(a | z, x),   p(z) = N(0, I)
@@ -47,7 +47,7 @@ class AuxiliaryVAEConfig:
     batch_norm: bool = False
 
 
-@register_model("avae", paper="Maaløe et al. 2016, Auxiliary deep generative models; poster 004", summary="Auxiliary variational auto-encoder (unsupervised, 1 or 2 stochastic layers)")
+@register_model("avae", paper="Maaløe et al. 2016, Auxiliary deep generative models", summary="Auxiliary variational auto-encoder (unsupervised, 1 or 2 stochastic layers)")
 class AuxiliaryVAE(ImportanceWeighted, ImputesByReconstruction, Model):
     """Auxiliary VAE: q(a|x) q(z|a,x) [q(z2|z1)], p(a|z,x) p(x|z) p(z) [p(z1|z2) p(z2)]."""
 

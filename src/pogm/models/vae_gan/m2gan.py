@@ -1,5 +1,5 @@
 """Semi-supervised VAE with a conditional GAN: M2 (Kingma et al. 2014) whose generator p(x|y,z)
-also plays a conditional GAN (the poster 002, "SSL with GANs"; Mirza & Osindero 2014; the
+also plays a conditional GAN (Chen, Fang & Ju 2016, "SSL with GANs"; Mirza & Osindero 2014; the
 K + 1-class discriminator of Salimans et al. 2016).
 
 Generative model (M2):  p(y) = Cat(1/K),  p(z) = N(0, I),  p(x | y, z) = Bernoulli(Dec(y, z))
@@ -29,8 +29,8 @@ from torch import Tensor
 
 from pogm.data.batch import Batch
 from pogm.models.base import flat_x_shape_fields
-from pogm.models.conditional_gan import ConditionalGAN
-from pogm.models.m2 import M2, M2Config
+from pogm.models.vae_gan.conditional_gan import ConditionalGAN
+from pogm.models.semi_supervised.m2 import M2, M2Config
 from pogm.models.registry import register_model
 
 
@@ -46,7 +46,7 @@ class M2GANConfig(M2Config):
     gan_loss: str = "non-saturating"  # for "pair"; "classes" uses -log p(y | x_p)
 
 
-@register_model("m2-gan", paper="Kingma et al. 2014 (M2) + Mirza & Osindero 2014 (conditional GAN); poster 002", summary="M2 with a conditional GAN on its generator; q(y|x) classifies")
+@register_model("m2-gan", paper="Kingma et al. 2014 (M2) + Mirza & Osindero 2014 (conditional GAN); Chen, Fang & Ju 2016", summary="M2 with a conditional GAN on its generator; q(y|x) classifies")
 class M2GAN(ConditionalGAN, M2):
     """M2 whose generator also fools a conditional discriminator."""
 

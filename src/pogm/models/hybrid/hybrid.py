@@ -86,6 +86,13 @@ class HVAEConfig(FVAEConfig):
 class FVAE(ImportanceWeighted, ImputesByReconstruction, Model):
     """F-VAE: a joint VAE of images d and continuous labels h, trained on labelled pairs (eq. 2)."""
 
+    def figures(self, data, out, labelled_index=None, run_dir=None):
+        """Samples (d, h) drawn together and interpolations between test images (`pogm.models.hybrid.figures`)."""
+        from pogm.models.hybrid.figures import hybrid_figures
+
+        return hybrid_figures(self, data, out)
+
+
     Config = FVAEConfig
     uses_labels: ClassVar[bool] = True
     label_kind: ClassVar[str] = "continuous"

@@ -1,6 +1,6 @@
 """VAE-GAN: a VAE whose reconstruction error is measured by a GAN's discriminator
 (Larsen, Sønderby, Larochelle & Winther 2016, "Autoencoding beyond pixels using a learned
-similarity metric"; the poster 002, "Adding GANs").
+similarity metric"; Chen, Fang & Ju 2016, "Adding GANs").
 
 Generative model:   p(z) = N(0, I),   x~ = Dec(z)   (a sigmoid image)
 Inference model:    q(z | x) = N(mu(x), diag(sigma^2(x)))
@@ -73,7 +73,7 @@ class VAEGANConfig:
     pixel_weight: float = 0.0
 
 
-@register_model("vaegan", paper="Larsen et al. 2016, Autoencoding beyond pixels using a learned similarity metric; poster 002", summary="VAE-GAN: reconstruction on discriminator features, one optimizer per network")
+@register_model("vaegan", paper="Larsen et al. 2016, Autoencoding beyond pixels using a learned similarity metric; Chen, Fang & Ju 2016", summary="VAE-GAN: reconstruction on discriminator features, one optimizer per network")
 class VAEGAN(Model):
     """VAE-GAN with an encoder, a decoder and a discriminator, each trained on its own loss."""
 

@@ -1,5 +1,5 @@
-"""CVAE with a conditional GAN (the poster 002, "CVAE with CGAN"; Sohn et al. 2015 and Mirza &
-Osindero 2014): the conditional VAE of `pogm.models.cvae` whose generator also fools a
+"""CVAE with a conditional GAN (Chen, Fang & Ju 2016, "CVAE with CGAN"; Sohn et al. 2015 and Mirza &
+Osindero 2014): the conditional VAE of `pogm.models.vae_gan.cvae` whose generator also fools a
 discriminator of (image, label) pairs.
 
 Generative model (CVAE):  p(z | y) (prior network),  p(x | y, z) = Bernoulli(Dec(y, z))
@@ -29,8 +29,8 @@ import torch
 from torch import Tensor
 
 from pogm.data.batch import Batch
-from pogm.models.conditional_gan import ConditionalGAN
-from pogm.models.cvae import CVAE, CVAEConfig
+from pogm.models.vae_gan.conditional_gan import ConditionalGAN
+from pogm.models.vae_gan.cvae import CVAE, CVAEConfig
 from pogm.models.registry import register_model
 
 
@@ -44,9 +44,17 @@ class CVAEGANConfig(CVAEConfig):
     gan_loss: str = "non-saturating"  # for "pair"; "classes" uses -log p(y | x_p)
 
 
-@register_model("cvae-gan", paper="Sohn et al. 2015 (CVAE) + Mirza & Osindero 2014 (conditional GAN); poster 002", summary="CVAE with a conditional GAN on (image, label) pairs")
+@register_model("cvae-gan", paper="Sohn et al. 2015 (CVAE) + Mirza & Osindero 2014 (conditional GAN); Chen, Fang & Ju 2016", summary="CVAE with a conditional GAN on (image, label) pairs")
 class CVAEGAN(ConditionalGAN, CVAE):
     """Conditional VAE whose generator also fools a discriminator of (image, label) pairs."""
+
+    def figures(self, data, out, labelled_index=None, run_dir=None):
+        """The CVAE's figures, then samples and reconstructions of the GAN-trained generator."""
+        from pogm.models.figures import image_model_figures, unique
+        from pogm.models.vae_gan.completion import cvae_figures
+
+        return unique(cvae_figures(self, data, out) + image_model_figures(self, data, out))
+
 
     Config = CVAEGANConfig
     uses_unlabelled: ClassVar[bool] = False  # conditioned on labels: the stream draws labelled rows only

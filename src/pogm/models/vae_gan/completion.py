@@ -1,4 +1,4 @@
-"""Image completion with a conditional model (the poster 002's "CVAE for image completion" and
+"""Image completion with a conditional model (Chen, Fang & Ju's (2016) "CVAE for image completion" and
 "CVAE for style transfer"; Sohn et al. 2015, sec. 5):
 
 * `quadrant_masks`, `left_half_mask`, `pattern_masks`: which pixels a condition shows, as bool
@@ -23,10 +23,10 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from pogm.data.batch import Batch
-from pogm.evaluate.figures import _pyplot, _save
-from pogm.models.cvae import QUADRANT_NAMES, quadrant_grid
+from pogm.data.sources import DataSplits
+from pogm.plotting import HIDDEN_GREY, draw_rows, pyplot, save_figure, show_image
+from pogm.models.vae_gan.quadrants import QUADRANT_NAMES, quadrant_grid
 
-HIDDEN_GREY = 0.5
 SETTINGS = ("1 quadrant", "2 quadrants", "3 quadrants", "left half")
 
 
@@ -76,9 +76,9 @@ def cycled_masks(image_shape: Sequence[int], setting: str, index: Tensor) -> Ten
 def _test_split(data):
     """The evaluated images: the test split of `DataSplits` (or a dataset), binarised the way
     `pogm.evaluate.metrics.evaluation_view` does."""
-    from pogm.evaluate.metrics import evaluation_view
+    from pogm.data.dataset import evaluation_view
 
-    return evaluation_view(getattr(data, "test", data))
+    return evaluation_view(data.test if isinstance(data, DataSplits) else data)
 
 
 @torch.no_grad()
@@ -101,7 +101,7 @@ def completion_log_likelihoods(model, dataset, k: int = 1000, limit: int = 1000,
     # Memory: one chunk of samples holds [chunk, B, D] likelihood parameters; keep it near 8M values.
     chunk = max(1, min(k, 8_000_000 // max(1, min(batch_size, n) * pixels)))
     model.eval()
-    results: dict = {"k": k, "images": n, "condition": getattr(model.config, "condition", None)}
+    results: dict = {"k": k, "images": n, "condition": model.config.condition}
     for setting in SETTINGS:
         sums = {"ll": 0.0, "elbo": 0.0, "missing": 0.0}
         starts = range(0, n, batch_size)
@@ -123,30 +123,6 @@ def completion_log_likelihoods(model, dataset, k: int = 1000, limit: int = 1000,
             "missing_pixels_per_image": sums["missing"] / n,
         }
     return results
-
-
-def _show(ax, image: Tensor) -> None:
-    """One ``[C, H, W]`` image in [0, 1] on ``ax`` (grey levels for one channel)."""
-    image = image.detach().float().cpu().clamp(0, 1)
-    if image.shape[0] == 1:
-        ax.imshow(image[0].numpy(), cmap="gray", vmin=0.0, vmax=1.0)
-    else:
-        ax.imshow(image.permute(1, 2, 0).numpy())
-    ax.set_xticks([]), ax.set_yticks([])
-
-
-def draw_rows(rows: list[Tensor], labels: list[str], path: str | Path, column_titles: list[str] | None = None) -> Path:
-    """A grid of images: ``rows[r]`` is ``[N, C, H, W]``, labelled on the left."""
-    plt = _pyplot()
-    count = rows[0].shape[0]
-    fig, axes = plt.subplots(len(rows), count, figsize=(0.9 * count + 1.6, 0.9 * len(rows) + (0.3 if column_titles else 0)), squeeze=False)
-    for r, (images, label) in enumerate(zip(rows, labels)):
-        for c in range(count):
-            _show(axes[r, c], images[c])
-        axes[r, 0].set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
-    for c, title in enumerate(column_titles or []):
-        axes[0, c].set_title(title, fontsize=7)
-    return _save(fig, path)
 
 
 @torch.no_grad()
@@ -181,16 +157,16 @@ def style_grid(model, data, path: str | Path, n: int = 8) -> Path:
     x = batch.x["x"]
     styled = model.transfer_style(batch)  # [B, K, D]
     K = styled.shape[1]
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(len(x), K + 1, figsize=(0.8 * (K + 1) + 0.4, 0.8 * len(x) + 0.4), squeeze=False)
     for r in range(len(x)):
-        _show(axes[r, 0], x[r])
+        show_image(axes[r, 0], x[r])
         for c in range(K):
-            _show(axes[r, c + 1], styled[r, c].reshape(x.shape[1:]))
+            show_image(axes[r, c + 1], styled[r, c].reshape(x.shape[1:]))
     axes[0, 0].set_title("input", fontsize=7)
     for c in range(K):
         axes[0, c + 1].set_title(f"y={c}", fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 @torch.no_grad()
@@ -208,7 +184,7 @@ def cvae_figures(model, data, out_dir: str | Path) -> list[Path]:
     "both"), ``style-transfer.png`` and ``samples-per-class.png`` (labels: "label", "both")."""
     model.eval()
     out_dir = Path(out_dir)
-    condition = getattr(model.config, "condition", "partial")
+    condition = model.config.condition
     paths = []
     if condition in ("partial", "both"):
         paths.append(completion_grid(model, data, out_dir / "completions.png"))

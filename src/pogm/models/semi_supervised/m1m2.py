@@ -19,9 +19,9 @@ from torch import Tensor
 
 from pogm.data.batch import Batch
 from pogm.models.base import ImportanceWeighted, ImputesByReconstruction, Model, as_batch
-from pogm.models.m2 import M2, M2Config
+from pogm.models.semi_supervised.m2 import M2, M2Config
 from pogm.models.registry import register_model
-from pogm.models.vae import VAE, VAEConfig
+from pogm.models.semi_supervised.vae import VAE, VAEConfig
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,10 @@ class M1M2Config:
 @register_model("m1m2", paper="Kingma et al. 2014, Semi-supervised learning with deep generative models", summary="Stacked M1+M2: M2 on the latent features of a pretrained VAE")
 class M1M2(ImportanceWeighted, ImputesByReconstruction, Model):
     """Stacked M1+M2: M2 on the latent features of a pretrained VAE."""
+
+    def sampled_classes(self) -> int:
+        return self.config.num_classes
+
 
     Config = M1M2Config
     uses_labels = True

@@ -1,0 +1,49 @@
+"""The training settings (`TrainConfig`): what a run's ``train:`` section and ``--set train.*`` set."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 10
+    max_steps: int | None = None  # stop after this many optimizer steps (overrides epochs)
+    batch_size: int = 100  # unlabelled examples per step
+    labelled_batch_size: int = 100  # labelled examples per step
+    shuffle_window: int = 0  # 0 = a full permutation per epoch; else windows of this many consecutive rows (data on disk)
+    lr: float = 3e-4
+    lr_decay: float = 1.0  # multiply the learning rate by this every `lr_decay_every` epochs
+    lr_decay_every: int = 1
+    lr_min: float = 0.0  # the decay stops at this learning rate (the ADGM recipe: 0.75 every 200 epochs, down to 3e-5)
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    kl_warmup_steps: int = 0  # KL weight rises linearly from 0 to 1 over these optimizer steps
+    grad_clip: float | None = None  # max global gradient norm; None = no clipping
+    eval_every: int = 1  # epochs between evaluations and checkpoints
+    eval_batch_size: int = 1000
+    eval_elbo_limit: int | None = 2000  # examples of the validation split used for the ELBO
+    device: str = "cpu"
+    precision: str = "fp32"  # "bf16": autocast matmuls to bfloat16 (fp32 accumulation and losses)
+    threads: int | None = None  # torch.set_num_threads; None = PyTorch's default
+    cpu_budget_seconds: float | None = None  # stop when training (not evaluation) has used this much CPU time
+    # Flush denormal floats (|x| < 1.2e-38) to zero on the CPU. Adam's second moments and saturated
+    # sigmoid gradients drift into that range during long runs and then slow every step about 4x
+    # (measured on M2/MNIST after 19 epochs: 232 ms per step with denormals, 58 ms without).
+    flush_denormal: bool = True
+    # torch.compile the model's loss (TorchInductor). Off by default: on this 2-core CPU it costs
+    # about 45 s of compilation at start and gave no measurable gain for M2 at the paper's sizes
+    # (benchmarks/speed.py --compile); it may pay off on GPUs or for elementwise-heavy models.
+    compile: bool = False
+    progress: bool = True
+    # Models with several parameter groups (adversarial ones; see the module docstring).
+    schedule: str = "simultaneous"  # or "alternating": discriminator_steps D updates, then one of the rest
+    discriminator_steps: int = 1  # D updates per generator update in the alternating schedule
+    group_lr: dict[str, float] | None = None  # learning rates per parameter group, e.g. {discriminator: 2e-4}
+    # A batch whose loss or gradient is not finite makes no update; then "stop" the run, or "skip"
+    # the batch (and stop anyway after max_nonfinite_skips bad batches in a row).
+    on_nonfinite: str = "stop"
+    max_nonfinite_skips: int = 10
+
+
+SCHEDULES = ("simultaneous", "alternating")
+NONFINITE_POLICIES = ("stop", "skip")

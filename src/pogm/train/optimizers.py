@@ -1,0 +1,53 @@
+"""Optimisers and schedules: one Adam per parameter group (checked disjoint and complete), the
+step decay of the learning rate and the linear KL warm-up."""
+
+from __future__ import annotations
+
+import torch
+
+from pogm.train.config import TrainConfig
+
+SINGLE_GROUP = "model"  # the name of the only optimizer of a single-loss model
+
+
+def adam(params: list[torch.nn.Parameter], lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
+    """Adam with the fused implementation (one kernel per step instead of one loop over parameters:
+    measured 1.0 ms instead of 3.4 ms for M2's 2.6 M parameters on 2 CPU threads), where PyTorch
+    has one for these parameters' device and dtype; the same update rule either way."""
+    try:
+        return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
+    except (RuntimeError, ValueError):  # a device or dtype without a fused kernel
+        return torch.optim.Adam(params, lr=lr, betas=betas)
+
+
+def parameter_groups(model: torch.nn.Module, proximal_ids: set[int]) -> dict[str, list[torch.nn.Parameter]]:
+    """The model's parameter groups (`pogm.models.base.Model.parameter_groups`; one group for
+    single-loss models), checked to be disjoint and complete; proximal parameters are left out."""
+    trainable = [p for p in model.parameters() if p.requires_grad and id(p) not in proximal_ids]
+    declared = model.parameter_groups()
+    if declared is None:
+        return {SINGLE_GROUP: trainable}
+    groups = {name: [p for p in params if p.requires_grad] for name, params in declared.items()}
+    seen: dict[int, str] = {}
+    for name, params in groups.items():
+        for p in params:
+            if id(p) in seen:
+                raise ValueError(f"{type(model).__name__}: a parameter is in both groups {seen[id(p)]!r} and {name!r}")
+            seen[id(p)] = name
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in seen and id(p) not in proximal_ids]
+    if missing:
+        raise ValueError(f"{type(model).__name__}: parameters in no group would never train: {missing[:5]}")
+    return groups
+
+
+def lr_factor(config: TrainConfig, epoch: int) -> float:
+    """Step decay: lr * lr_decay ** (epoch // lr_decay_every), never below lr_min."""
+    return max(config.lr_decay ** (epoch // config.lr_decay_every), min(1.0, config.lr_min / config.lr))
+
+
+def kl_weight(config: TrainConfig, step: int) -> float:
+    """The weight of the KL terms at optimizer step ``step``: a linear rise from 0 to 1 over
+    ``kl_warmup_steps`` steps (1 throughout without warm-up)."""
+    if config.kl_warmup_steps <= 0:
+        return 1.0
+    return min(1.0, (step + 1) / config.kl_warmup_steps)
