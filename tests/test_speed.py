@@ -108,12 +108,12 @@ def test_masked_sum_with_row_flags_equals_masking_each_entry():
 
 def test_fused_adam_follows_the_same_rule():
     """The Trainer's fused Adam takes the steps of the reference implementation."""
-    from pogm.train.trainer import _adam
+    from pogm.train.optimizers import adam
 
     torch.manual_seed(0)
     a, b = torch.nn.Linear(6, 4), torch.nn.Linear(6, 4)
     b.load_state_dict(a.state_dict())
-    fused, plain = _adam(list(a.parameters()), 1e-2, (0.9, 0.999)), torch.optim.Adam(b.parameters(), lr=1e-2)
+    fused, plain = adam(list(a.parameters()), 1e-2, (0.9, 0.999)), torch.optim.Adam(b.parameters(), lr=1e-2)
     assert fused.defaults.get("fused")
     for step in range(5):
         x = torch.randn(8, 6, generator=torch.Generator().manual_seed(step))
