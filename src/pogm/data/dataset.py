@@ -34,6 +34,8 @@ from pogm.data.batch import Batch
 from pogm.data.layout import observed_range, reshape_mask
 
 ArrayLike = Union[np.ndarray, Tensor]
+# How a user passes the number of classes, for messages that ask for it.
+NUM_CLASSES_HINT = "pass it (--set data.num_classes=K, or num_classes=K in Python)"
 
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -234,7 +236,7 @@ def _labels_from_array(
         if labelled.numel() == 0:
             if not require_labelled:
                 return t.contiguous(), y_mask, None
-            raise ValueError(f"{what} has no labelled rows, so num_classes cannot be inferred; pass it (--set data.num_classes=K, or num_classes=K in Python)")
+            raise ValueError(f"{what} has no labelled rows, so num_classes cannot be inferred; {NUM_CLASSES_HINT}")
         top = int(labelled.max().item())
         limit = n if max_inferred_classes is None else max_inferred_classes
         if top + 1 > limit:
@@ -257,7 +259,7 @@ def agree_on_classes(parts: list[Any], where: str, inferred: bool) -> None:
     needs a labelled example in some part. ``where`` (a path) starts the messages."""
     k = max(d.num_classes or 0 for d in parts)
     if k == 0:
-        raise ValueError(f"{where}: the labels have no labelled rows (all -1 or NaN), so num_classes cannot be inferred; pass it (--set data.num_classes=K, or num_classes=K in Python)")
+        raise ValueError(f"{where}: the labels have no labelled rows (all -1 or NaN), so num_classes cannot be inferred; {NUM_CLASSES_HINT}")
     for d in parts:
         d.num_classes = k
     if not inferred:

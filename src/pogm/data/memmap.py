@@ -38,6 +38,7 @@ from torch import Tensor
 
 from pogm.data.batch import Batch
 from pogm.data.dataset import (
+    NUM_CLASSES_HINT,
     LabelledRows,
     PartialDataset,
     _check_num_classes,
@@ -190,7 +191,7 @@ class MemmapDataset(LabelledRows):
         self.y, self.y_mask = torch.cat(ys), torch.cat(masks)
         if self.y.dim() == 1 and self.num_classes is None:
             if found is None:
-                raise _problem(self.y_path, "has no labelled rows, so num_classes cannot be inferred; pass it (--set data.num_classes=K, or num_classes=K in Python)")
+                raise _problem(self.y_path, f"has no labelled rows, so num_classes cannot be inferred; {NUM_CLASSES_HINT}")
             self.num_classes = found
 
     # ------------------------------------------------------------------ access

@@ -392,12 +392,14 @@ class Trainer:
         """Steps until the epoch (or the run) ends, or a signal asks to stop."""
         bar = tqdm(total=self.stream.steps_per_epoch, initial=self.stream._pos, desc=f"epoch {epoch + 1}", disable=not self.show_progress, leave=False)
         try:
-            while self.stream.epoch == epoch and not self._done():
+            done = self._done()  # once per step: with several processes it is a collective
+            while self.stream.epoch == epoch and not done:
                 self._timed_step()
                 bar.update(1)
                 if self.epoch_count and self.epoch_count % 10 == 0:
                     bar.set_postfix(loss=f"{self.epoch_sums['loss'] / self.epoch_count:.3f}")
-                if self.stream.epoch == epoch and not self._done():
+                done = self._done()
+                if self.stream.epoch == epoch and not done:
                     # Not at the epoch's (or the run's) end: after its last step, `_fit` steps the
                     # schedulers and evaluates first, so that the checkpoint covers them.
                     self._stop_if_signalled(signals)

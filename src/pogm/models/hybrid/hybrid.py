@@ -1,5 +1,5 @@
 """F-VAE and H-VAE: joint models of images and continuous labels (Tulyakov, Fitzgibbon & Nowozin,
-"Hybrid VAE: Improving Deep Generative Models using Partial Observations"; ../shared/papers/000_*).
+"Hybrid VAE: Improving Deep Generative Models using Partial Observations").
 
 Generative model (eq. 1), shared by both:
 
