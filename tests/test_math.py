@@ -148,7 +148,7 @@ def test_vae_iw_log_likelihood_is_above_its_elbo():
 def test_unlabelled_bound_enumeration_equals_explicit_sum_over_classes(monkeypatch):
     torch.manual_seed(0)
     K = 4
-    model = M2(M2Config(x_dim=9, num_classes=K, z_dim=3, hidden=(11,)))
+    model = M2(M2Config(x_dim=9, num_classes=K, z_dim=3, hidden=(11,), weighting="per-batch"))
     # one fixed latent value per (class, example), so the vectorised and the looped passes see the same z
     monkeypatch.setattr(DiagonalGaussian, "rsample", lambda self, n=None: self.mean + 0.1 * torch.ones_like(self.mean))
     x = torch.bernoulli(torch.full((5, 9), 0.5))

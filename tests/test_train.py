@@ -161,7 +161,8 @@ def test_config_yaml_records_the_run(tmp_path, digits):
     model_config = config["model_config"]
     assert model_config["x_dim"] == 64 and model_config["num_classes"] == 10
     assert model_config["hidden"] == [32] and model_config["z_dim"] == 4
-    assert model_config["alpha"] == pytest.approx(0.1 * len(digits.train) / 100)  # 0.1 * N / N_labelled
+    assert model_config["num_labelled"] == 100 and model_config["num_unlabelled"] == len(digits.train)  # N_l and N_u of eq. 9
+    assert model_config["weighting"] == "data-set" and model_config["alpha"] is None  # Kingma et al.'s alpha = 0.1 N
     assert config["data"] == {"name": "digits", "options": {}, "labels_per_class": 10, "unlabelled": None}
     assert config["seed"] == 3
     train = config["train"]

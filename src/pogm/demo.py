@@ -21,7 +21,9 @@ from pogm.train import train
 # Grey levels (the Bernoulli likelihood of grey values in [0, 1]: 8x8 binary digits lose too much),
 # a small latent z so that the class must be carried by y, batch normalisation, Adam at 1e-3.
 DEMO_SETTINGS = {
-    "model": {"hidden": [256], "z_dim": 4, "batch_norm": True},
+    # The per-batch weighting (Maaløe et al. 2016) trains the classifier 15 times harder than eq. 9's
+    # (Kingma et al. 2014) on the 1,500 digits, which is what a run of seconds needs.
+    "model": {"hidden": [256], "z_dim": 4, "batch_norm": True, "weighting": "per-batch"},
     "train": {"lr": 1e-3, "eval_every": 10, "progress": False, "threads": 1},
     "data": {"binarize": False},
 }

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from pogm.data.batch import Batch
 from pogm.models.support import DataSupport, model_support
-from pogm.objectives import chunked_importance_weighted_bound, default_alpha
+from pogm.objectives import ObjectiveWeights, chunked_importance_weighted_bound, objective_weights
 
 
 def config_from_dict(config_cls: type, values: dict[str, Any]) -> Any:
@@ -258,7 +258,7 @@ class ImportanceWeighted:
 
 class SemiSupervised:
     """What the semi-supervised models (M2, ADGM, SDGM) share: class labels from the data, the
-    default alpha, range-checked one-hot labels, and the split of a batch into its labelled and
+    objective's weights (``weighting``, ``alpha`` and the data set's sizes in the config), range-checked one-hot labels, and the split of a batch into its labelled and
     unlabelled rows."""
 
     uses_labels: ClassVar[bool] = True
@@ -267,10 +267,14 @@ class SemiSupervised:
     def data_fields(cls, x_dim: int, num_classes: int | None, num_train: int, num_labelled: int, train: Any = None) -> dict[str, Any]:
         if not num_classes:
             raise ValueError(f"{cls.__name__} needs class labels; the data set has none")
-        fields: dict[str, Any] = {"x_dim": x_dim, "num_classes": num_classes}
-        if num_labelled:
-            fields["alpha"] = default_alpha(num_train, num_labelled)
-        return fields
+        return {"x_dim": x_dim, "num_classes": num_classes, "num_labelled": num_labelled, "num_unlabelled": num_train}
+
+    @property
+    def objective_weights(self) -> ObjectiveWeights:
+        """The weights of the labelled bound, the unlabelled bound and the classifier in a step's
+        loss, under the config's ``weighting`` (`pogm.objectives.objective_weights`)."""
+        c = self.config
+        return objective_weights(c.weighting, c.num_labelled, c.num_unlabelled, c.alpha)
 
     def sampled_classes(self) -> int:
         return self.config.num_classes

@@ -3,8 +3,11 @@
 from pogm.objectives.bounds import chunked_importance_weighted_bound, elbo, importance_weighted_bound
 from pogm.objectives.group_lasso import column_norms, group_lasso_penalty, group_soft_threshold
 from pogm.objectives.semi_supervised import (
+    WEIGHTINGS,
+    ObjectiveWeights,
     classification_loss,
     default_alpha,
+    objective_weights,
     semi_supervised_loss,
     unlabelled_bound,
 )
@@ -16,6 +19,9 @@ __all__ = [
     "unlabelled_bound",
     "classification_loss",
     "default_alpha",
+    "objective_weights",
+    "ObjectiveWeights",
+    "WEIGHTINGS",
     "column_norms",
     "group_lasso_penalty",
     "group_soft_threshold",

@@ -13,8 +13,10 @@ Labelled bound (poster, "lower bound for the labeled data"):
     L_l(x, y) = L(x, y) + alpha * E_q(a|x)[-log q(y | a, x)]
 Unlabelled bound, y summed out exactly inside the expectation over a:
     -U(x) = E_q(a|x)[ sum_y q(y|a,x) (log p(x, y, a, z) - log q(z|a,y,x)) + H(q(y|a,x)) ] + H(q(a|x))
-Objective J = sum_l L_l + sum_u U, here as per-example means of one labelled and one unlabelled
-minibatch, alpha = 0.1 * N / N_labelled (the paper's beta = 0.1 times N / N_l).
+Objective J = sum_l L_l + sum_u U. By default (``weighting="per-batch"``, as the authors' published
+training code weighs it) a step takes per-example means of one labelled and one unlabelled
+minibatch, weighted equally, with alpha = 0.1 * N / N_l; ``weighting="data-set"`` weighs the terms
+as Kingma et al.'s (2014) eq. 9 sums them over the data set (`pogm.objectives.semi_supervised`).
 
 Choices where the poster and paper are silent, each tested in tests/test_auxiliary.py:
 - ``a_samples`` samples of a are drawn once per example and shared by every enumerated class, by
@@ -60,7 +62,10 @@ class ADGMConfig:
     activation: str = "relu"
     likelihood: str = "bernoulli"
     batch_norm: bool = False
-    alpha: float = 50.0  # 0.1 * N / N_labelled; filled in from the data by `data_fields`
+    weighting: str = "per-batch"  # J^alpha's weighting: "per-batch" (Maaløe et al. 2016) or "data-set" (Kingma et al. 2014, eq. 9)
+    alpha: float | None = None  # the classifier's weight; None = the weighting's paper default (0.1 N / N_l or 0.1 N)
+    num_labelled: int = 100  # N_l and N_u, the data set's sizes: filled in from the data by `data_fields`
+    num_unlabelled: int = 50000
     a_samples: int = 1  # samples of a per example in training (the MNIST recipe uses 5)
     classify_a_samples: int = 10  # samples of a averaged in q(y|x) at test time; 0 = mean of q(a|x)
 
@@ -137,7 +142,7 @@ class ADGM(SemiSupervised, ImportanceWeighted, ImputesByReconstruction, Model):
         bound_all_classes = self.bound_given_a(x_u, mask_u, a_u, self.every_class, kl_weight)  # [K, S, B_u]
         log_q_y_ax = torch.log_softmax(logits_y[:, ~labelled], dim=-1)  # [S, B_u, K]
         bound_u = unlabelled_bound(log_q_y_ax, bound_all_classes.permute(1, 2, 0)).mean(0) + kl_weight * entropy_a[~labelled]  # [B_u]
-        return semi_supervised_loss(bound_l, bound_u, classification, self.config.alpha)
+        return semi_supervised_loss(bound_l, bound_u, classification, self.objective_weights)
 
     def log_weights(self, batch: Batch, k: int) -> Tensor:
         """log p(x, y, a, z) - log q(a|x) q(y|a,x) q(z|a,y,x) for ``k`` samples from q: ``[k, B]``."""

@@ -9,9 +9,12 @@ Labelled bound (eq. 6, the poster's L(x, y)):
     log p(x, y) >= E_q(z|x,y)[log p(x|y,z) + log p(y) + log p(z) - log q(z|x,y)] = -L(x, y)
 Unlabelled bound (eq. 7):
     log p(x) >= sum_y q(y|x) (-L(x, y)) + H(q(y|x)) = -U(x)
-Objective (eq. 9), per example:
-    J^alpha = mean_l L(x, y) + mean_u U(x) + alpha * mean_l [-log q(y|x)],
-    alpha = 0.1 * N / N_labelled by default.
+Objective (eq. 9), summed over the data set, alpha = 0.1 * N:
+    J^alpha = sum_l L(x, y) + sum_u U(x) + alpha * E_l[-log q(y|x)]
+A step estimates J^alpha / N from one labelled and one unlabelled minibatch (``weighting="data-set"``,
+the default). ``weighting="per-batch"`` is the weighting of Maaløe et al.'s (2016) code, which the
+ADGM and SDGM use: mean_l L + mean_u U + alpha * mean_l [-log q(y|x)], alpha = 0.1 * N / N_l, which
+makes the labelled part about N / N_l times heavier (`pogm.objectives.semi_supervised`).
 
 The sum over y in eq. 7 is exact and vectorised: the one-hot y of every class enters the first
 layer of q(z|x,y) and p(x|y,z) as a ``[K, 1, K]`` tensor, so one pass gives all ``[K, B]`` bounds.
@@ -48,7 +51,10 @@ class M2Config:
     activation: str = "softplus"
     likelihood: str = "bernoulli"
     batch_norm: bool = False
-    alpha: float = 50.0  # 0.1 * N / N_labelled; filled in from the data by `data_fields`
+    weighting: str = "data-set"  # J^alpha as Kingma et al. (2014) eq. 9 sums it; "per-batch" = Maaløe et al.'s (2016) code
+    alpha: float | None = None  # the classifier's weight; None = the weighting's paper default (0.1 N / N_l or 0.1 N)
+    num_labelled: int = 100  # N_l and N_u, the data set's sizes: filled in from the data by `data_fields`
+    num_unlabelled: int = 50000
 
 
 @register_model("m2", paper="Kingma et al. 2014, Semi-supervised learning with deep generative models; Chen, Fang & Ju 2016", summary="Semi-supervised generative model M2")
@@ -88,7 +94,7 @@ class M2(SemiSupervised, ImportanceWeighted, ImputesByReconstruction, Model):
         log_q_y_x = torch.log_softmax(logits_y[~labelled], dim=-1)  # [B_u, K]
         bound_u = unlabelled_bound(log_q_y_x, bound_all_classes.T)  # [B_u]
         classification = classification_loss(logits_y[labelled], y_l)  # [B_l]
-        return semi_supervised_loss(bound_l, bound_u, classification, self.config.alpha)
+        return semi_supervised_loss(bound_l, bound_u, classification, self.objective_weights)
 
     def log_weights(self, batch: Batch, k: int) -> Tensor:
         """log p(x, y, z) - log q(y|x) q(z|x,y) for ``k`` samples of (y, z) from q: ``[k, B]``."""
