@@ -17,8 +17,8 @@ import argparse
 import json
 from pathlib import Path
 
+from pogm.models.semi_supervised.paper_table import AVAE as PAPER
 from pogm.reproduce.evaluations import likelihoods
-from pogm.reproduce.paper import AVAE as PAPER
 from pogm.reproduce.runs import machine
 
 

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, run_in_pool, stage_parser, train_for_budget, write_report
 
 # Gregor et al. 2015, Table 2: negative log-likelihood bounds on binarised MNIST, in nats.
-from pogm.reproduce.paper import DRAW as PAPER
+from pogm.models.vae_gan.paper_table import DRAW as PAPER
 
 TRAIN = {"lr": 1e-3, "adam_betas": [0.5, 0.999], "grad_clip": 10.0}
 # (model, data options, model options, train options, share of the budget)

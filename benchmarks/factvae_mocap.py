@@ -28,17 +28,17 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-from pogm.reproduce.evaluations import factvae_metrics
-from pogm.reproduce.paper import FACTVAE as PAPER
-from pogm.reproduce.paper import FACTVAE_SOURCE
-from pogm.reproduce.runs import machine
+from pogm.models.factvae.paper_table import FACTVAE as PAPER
+from pogm.models.factvae.paper_table import FACTVAE_SOURCE
 
 # The settings of Table 1's runs (the same as `pogm reproduce factvae-mocap`): MODELS maps a row
 # to its registered model and settings.
-from pogm.reproduce.settings import FACTVAE_MODEL_SETTINGS as MODEL_SETTINGS
-from pogm.reproduce.settings import FACTVAE_MODELS as MODELS
-from pogm.reproduce.settings import FACTVAE_TRAIN_SETTINGS as TRAIN_SETTINGS
-from pogm.reproduce.settings import mocap_choices as choices
+from pogm.models.factvae.paper_table import FACTVAE_MODEL_SETTINGS as MODEL_SETTINGS
+from pogm.models.factvae.paper_table import FACTVAE_MODELS as MODELS
+from pogm.models.factvae.paper_table import FACTVAE_TRAIN_SETTINGS as TRAIN_SETTINGS
+from pogm.models.factvae.paper_table import mocap_choices as choices
+from pogm.reproduce.evaluations import factvae_metrics
+from pogm.reproduce.runs import machine
 
 SIZES = [1, 2, 5]
 

@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, train_for_budget, write_report
 
-from pogm.reproduce.paper import POSTER_SSL
+from pogm.models.vae_gan.paper_table import POSTER_SSL
 from pogm.reproduce.runs import selected_record
 
 # M2 as in benchmarks/ssl_mnist.py (Kingma's networks with batch norm, Adam 1e-3); M2 + GAN adds

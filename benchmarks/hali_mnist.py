@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, run_in_pool, stage_parser, train_for_budget, write_report
 
 # HALI, Table 3: test errors out of 10,000 on MNIST with 100 labels.
-from pogm.reproduce.paper import HALI as PAPER
-from pogm.reproduce.settings import GAN_TRAIN
+from pogm.models.hali.paper_table import GAN_TRAIN
+from pogm.models.hali.paper_table import HALI as PAPER
 
 # (model, labels per class or None, data options, model options, train options, share of the budget)
 RUNS = {

@@ -27,14 +27,13 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-from pogm.reproduce.evaluations import hybrid_metrics
-
 # The paper's claims that this table tests (sec. 4.3, Table 1).
-from pogm.reproduce.paper import HYBRID_CLAIMS as CLAIMS
+from pogm.models.hybrid.paper_table import HYBRID_CLAIMS as CLAIMS
+from pogm.models.hybrid.paper_table import HYBRID_MODEL_SETTINGS as MODEL_SETTINGS
+from pogm.models.hybrid.paper_table import HYBRID_TRAIN_SETTINGS as TRAIN_SETTINGS
+from pogm.models.hybrid.paper_table import hybrid_overrides
+from pogm.reproduce.evaluations import hybrid_metrics
 from pogm.reproduce.runs import machine
-from pogm.reproduce.settings import HYBRID_MODEL_SETTINGS as MODEL_SETTINGS
-from pogm.reproduce.settings import HYBRID_TRAIN_SETTINGS as TRAIN_SETTINGS
-from pogm.reproduce.settings import hybrid_overrides
 
 # (n) for F-VAE and (n, m) for H-VAE, per source; "all" = every training example.
 GRID = {

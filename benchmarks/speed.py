@@ -103,7 +103,8 @@ def measure_training(setting: str, threads: int, precision: str, args, sources: 
         work, shapes = flops.training_flops(gemms), [s for g in gemms for s in g.training_shapes()]
         unlabelled = 100
     else:
-        from pogm.reproduce.settings import FACTVAE_MODEL_SETTINGS, FACTVAE_TRAIN_SETTINGS, GAN_TRAIN
+        from pogm.models.factvae.paper_table import FACTVAE_MODEL_SETTINGS, FACTVAE_TRAIN_SETTINGS
+        from pogm.models.hali.paper_table import GAN_TRAIN
 
         if setting == "factvae":
             data, model_name, overrides, extra = sources["mocap"], "factvae", FACTVAE_MODEL_SETTINGS, {"kl_warmup_steps": FACTVAE_TRAIN_SETTINGS["kl_warmup_steps"]}

@@ -30,14 +30,14 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from pogm.reproduce.evaluations import m1_steps_for
-from pogm.reproduce.paper import SSL_MNIST as PAPER
-from pogm.reproduce.runs import machine, selected_record
+from pogm.models.semi_supervised.paper_table import SSL_MNIST as PAPER
+from pogm.models.semi_supervised.paper_table import m1_steps_for
 
 # pogm's settings for this benchmark (the same as `pogm reproduce ssl-mnist100`; see there why).
-from pogm.reproduce.settings import SSL_MODEL_SETTINGS as MODEL_SETTINGS
-from pogm.reproduce.settings import SSL_RECIPES as RECIPES
-from pogm.reproduce.settings import SSL_TRAIN_SETTINGS as TRAIN_SETTINGS
+from pogm.models.semi_supervised.paper_table import SSL_MODEL_SETTINGS as MODEL_SETTINGS
+from pogm.models.semi_supervised.paper_table import SSL_RECIPES as RECIPES
+from pogm.models.semi_supervised.paper_table import SSL_TRAIN_SETTINGS as TRAIN_SETTINGS
+from pogm.reproduce.runs import machine, selected_record
 
 PUBLIC_REFERENCE = {
     "m2": {"test_error_after_10_minutes": 0.485, "unlabelled_per_second": 1560, "source": "a public PyTorch M2 ([784, 10, 50, [600, 600]]) run on this machine for 10 minutes with its own recipe (issue 2)"},

@@ -3,9 +3,9 @@
 The layers, lowest first (docs/DESIGN.md explains them):
 
 1. foundations: ``data``, ``nn``, ``likelihoods``, ``latents``, ``objectives``, the generic
-   ``plotting`` helpers, the run-directory file formats (``checkpoint``), ``recipes``, ``version``
-   and ``flops``;
-2. ``models``, each family with its figures;
+   ``plotting`` helpers, the run-directory file formats (``checkpoint``), ``recipes``, ``version``,
+   ``flops`` and ``tables`` (paper tables as data);
+2. ``models``, each family with its figures and its paper tables;
 3. ``runs`` (a run directory read back and built from its settings);
 4. ``train`` and ``evaluate``;
 5. ``reproduce``;
@@ -24,7 +24,7 @@ import pytest
 SRC = Path(__file__).resolve().parent.parent / "src"
 
 LAYERS = (
-    ("foundations", ("data", "nn", "likelihoods", "latents", "objectives", "plotting", "checkpoint", "recipes", "version", "flops")),
+    ("foundations", ("data", "nn", "likelihoods", "latents", "objectives", "plotting", "checkpoint", "recipes", "version", "flops", "tables")),
     ("models", ("models",)),
     ("runs", ("runs",)),
     ("train and evaluate", ("train", "evaluate")),

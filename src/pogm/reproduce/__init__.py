@@ -24,22 +24,15 @@ The verdict (`verdict`), per row:
 Rows that check a paper's claim about an ordering ("H-VAE beats F-VAE") count 1 when it holds and
 0 when not, against the paper's 1: reproduced or not reproduced.
 
-This package is also where the papers' numbers (`pogm.reproduce.paper`), the tables' training
-settings (`pogm.reproduce.settings`), the evaluations of finished runs
-(`pogm.reproduce.evaluations`) and the budgeted-run helpers (`machine`, `train_for_budget`,
-`finished`) live; the benchmark scripts import them from here.
+Each model family defines its tables, the papers' numbers and the training settings behind them
+beside its models (``pogm.models.<family>.paper_table``, as data: `pogm.tables`);
+`pogm.reproduce.paper_tables` collects and registers them. This package holds what runs them: the
+evaluations of finished runs (`pogm.reproduce.evaluations`, named by the tables), the verdict, the
+registry and the budgeted-run helpers (`machine`, `train_for_budget`, `finished`) that the
+benchmark scripts share.
 """
 
 from pogm.reproduce.command import add_reproduce_parser, cmd_reproduce
-from pogm.reproduce.paper import (
-    AVAE,
-    DRAW,
-    FACTVAE,
-    HALI,
-    HYBRID_MULTIPIE,
-    POSTER_SSL,
-    SSL_MNIST,
-)
 from pogm.reproduce.runs import (
     finished,
     machine,
@@ -48,32 +41,22 @@ from pogm.reproduce.runs import (
     train_for_budget,
     write_report,
 )
+from pogm.reproduce.evaluations import EVALUATIONS
+from pogm.reproduce.paper_tables import PAPER_TABLES
 from pogm.reproduce.table import (
     TABLES,
     VERDICT_RULE,
-    Claim,
-    Mean,
-    Metric,
-    Row,
-    RunSpec,
-    Table,
     get_table,
     list_tables,
     register_table,
     reproduce,
     verdict,
 )
-from pogm.reproduce.paper_tables import PAPER_TABLES
+from pogm.tables import Claim, Mean, Metric, Row, RunSpec, Table
 
 __all__ = [
-    "AVAE",
-    "DRAW",
-    "FACTVAE",
-    "HALI",
-    "HYBRID_MULTIPIE",
+    "EVALUATIONS",
     "PAPER_TABLES",
-    "POSTER_SSL",
-    "SSL_MNIST",
     "TABLES",
     "VERDICT_RULE",
     "Claim",
@@ -96,6 +79,3 @@ __all__ = [
     "verdict",
     "write_report",
 ]
-
-for _table in PAPER_TABLES:
-    register_table(_table)

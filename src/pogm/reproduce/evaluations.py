@@ -1,14 +1,22 @@
 """What a paper table reads off a trained run: each function takes a run (a directory or a loaded
 `pogm.train.Run`) and returns a dict of numbers. `pogm reproduce` and the benchmark scripts both
 use them; every one seeds torch, so a run evaluates to the same numbers every time.
+
+A table's `pogm.tables.RunSpec` names its evaluation (``evaluate="likelihoods"``, with
+``evaluate_options``); `EVALUATIONS` maps the names to the functions and `resolve_evaluation`
+gives the function a run is evaluated with.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from pogm.tables import RunSpec
 
 
 def _loaded(run: Any, weights: str = "best"):
@@ -96,29 +104,20 @@ def factvae_metrics(run: Any, iw_samples: int = 1000) -> dict[str, Any]:
     }
 
 
-def m1_steps_for(budget_seconds: float, fraction: float = 0.5, threads: int = 1) -> int:
-    """Optimizer steps of M1 (the VAE phase of M1+M2 on MNIST) that fit in ``fraction`` of the
-    budget, from a short timing run."""
-    import torch
-
-    from pogm.data.batch import Batch
-    from pogm.models.semi_supervised.vae import VAE, VAEConfig
-
-    torch.set_num_threads(threads)
-    model = VAE(VAEConfig())
-    optimizer = torch.optim.Adam(model.parameters(), 3e-4)
-    batch = Batch(x={"x": torch.bernoulli(torch.full((200, 784), 0.13))})
-    for i in range(25):
-        if i == 5:
-            start = time.process_time()
-        loss = model.loss(batch)["loss"]
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    seconds_per_step = (time.process_time() - start) / 20
-    return max(1, int(fraction * budget_seconds / seconds_per_step))
+EVALUATIONS: dict[str, Callable[..., dict[str, Any]]] = {
+    "selected_errors": selected_errors,
+    "likelihoods": likelihoods,
+    "hybrid_metrics": hybrid_metrics,
+    "factvae_metrics": factvae_metrics,
+}
 
 
-def m1m2_fresh_options(budget_seconds: float, fraction: float = 0.5) -> dict[str, int]:
-    """M1+M2's model options for a run of ``budget_seconds``: ``fraction`` of it for M1."""
-    return {"m1_steps": m1_steps_for(budget_seconds, fraction)}
+def resolve_evaluation(spec: RunSpec) -> Callable[[Any], dict[str, Any]]:
+    """The function that evaluates the run ``spec``: the one it names in `EVALUATIONS` (or the
+    function it gives), with its ``evaluate_options`` bound as a `functools.partial`."""
+    evaluate = spec.evaluate
+    if isinstance(evaluate, str):
+        if evaluate not in EVALUATIONS:
+            raise ValueError(f"run {spec.name!r}: unknown evaluation {evaluate!r}; choose one of {', '.join(EVALUATIONS)}")
+        evaluate = EVALUATIONS[evaluate]
+    return functools.partial(evaluate, **spec.evaluate_options) if spec.evaluate_options else evaluate

@@ -1,10 +1,9 @@
-"""Paper tables as data, the verdict rule, the registry, and running a table.
+"""The verdict rule, the registry of tables, and running a table.
 
-A `Table` names the training runs behind it (`RunSpec`: model, data, settings, share of the
-budget, and the evaluation that reads numbers off the finished run) and its rows (`Row`: what it
-measures, the paper's value and ±, the direction, and how ours comes from the runs' numbers:
-`Metric`, `Mean` or `Claim`). `reproduce` trains what is missing, evaluates, and writes
-``OUT/TABLE.md`` and ``OUT/TABLE.json``; the runs live in ``OUT/runs/TABLE/``.
+The tables themselves are data (`pogm.tables`: `Table`, `RunSpec`, `Row`, `Metric`, `Mean`,
+`Claim`), defined by each model family beside its models. `reproduce` trains what is missing,
+evaluates each run by the evaluation its `RunSpec` names (`pogm.reproduce.evaluations`), and
+writes ``OUT/TABLE.md`` and ``OUT/TABLE.json``; the runs live in ``OUT/runs/TABLE/``.
 """
 
 from __future__ import annotations
@@ -12,14 +11,13 @@ from __future__ import annotations
 import functools
 import json
 import math
-import statistics
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pogm.reproduce.evaluations import selected_errors
+from pogm.reproduce.evaluations import resolve_evaluation
 from pogm.reproduce.runs import (
     describe_machine,
     finished,
@@ -28,6 +26,7 @@ from pogm.reproduce.runs import (
     train_for_budget,
     write_report,
 )
+from pogm.tables import ERROR_UNITS, Row, RunSpec, Table
 
 VERDICT_RULE = (
     "reproduced: ours at least as good as the paper's, or within its ± (without one, within 5% relative; "
@@ -60,170 +59,16 @@ def verdict(ours: float, paper: float, direction: str, pm: float | None = None, 
     return "close" if gap <= close else "not reproduced"
 
 
-# ----------------------------------------------------------------------------- how ours is computed
-@dataclass(frozen=True)
-class Metric:
-    """One number of one run's evaluation."""
-
-    run: str
-    key: str
-
-    @property
-    def runs(self) -> tuple[str, ...]:
-        return (self.run,)
-
-    def __call__(self, numbers: Mapping[str, Mapping[str, Any]]) -> float:
-        return float(numbers[self.run][self.key])
-
-    def detail(self, numbers: Mapping[str, Mapping[str, Any]]) -> str:
-        return ""
-
-    def describe(self) -> str:
-        return f"{self.key} of run {self.run}"
-
-
-@dataclass(frozen=True)
-class Mean:
-    """The mean of one number over several runs (choices of data, seeds)."""
-
-    over: tuple[str, ...]
-    key: str
-
-    @property
-    def runs(self) -> tuple[str, ...]:
-        return self.over
-
-    def __call__(self, numbers: Mapping[str, Mapping[str, Any]]) -> float:
-        return statistics.fmean(float(numbers[run][self.key]) for run in self.over)
-
-    def detail(self, numbers: Mapping[str, Mapping[str, Any]]) -> str:
-        values = [float(numbers[run][self.key]) for run in self.over]
-        spread = f" ± {statistics.stdev(values):.1f}" if len(values) > 1 else ""
-        return f"{statistics.fmean(values):.1f}{spread} (n={len(values)})"
-
-    def describe(self) -> str:
-        return f"mean {self.key} over runs {', '.join(self.over)}"
-
-
-@dataclass(frozen=True)
-class Claim:
-    """1 if ``better`` is better than ``worse`` (``direction``: which is better), else 0: a
-    paper's claim about the order of two numbers, checked on our runs."""
-
-    better: Metric | Mean
-    worse: Metric | Mean
-    direction: str = "lower"
-
-    @property
-    def runs(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(self.better.runs + self.worse.runs))
-
-    def __call__(self, numbers: Mapping[str, Mapping[str, Any]]) -> float:
-        b, w = self.better(numbers), self.worse(numbers)
-        return 1.0 if (b < w if self.direction == "lower" else b > w) else 0.0
-
-    def detail(self, numbers: Mapping[str, Mapping[str, Any]]) -> str:
-        sign = ("<" if self.direction == "lower" else ">") if self(numbers) else ("≥" if self.direction == "lower" else "≤")
-        both = [part.detail(numbers) or f"{part(numbers):.1f}" for part in (self.better, self.worse)]
-        return f"{both[0]} {sign} {both[1]}"
-
-    def describe(self) -> str:
-        return f"1 if {self.better.describe()} is {self.direction} than {self.worse.describe()}, else 0"
-
-
-# ----------------------------------------------------------------------------- tables
-@dataclass(frozen=True)
-class RunSpec:
-    """One training run behind a table: what to train, its share of the table's CPU budget, and
-    ``evaluate(run_dir) -> dict`` that reads its numbers (a module-level function or a
-    `functools.partial` of one, so that it can run in a worker process)."""
-
-    name: str
-    model: str | None = None
-    source: str = "mnist"
-    labels: int | None = None
-    unlabelled: int | None = None
-    recipe: str | None = None
-    model_options: Mapping[str, Any] = field(default_factory=dict)
-    train_options: Mapping[str, Any] = field(default_factory=dict)
-    data_options: Mapping[str, Any] = field(default_factory=dict)
-    share: float = 1.0
-    evaluate: Callable[[Path], dict] = selected_errors
-    fresh_options: Callable[[float], Mapping[str, Any]] | None = None  # model options computed when the run starts
-
-
-UNITS: dict[str, Callable[[float], str]] = {
-    "%": lambda v: f"{v:.2%}",
-    "errors/10,000": lambda v: f"{round(v * 10000)}",
-    "nats": lambda v: f"{v:.2f}",
-    "claim": lambda v: "holds" if v >= 0.5 else "fails",
-}
-ERROR_UNITS = ("%", "errors/10,000")  # stored as fractions
-
-
-@dataclass(frozen=True)
-class Row:
-    """One row of a table: ``ours`` computes our value from the runs' numbers. Errors are
-    fractions whatever the ``unit`` shows (``%``, ``errors/10,000``); a ``claim`` row is 1 (the
-    paper's claim holds) or 0, and ``paper_detail`` gives the paper's numbers behind it."""
-
-    name: str
-    measures: str
-    paper: float
-    ours: Metric | Mean | Claim
-    direction: str = "lower"
-    paper_pm: float | None = None
-    unit: str = "%"
-    paper_detail: str = ""
-
-    def __post_init__(self) -> None:
-        if self.unit not in UNITS:
-            raise ValueError(f"row {self.name!r}: unit must be one of {list(UNITS)}, got {self.unit!r}")
-        if self.direction not in ("lower", "higher"):
-            raise ValueError(f"row {self.name!r}: direction must be 'lower' or 'higher', got {self.direction!r}")
-
-    def show(self, value: float) -> str:
-        return UNITS[self.unit](value)
-
-    def show_paper(self) -> str:
-        text = self.show(self.paper) + (f" ± {self.show(self.paper_pm)}" if self.paper_pm is not None else "")
-        return f"{text} ({self.paper_detail})" if self.paper_detail else text
-
-
-@dataclass(frozen=True)
-class Table:
-    """A paper table: its runs, its rows, and the CPU-minutes it trains for by default."""
-
-    name: str
-    description: str  # one line, for `pogm reproduce --list`
-    paper: str  # where the paper's numbers come from
-    runs: tuple[RunSpec, ...]
-    rows: tuple[Row, ...]
-    default_budget: float  # CPU-minutes of training for the whole table
-    notes: str = ""  # caveats printed under the table
-
-    def __post_init__(self) -> None:
-        names = [run.name for run in self.runs]
-        if len(set(names)) != len(names):
-            raise ValueError(f"table {self.name}: run names must be unique")
-        for row in self.rows:
-            missing = sorted(set(row.ours.runs) - set(names))
-            if missing:
-                raise ValueError(f"table {self.name}, row {row.name!r}: reads runs {missing} that the table does not train")
-
-    def budgets(self, budget: float) -> dict[str, float]:
-        """CPU-minutes of each run: ``budget`` split by the runs' shares."""
-        total = sum(run.share for run in self.runs)
-        return {run.name: budget * run.share / total for run in self.runs}
-
-
 TABLES: dict[str, Table] = {}
 
 
 def register_table(table: Table) -> Table:
-    """Add ``table`` to the registry (`list_tables`, `get_table`, `pogm reproduce`)."""
+    """Add ``table`` to the registry (`list_tables`, `get_table`, `pogm reproduce`); every
+    evaluation its runs name must be known (`pogm.reproduce.evaluations.EVALUATIONS`)."""
     if table.name in TABLES:
         raise ValueError(f"a table named {table.name!r} is already registered")
+    for spec in table.runs:
+        resolve_evaluation(spec)
     TABLES[table.name] = table
     return table
 
@@ -270,12 +115,13 @@ def _write_record(run_dir: Path, record: dict[str, Any]) -> None:
 
 def _evaluate(spec: RunSpec, run_dir: Path, step: int) -> dict[str, Any]:
     """The run's numbers: cached in ``RECORD`` for this evaluation, its options and the run's step."""
-    by, options = _callable_name(spec.evaluate)
+    evaluate = resolve_evaluation(spec)
+    by, options = _callable_name(evaluate)
     record = _read_record(run_dir)
     cached = record.get("evaluation", {})
     if cached.get("by") == by and cached.get("options") == options and cached.get("step") == step:
         return cached["numbers"]
-    numbers = spec.evaluate(run_dir)
+    numbers = evaluate(run_dir)
     record["evaluation"] = {"by": by, "options": options, "step": step, "numbers": numbers}
     _write_record(run_dir, record)
     return numbers
@@ -317,7 +163,7 @@ def _run_job(job: _Job) -> dict[str, Any]:
         "train_cpu_seconds": last["train_cpu_seconds"],
         "train_wall_seconds": last["train_wall_seconds"],
         "machine": _read_record(run_dir).get("machine"),
-        "evaluated_by": _callable_name(spec.evaluate)[0],
+        "evaluated_by": _callable_name(resolve_evaluation(spec))[0],
         "numbers": numbers,
     }
 
