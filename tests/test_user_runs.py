@@ -180,8 +180,9 @@ def test_train_takes_arrays_and_returns_a_run(tmp_path, digits_arrays):
 
 def test_build_model_applies_the_data_settings_of_training():
     model = pogm.build_model("m2", "digits", config={"model": {"z_dim": 3}}, labels=10)
-    trained_alpha = 0.1 * 1197 / 100  # alpha = 0.1 N / N_l (the data's, not MNIST-100's 50)
     assert model.config.z_dim == 3 and model.config.x_dim == 64 and model.config.num_classes == 10
-    assert model.config.alpha == pytest.approx(trained_alpha, rel=0.05)
+    # the data set's sizes of eq. 9 (the data's, not the MNIST-100 defaults of 100 and 50,000)
+    assert (model.config.num_labelled, model.config.num_unlabelled) == (100, 1197)
+    assert model.objective_weights.classification == pytest.approx(0.1, rel=0.05)  # alpha / N = 0.1
     dotted = pogm.build_model("m2", "digits", config={"z_dim": 3, "train.lr": 1e-3}, labels=10)
     assert dotted.config == model.config

@@ -518,9 +518,19 @@ class PartialDataset(LabelledRows):
         x = {k: v[index] for k, v in self.x.items()}
         b = next(iter(x.values())).shape[0]
         x_mask = {k: self._mask_rows(m, index, b) for k, m in self.x_mask.items()}
+        observed = self.fully_observed_groups
         if self.y is None:
-            return Batch(x=x, x_mask=x_mask)
-        return Batch(x=x, x_mask=x_mask, y=self.y[index], y_mask=self.y_mask[index])
+            return Batch(x=x, x_mask=x_mask, observed=observed)
+        return Batch(x=x, x_mask=x_mask, y=self.y[index], y_mask=self.y_mask[index], observed=observed)
+
+    @property
+    def fully_observed_groups(self) -> frozenset[str]:
+        """The groups whose mask is one shared row of True (every value observed), read once."""
+        known = self.__dict__.get("_fully_observed")
+        if known is None:
+            known = frozenset(k for k, m in self.x_mask.items() if m.shape[0] == 1 and bool(m.all()))
+            object.__setattr__(self, "_fully_observed", known)
+        return known
 
     # ------------------------------------------------------------------ derived datasets
     def subset(self, index: Tensor) -> "PartialDataset":

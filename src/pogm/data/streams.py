@@ -218,6 +218,8 @@ class SemiSupervisedStream:
                 b.y_mask = torch.zeros_like(b.y_mask)
             parts.append(b)
         batch = parts[0] if len(parts) == 1 else Batch.cat(parts)
+        if batch.y is not None:  # labelled rows (checked at construction) first, then unlabelled ones
+            batch.labelled_first = self.labelled_batch_size if self.num_labelled else 0
         if batch.device != self.device:  # read from disk on the CPU
             batch = batch.to(self.device)
         if self.binarize:

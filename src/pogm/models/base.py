@@ -226,8 +226,8 @@ class Model(nn.Module):
         if x.shape[1] != self.config.x_dim:
             raise ValueError(f"{type(self).__name__} was built for x_dim={self.config.x_dim} but the batch has {x.shape[1]} features per example")
         mask = flat_mask(mask, x.shape[1])
-        if mask.shape[1] == 1 and bool(mask.all()):
-            return x, None  # fully observed: skip the masking work
+        if self.group in batch.observed or (mask.shape[1] == 1 and bool(mask.all())):
+            return x, None  # fully observed: skip the masking work (known without reading the mask, or read)
         # Zero-fill again here so that a mask always removes the information, whatever the caller left there.
         return zero_fill(x, mask), mask
 
@@ -284,11 +284,15 @@ class SemiSupervised:
         return one_hot_labels(y, self.config.num_classes, self.every_class.dtype)
 
     @staticmethod
-    def labelled_rows(batch: Batch, device: torch.device) -> tuple[Tensor, Tensor]:
-        """``(is_labelled [B] bool, labels of the labelled rows [B_l])``."""
+    def labelled_rows(batch: Batch, device: torch.device) -> tuple[Rows, Rows, Tensor]:
+        """``(labelled rows, unlabelled rows, labels of the labelled rows [B_l])``; the rows are
+        slices when the batch says its labelled rows come first (no host sync), else bool masks."""
         if batch.y is None:
-            return torch.zeros(len(batch), dtype=torch.bool, device=device), torch.zeros(0, dtype=torch.long, device=device)
-        return batch.y_mask, batch.y[batch.y_mask]
+            return slice(0, 0), slice(0, None), torch.zeros(0, dtype=torch.long, device=device)
+        if batch.labelled_first is not None:
+            n = batch.labelled_first
+            return slice(0, n), slice(n, None), batch.y[:n]
+        return batch.y_mask, ~batch.y_mask, batch.y[batch.y_mask]
 
 
 def check_class_labels(y: Tensor, num_classes: int) -> None:
@@ -299,9 +303,18 @@ def check_class_labels(y: Tensor, num_classes: int) -> None:
 
 
 def one_hot_labels(y: Tensor, num_classes: int, dtype: torch.dtype) -> Tensor:
-    """``[..., K]`` one-hot labels of ``dtype``, checked by `check_class_labels`."""
-    check_class_labels(y, num_classes)
-    return F.one_hot(y, num_classes).to(dtype)
+    """``[..., K]`` one-hot labels of ``dtype``; labels outside [0, K) are an error.
+
+    The range is checked on the device (``torch._assert_async``): a GPU step does not wait for
+    it; the CPU raises at once, and `check_class_labels` then names the range found."""
+    if y.dtype.is_floating_point:
+        check_class_labels(y, num_classes)
+    try:
+        torch._assert_async(((y >= 0) & (y < num_classes)).all(), f"labels must be integers in [0, {num_classes})")
+    except RuntimeError:
+        check_class_labels(y, num_classes)
+        raise
+    return (y.unsqueeze(-1) == torch.arange(num_classes, device=y.device)).to(dtype)  # [..., K]
 
 
 def image_fields(cls: type, x_dim: int, train: Any) -> dict[str, Any]:
@@ -334,7 +347,10 @@ def zero_fill(x: Tensor, mask: Tensor) -> Tensor:
     return torch.where(mask, x, torch.zeros((), dtype=x.dtype, device=x.device))
 
 
-def rows(mask: Tensor | None, index: Tensor) -> Tensor | None:
+Rows = Tensor | slice  # a bool mask over the batch, or a slice of it
+
+
+def rows(mask: Tensor | None, index: Rows) -> Tensor | None:
     """Select rows of a mask (None = fully observed stays None)."""
     return None if mask is None else mask[index]
 

@@ -35,6 +35,11 @@ class TrainConfig:
     # (benchmarks/speed.py --compile); it may pay off on GPUs or for elementwise-heavy models.
     compile: bool = False
     progress: bool = True
+    # The sync-free step (pogm.train.sync_free): the host never waits for the device inside a step;
+    # loss terms and finiteness flags are read every sync_every steps. None = on for CUDA, off on the
+    # CPU (where it gains nothing); it needs one parameter group, fused Adam and one process.
+    sync_free: bool | None = None
+    sync_every: int = 100
     # Models with several parameter groups (adversarial ones; see the module docstring).
     schedule: str = "simultaneous"  # or "alternating": discriminator_steps D updates, then one of the rest
     discriminator_steps: int = 1  # D updates per generator update in the alternating schedule

@@ -62,6 +62,7 @@ from pogm.train.distributed import (
 from pogm.train.guards import NonFiniteStep, flushes_denormals, nonfinite_gradients, nonfinite_terms
 from pogm.train.optimizers import SINGLE_GROUP, adam, kl_weight, lr_factor, parameter_groups
 from pogm.train.signals import StopSignals, TrainingInterrupted
+from pogm.train.sync_free import PendingSteps, conditional_adam_step, finite_flag, supports_conditional_step
 
 
 def _say(message: str) -> None:
@@ -148,7 +149,29 @@ class Trainer:
         # single-loss models, proximal ones included); the processes start from rank 0's weights.
         self.trainable = [p for p in model.parameters() if p.requires_grad]
         self.has_buffers = bool(persistent_buffers(model))  # batch-norm statistics, kept equal across processes
+        self.sync_free = self._sync_free_setting()
+        self.pending = PendingSteps()  # the sync-free steps' terms and flags, not yet read
         dist.broadcast_module(model)
+
+    def _sync_free_setting(self) -> bool:
+        """``train.sync_free``, resolved: None means on for CUDA when the step can be sync-free."""
+        if self.config.sync_every < 1:
+            raise ValueError(f"train.sync_every must be >= 1, got {self.config.sync_every}")
+        blockers = []
+        if set(self.optimizers) != {SINGLE_GROUP}:
+            blockers.append(f"{type(self.model).__name__} steps several parameter groups")
+        if self.proximal_optimizer is not None:
+            blockers.append("the proximal step reads its weight on the host")
+        if self.dist.active:
+            blockers.append("several processes decide collectively at every step")
+        if not supports_conditional_step(self.optimizer):
+            blockers.append("the optimizer is not fused Adam (no fused kernel for this device and dtype)")
+        wanted = self.config.sync_free
+        if wanted is None:
+            return torch.device(self.config.device).type == "cuda" and not blockers
+        if wanted and blockers:
+            raise ValueError(f"train.sync_free=true is not possible here: {'; '.join(blockers)}; drop the setting")
+        return bool(wanted)
 
     # ------------------------------------------------------------------ schedule
     def _lr_factor(self, epoch: int) -> float:
@@ -178,10 +201,15 @@ class Trainer:
         return not self._budget_left()
 
     # ------------------------------------------------------------------ training
-    def train_step(self, batch) -> dict[str, float]:
+    def train_step(self, batch) -> dict[str, float] | None:
         """One optimizer step of every group (the alternating schedule draws its discriminator
-        batches from the stream); returns the loss terms as floats."""
+        batches from the stream); returns the loss terms as floats (None for a sync-free step,
+        whose terms stay on the device until `read_pending`)."""
         self.model.train()
+        if self.sync_free:
+            self.pending.add(self.step, *self._sync_free_step(batch))
+            self.step += 1
+            return None
         if len(self.optimizers) == 1 and SINGLE_GROUP in self.optimizers:
             terms = self._single_loss_step(batch)
         elif self.config.schedule == "alternating":
@@ -267,6 +295,45 @@ class Trainer:
             self.proximal_optimizer.step()
             self.model.proximal_step(self.kl_weight())  # the sparsity prior warms up with the KL
         return terms
+
+    def _sync_free_step(self, batch) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """A single-loss step without host synchronisation (`pogm.train.sync_free`): the update is
+        skipped on the device when the loss or a gradient is not finite."""
+        terms = self._losses(batch)
+        loss = terms["loss"]
+        self.model.zero_grad(set_to_none=True)
+        loss.backward()
+        grads = [p.grad for p in self.trainable if p.grad is not None]
+        finite = finite_flag(loss, grads)
+        if self.config.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.trainable, self.config.grad_clip, foreach=True)
+        conditional_adam_step(self.optimizer, finite)
+        return terms, finite
+
+    def read_pending(self) -> None:
+        """Read the sync-free steps taken since the last read (one copy to the host) and account
+        for them in order, as the synchronous step does at once: the epoch's sums, or a skipped
+        batch, or the error of ``on_nonfinite``."""
+        if not len(self.pending):
+            return
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        steps = self.pending.read()  # waits for the device to finish the steps: training time
+        self.train_cpu_seconds += time.process_time() - cpu0
+        self.train_wall_seconds += time.perf_counter() - wall0
+        for step, terms, finite in steps:
+            if finite:
+                self._add_terms(terms)
+                continue
+            bad = ", ".join(f"{k}={v}" for k, v in terms.items() if not math.isfinite(v)) or "a gradient"
+            problem = f"the loss or a gradient became non-finite at step {step} (non-finite: {bad}; noticed {self.step - step} steps later, train.sync_free)"
+            self._skip_or_stop(self._nonfinite(problem))
+
+    def _add_terms(self, terms: dict[str, float]) -> None:
+        """Add a good step's loss terms to the epoch's running sums."""
+        self.consecutive_skips = 0
+        for name, value in terms.items():
+            self.epoch_sums[name] = self.epoch_sums.get(name, 0.0) + value
+        self.epoch_count += 1
 
     def _backward_and_average(self, loss: torch.Tensor, terms: dict[str, Any]) -> None:
         """Multi-process: backward (unless the loss is not finite here), then every parameter's
@@ -371,6 +438,7 @@ class Trainer:
     def _train_terms(self) -> dict[str, float]:
         """The means of the training terms over the epoch's steps so far (with several processes,
         over every process's shards: the means over the whole batches)."""
+        self.read_pending()
         if not self.dist.active:
             return {f"train_{k}": v / max(self.epoch_count, 1) for k, v in self.epoch_sums.items()}
         everyone = self.dist.all_gather_object((self.epoch_sums, self.epoch_count))
@@ -417,10 +485,11 @@ class Trainer:
         finally:
             self.train_cpu_seconds += time.process_time() - cpu0
             self.train_wall_seconds += time.perf_counter() - wall0
-        self.consecutive_skips = 0
-        for name, value in terms.items():
-            self.epoch_sums[name] = self.epoch_sums.get(name, 0.0) + value
-        self.epoch_count += 1
+        if terms is None:  # sync-free: read the steps every sync_every steps
+            if self.step % self.config.sync_every == 0:
+                self.read_pending()
+            return
+        self._add_terms(terms)
 
     def _skip_or_stop(self, error: NonFiniteStep) -> None:
         """Apply ``on_nonfinite`` to a bad batch: re-raise, or count it as skipped (and stop after
@@ -575,6 +644,7 @@ class Trainer:
         """Write a checkpoint generation (weights and training state, verified by checksums in
         ``checkpoint.json``) and keep the previous one. With several processes every process calls
         this; rank 0 writes, with every process's `_rank_states` (``ranks`` if already gathered)."""
+        self.read_pending()
         self._check_parameters_finite()
         self._write_checkpoint(ranks)
 

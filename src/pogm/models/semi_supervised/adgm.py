@@ -126,7 +126,7 @@ class ADGM(SemiSupervised, ImportanceWeighted, ImputesByReconstruction, Model):
 
     def loss(self, batch: Batch, kl_weight: float = 1.0, step: int = 0) -> dict[str, Tensor]:
         x, mask = self.flat_x(batch)  # [B, D]
-        labelled, y_l = self.labelled_rows(batch, x.device)
+        labelled, unlabelled, y_l = self.labelled_rows(batch, x.device)
         S = self.config.a_samples
         q_a_x = DiagonalGaussian(*self.q_a_x(x))  # [B, A]
         a = q_a_x.rsample(S)  # [S, B, A], drawn once and shared by the classifier and every class
@@ -138,10 +138,10 @@ class ADGM(SemiSupervised, ImportanceWeighted, ImputesByReconstruction, Model):
         # alpha * E_q(a|x)[-log q(y|a,x)] with the same samples of a
         classification = classification_loss(logits_y[:, labelled].reshape(-1, logits_y.shape[-1]), y_l.repeat(S)).reshape(S, -1).mean(0)  # [B_l]
 
-        x_u, mask_u, a_u = x[~labelled], rows(mask, ~labelled), a[:, ~labelled]
+        x_u, mask_u, a_u = x[unlabelled], rows(mask, unlabelled), a[:, unlabelled]
         bound_all_classes = self.bound_given_a(x_u, mask_u, a_u, self.every_class, kl_weight)  # [K, S, B_u]
-        log_q_y_ax = torch.log_softmax(logits_y[:, ~labelled], dim=-1)  # [S, B_u, K]
-        bound_u = unlabelled_bound(log_q_y_ax, bound_all_classes.permute(1, 2, 0)).mean(0) + kl_weight * entropy_a[~labelled]  # [B_u]
+        log_q_y_ax = torch.log_softmax(logits_y[:, unlabelled], dim=-1)  # [S, B_u, K]
+        bound_u = unlabelled_bound(log_q_y_ax, bound_all_classes.permute(1, 2, 0)).mean(0) + kl_weight * entropy_a[unlabelled]  # [B_u]
         return semi_supervised_loss(bound_l, bound_u, classification, self.objective_weights)
 
     def log_weights(self, batch: Batch, k: int) -> Tensor:

@@ -84,14 +84,14 @@ class M2(SemiSupervised, ImportanceWeighted, ImputesByReconstruction, Model):
 
     def loss(self, batch: Batch, kl_weight: float = 1.0, step: int = 0) -> dict[str, Tensor]:
         x, mask = self.flat_x(batch)  # [B, D]
-        labelled, y_l = self.labelled_rows(batch, x.device)
+        labelled, unlabelled, y_l = self.labelled_rows(batch, x.device)
         logits_y = self.q_y_x(x)  # [B, K]
         x_l, mask_l = x[labelled], rows(mask, labelled)
-        x_u, mask_u = x[~labelled], rows(mask, ~labelled)
+        x_u, mask_u = x[unlabelled], rows(mask, unlabelled)
 
         bound_l = self.labelled_bound(x_l, mask_l, self.one_hot(y_l), kl_weight)  # [B_l]
         bound_all_classes = self.labelled_bound(x_u, mask_u, self.every_class, kl_weight)  # [K, B_u]
-        log_q_y_x = torch.log_softmax(logits_y[~labelled], dim=-1)  # [B_u, K]
+        log_q_y_x = torch.log_softmax(logits_y[unlabelled], dim=-1)  # [B_u, K]
         bound_u = unlabelled_bound(log_q_y_x, bound_all_classes.T)  # [B_u]
         classification = classification_loss(logits_y[labelled], y_l)  # [B_l]
         return semi_supervised_loss(bound_l, bound_u, classification, self.objective_weights)

@@ -69,7 +69,9 @@ class M2GAN(ConditionalGAN, M2):
     def loss(self, batch: Batch, kl_weight: float = 1.0, step: int = 0) -> dict[str, Tensor]:
         terms = super().loss(batch, kl_weight, step)  # M2's J^alpha and its parts
         x, mask = self.flat_x(batch)  # [B, D]
-        labelled, y_l = self.labelled_rows(batch, x.device)
+        labelled, _, y_l = self.labelled_rows(batch, x.device)
+        is_labelled = torch.zeros(len(batch), dtype=torch.bool, device=x.device)  # [B]
+        is_labelled[labelled] = True
         x_p, y_p = self.generate(len(batch))  # [B, D], [B]
         x_real = x if mask is None else torch.where(mask, x, x_p.detach())  # holes show no tell-tale zeros
 
@@ -78,7 +80,7 @@ class M2GAN(ConditionalGAN, M2):
         else:
             labels = torch.zeros(len(batch), dtype=torch.long, device=x.device)
         labels[labelled] = y_l
-        loss_d, loss_g = self.conditional_gan_losses(x_real, labels, labelled, x_p, y_p)
+        loss_d, loss_g = self.conditional_gan_losses(x_real, labels, is_labelled, x_p, y_p)
 
         loss_vae = terms["loss"] + self.config.gan_weight * loss_g
         return {

@@ -1,0 +1,156 @@
+"""One prepared check on a CUDA GPU: training throughput of M2, ADGM and SDGM, and the ADGM and
+SDGM trained at the paper's settings for as long as a budget allows.
+
+    python benchmarks/gpu_check.py --out gpu_check.json               # on a GPU (gpu_check.sh runs it)
+    python benchmarks/gpu_check.py --device cpu --tiny --out x.json    # a dry run of the script on a CPU
+
+Throughput: MNIST with 100 labels, the model's CPU recipe (the M2's, the ADGM's and the SDGM's
+networks) and the paper recipes of the ADGM and SDGM (5 samples of a, no batch normalisation),
+at 100 + 100 examples a step and at a larger step (``--large-batch`` unlabelled + 100 labelled);
+each setting steps ``--warmup`` times, then ``--steps`` timed steps between two device
+synchronisations. Both the sync-free step (``train.sync_free``, the default on CUDA) and the
+synchronous one are timed, and ``train.compile`` for the M2 and the ADGM.
+
+Paper runs: `pogm.train` with the recipes adgm-mnist100 and sdgm-mnist100 (Maaløe et al. 2016:
+Adam 3e-4, 100 + 100 a step, 5 samples of a, 1000 epochs of 500 steps) on the device, for the
+steps that fit in ``--train-seconds`` at the measured rate, evaluating every ``--eval-every``
+epochs; the JSON holds the test error at the best validation error, the epochs reached and the
+projected time of the paper's 1000 epochs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import pogm
+from pogm.checkpoint import read_metrics
+from pogm.recipes import load_recipe
+from pogm.runs import choose_labels, load_data, size_model
+from pogm.train.config import TrainConfig
+from pogm.train.launch import _make_trainer
+from pogm.reproduce.runs import selected_record
+
+PAPER_EPOCHS = 1000
+STEPS_PER_EPOCH = 500  # 50,000 unlabelled images, 100 a step
+
+
+def device_name(device: str) -> str:
+    return torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu"
+
+
+def synchronize(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
+
+
+def throughput(splits, labelled_index, name: str, recipe: str, batch: int, device: str, sync_free: bool, compile: bool, steps: int, warmup: int, tiny: bool) -> dict:
+    """Steps per second of one setting, timed between two synchronisations after a warm-up."""
+    model_options = dict(load_recipe(recipe)["model"])
+    if tiny:
+        model_options.update(hidden=[16], z_dim=4, **({"a_dim": 4} if "a_dim" in model_options else {}))
+    torch.manual_seed(0)
+    net = size_model(name, splits, len(labelled_index), model_options)
+    config = TrainConfig(device=device, batch_size=batch, labelled_batch_size=100, lr=3e-4, sync_free=sync_free, compile=compile, progress=False, sync_every=100, epochs=10**6)
+    with tempfile.TemporaryDirectory() as run_dir:
+        trainer = _make_trainer(net, splits, labelled_index, config, 0, Path(run_dir))
+        start = time.perf_counter()
+        for _ in range(warmup):
+            trainer._timed_step()
+        trainer.read_pending()
+        synchronize(device)
+        warm = time.perf_counter() - start
+        start = time.perf_counter()
+        for _ in range(steps):
+            trainer._timed_step()
+        trainer.read_pending()
+        synchronize(device)
+        seconds = time.perf_counter() - start
+    return {
+        "model": name, "recipe": recipe, "unlabelled_per_step": batch, "labelled_per_step": 100, "sync_free": trainer.sync_free, "compile": compile,
+        "step": "compiled" if compile else ("default" if sync_free is None else "synchronous"),
+        "steps_per_second": round(steps / seconds, 1), "unlabelled_per_second": round(steps * batch / seconds), "ms_per_step": round(1000 * seconds / steps, 3),
+        "warmup_seconds": round(warm, 2), "timed_steps": steps,
+    }
+
+
+def paper_run(name: str, recipe: str, device: str, seconds: float, rate: float, eval_every: int, runs: Path, tiny: bool) -> dict:
+    """Train ``name`` with its paper recipe for about ``seconds`` of training at ``rate`` steps/s."""
+    steps = max(STEPS_PER_EPOCH if not tiny else 20, int(seconds * rate))
+    model = {"hidden": [16], "z_dim": 4, "a_dim": 4, "classify_a_samples": 2} if tiny else {}
+    train = {"device": device, "max_steps": steps, "eval_every": eval_every, "progress": False}
+    if tiny:
+        train.update(eval_every=1)
+    start = time.perf_counter()
+    run = pogm.train(name, data="mnist", labels=10, recipe=recipe, out=runs / name, seed=0, overrides={"model": model, "train": train}, progress=False)
+    wall = time.perf_counter() - start
+    records = read_metrics(run.dir)
+    best, last = selected_record(records), records[-1]
+    train_seconds_per_step = last["train_wall_seconds"] / last["step"]
+    evaluation_seconds = max(wall - last["train_wall_seconds"], 0.0)
+    return {
+        "model": name, "recipe": recipe, "steps": last["step"], "epochs": round(last["step"] / STEPS_PER_EPOCH, 2),
+        "test_error": best["test_error"], "valid_error": best["valid_error"], "selected_step": best["step"], "last_test_error": last["test_error"],
+        "train_wall_seconds": last["train_wall_seconds"], "total_wall_seconds": round(wall, 1), "evaluations": len(records),
+        "projected_paper_run_hours": round((PAPER_EPOCHS * STEPS_PER_EPOCH * train_seconds_per_step + evaluation_seconds / len(records) * PAPER_EPOCHS / eval_every) / 3600, 2),
+        "curve": [{k: r[k] for k in ("step", "valid_error", "test_error", "train_wall_seconds")} for r in records],
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--out", default="benchmarks/results/gpu_check.json")
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--warmup", type=int, default=30)
+    parser.add_argument("--large-batch", type=int, default=1000)
+    parser.add_argument("--train-seconds", type=float, default=80.0, help="training time of each paper run")
+    parser.add_argument("--eval-every", type=int, default=10, help="epochs between evaluations of the paper runs")
+    parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("--tiny", action="store_true", help="tiny networks and few steps: a dry run of the script")
+    args = parser.parse_args(argv)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit("gpu_check: PyTorch sees no CUDA GPU here; run it on one, or try it with --device cpu --tiny")
+
+    report = {"benchmark": "gpu_check", "device": device_name(args.device), "torch": torch.__version__, "throughput": [], "paper_runs": []}
+    splits = load_data("mnist", {"binarize": True})
+    labelled_index = choose_labels(splits, 10, 0, True)
+
+    def save() -> None:  # after every measurement: a run cut short keeps what it measured
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(report, indent=2))
+
+    def measure(**setting) -> dict:
+        row = throughput(splits, labelled_index, device=args.device, steps=args.steps, warmup=args.warmup, tiny=args.tiny, **setting)
+        report["throughput"].append(row)
+        save()
+        print(json.dumps({k: row[k] for k in ("model", "recipe", "unlabelled_per_step", "step", "sync_free", "ms_per_step", "unlabelled_per_second")}), flush=True)
+        return row
+
+    for name, recipe in (("m2", "m2-mnist100-cpu"), ("adgm", "adgm-mnist100-cpu"), ("sdgm", "sdgm-mnist100-cpu"), ("adgm", "adgm-mnist100"), ("sdgm", "sdgm-mnist100")):
+        for batch in (100, args.large_batch):
+            measure(name=name, recipe=recipe, batch=batch, sync_free=None, compile=False)
+        measure(name=name, recipe=recipe, batch=100, sync_free=False, compile=False)
+    with tempfile.TemporaryDirectory() as runs:
+        for name in ("adgm", "sdgm"):
+            rate = next(r["steps_per_second"] for r in report["throughput"] if r["recipe"] == f"{name}-mnist100" and r["unlabelled_per_step"] == 100 and r["step"] == "default")
+            row = paper_run(name, f"{name}-mnist100", args.device, args.train_seconds, rate, args.eval_every, Path(runs), args.tiny)
+            report["paper_runs"].append(row)
+            save()
+            print(json.dumps({k: v for k, v in row.items() if k != "curve"}), flush=True)
+
+    if not args.no_compile:  # last: compilation takes long, and the rest is saved by then
+        for name, recipe in (("m2", "m2-mnist100-cpu"), ("adgm", "adgm-mnist100")):
+            measure(name=name, recipe=recipe, batch=100, sync_free=None, compile=True)
+    save()
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
