@@ -49,14 +49,14 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize(device)
 
 
-def throughput(splits, labelled_index, name: str, recipe: str, batch: int, device: str, sync_free: bool, compile: bool, steps: int, warmup: int, tiny: bool) -> dict:
+def throughput(splits, labelled_index, name: str, recipe: str, batch: int, device: str, sync_free: bool, compile: bool, steps: int, warmup: int, tiny: bool, compile_mode: str = "default") -> dict:
     """Steps per second of one setting, timed between two synchronisations after a warm-up."""
     model_options = dict(load_recipe(recipe)["model"])
     if tiny:
         model_options.update(hidden=[16], z_dim=4, **({"a_dim": 4} if "a_dim" in model_options else {}))
     torch.manual_seed(0)
     net = size_model(name, splits, len(labelled_index), model_options)
-    config = TrainConfig(device=device, batch_size=batch, labelled_batch_size=100, lr=3e-4, sync_free=sync_free, compile=compile, progress=False, sync_every=100, epochs=10**6)
+    config = TrainConfig(device=device, batch_size=batch, labelled_batch_size=100, lr=3e-4, sync_free=sync_free, compile=compile, compile_mode=compile_mode, progress=False, sync_every=100, epochs=10**6)
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = _make_trainer(net, splits, labelled_index, config, 0, Path(run_dir))
         start = time.perf_counter()
@@ -73,17 +73,19 @@ def throughput(splits, labelled_index, name: str, recipe: str, batch: int, devic
         seconds = time.perf_counter() - start
     return {
         "model": name, "recipe": recipe, "unlabelled_per_step": batch, "labelled_per_step": 100, "sync_free": trainer.sync_free, "compile": compile,
-        "step": "compiled" if compile else ("default" if sync_free is None else "synchronous"),
+        "step": f"compiled ({compile_mode})" if compile else ("default" if sync_free is None else "synchronous"),
         "steps_per_second": round(steps / seconds, 1), "unlabelled_per_second": round(steps * batch / seconds), "ms_per_step": round(1000 * seconds / steps, 3),
         "warmup_seconds": round(warm, 2), "timed_steps": steps,
     }
 
 
-def paper_run(name: str, recipe: str, device: str, seconds: float, rate: float, eval_every: int, runs: Path, tiny: bool) -> dict:
+def paper_run(name: str, recipe: str, device: str, seconds: float, rate: float, eval_every: int, runs: Path, tiny: bool, compile_mode: str | None = None) -> dict:
     """Train ``name`` with its paper recipe for about ``seconds`` of training at ``rate`` steps/s."""
     steps = max(STEPS_PER_EPOCH if not tiny else 20, int(seconds * rate))
     model = {"hidden": [16], "z_dim": 4, "a_dim": 4, "classify_a_samples": 2} if tiny else {}
     train = {"device": device, "max_steps": steps, "eval_every": eval_every, "progress": False}
+    if compile_mode is not None:
+        train.update(compile=True, compile_mode=compile_mode)
     if tiny:
         train.update(eval_every=1)
     start = time.perf_counter()
@@ -91,15 +93,75 @@ def paper_run(name: str, recipe: str, device: str, seconds: float, rate: float, 
     wall = time.perf_counter() - start
     records = read_metrics(run.dir)
     best, last = selected_record(records), records[-1]
-    train_seconds_per_step = last["train_wall_seconds"] / last["step"]
+    # steady state: between the first and the last evaluation (compilation and warm-up come before)
+    first = records[0] if len(records) > 1 else {"step": 0, "train_wall_seconds": 0.0}
+    train_seconds_per_step = (last["train_wall_seconds"] - first["train_wall_seconds"]) / (last["step"] - first["step"])
     evaluation_seconds = max(wall - last["train_wall_seconds"], 0.0)
     return {
-        "model": name, "recipe": recipe, "steps": last["step"], "epochs": round(last["step"] / STEPS_PER_EPOCH, 2),
+        "model": name, "recipe": recipe, "compile_mode": compile_mode, "steps": last["step"], "epochs": round(last["step"] / STEPS_PER_EPOCH, 2),
         "test_error": best["test_error"], "valid_error": best["valid_error"], "selected_step": best["step"], "last_test_error": last["test_error"],
         "train_wall_seconds": last["train_wall_seconds"], "total_wall_seconds": round(wall, 1), "evaluations": len(records),
         "projected_paper_run_hours": round((PAPER_EPOCHS * STEPS_PER_EPOCH * train_seconds_per_step + evaluation_seconds / len(records) * PAPER_EPOCHS / eval_every) / 3600, 2),
         "curve": [{k: r[k] for k in ("step", "valid_error", "test_error", "train_wall_seconds")} for r in records],
     }
+
+
+def launch_overhead(device: str, launches: int = 2000) -> dict:
+    """Microseconds per kernel launch, one by one and replayed from a CUDA graph: where launching
+    costs more than a small kernel runs, a training step of small networks is bound by its launches."""
+    x = torch.zeros(1, device=device)
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(launches):
+        x.add_(1)
+    synchronize(device)
+    eager = (time.perf_counter() - start) / launches * 1e6
+    row = {"launches": launches, "eager_us_per_launch": round(eager, 2)}
+    if device.startswith("cuda"):
+        graph = torch.cuda.CUDAGraph()
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            x.add_(1)
+        torch.cuda.current_stream().wait_stream(side)
+        with torch.cuda.graph(graph):
+            for _ in range(100):
+                x.add_(1)
+        synchronize(device)
+        start = time.perf_counter()
+        for _ in range(launches // 100):
+            graph.replay()
+        synchronize(device)
+        row["graph_us_per_kernel"] = round((time.perf_counter() - start) / launches * 1e6, 2)
+    return row
+
+
+def host_profile(splits, labelled_index, device: str, steps: int, tiny: bool) -> list[dict]:
+    """The functions where the host spends a sync-free M2 step's time (cProfile, by own time)."""
+    import cProfile
+    import pstats
+
+    model_options = dict(load_recipe("m2-mnist100-cpu")["model"])
+    if tiny:
+        model_options.update(hidden=[16], z_dim=4)
+    net = size_model("m2", splits, len(labelled_index), model_options)
+    config = TrainConfig(device=device, batch_size=100, labelled_batch_size=100, progress=False, epochs=10**6)
+    with tempfile.TemporaryDirectory() as run_dir:
+        trainer = _make_trainer(net, splits, labelled_index, config, 0, Path(run_dir))
+        for _ in range(10):
+            trainer._timed_step()
+        trainer.read_pending()
+        profile = cProfile.Profile()
+        profile.enable()
+        for _ in range(steps):
+            trainer._timed_step()
+        trainer.read_pending()
+        synchronize(device)
+        profile.disable()
+    stats = pstats.Stats(profile).stats
+    rows = [{"function": f"{Path(f).name}:{line}({name})", "calls_per_step": round(calls / steps, 1), "own_ms_per_step": round(1000 * own / steps, 3), "cumulative_ms_per_step": round(1000 * cumulative / steps, 3)}
+            for (f, line, name), (_, calls, own, cumulative, _) in stats.items()]
+    return sorted(rows, key=lambda r: -r["own_ms_per_step"])[:20]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -113,11 +175,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--eval-every", type=int, default=10, help="epochs between evaluations of the paper runs")
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--tiny", action="store_true", help="tiny networks and few steps: a dry run of the script")
+    parser.add_argument("--sections", nargs="+", default=["throughput", "paper", "compile"], choices=["throughput", "paper", "compile", "overhead"])
+    parser.add_argument("--paper-compile-mode", default="reduce-overhead", help="torch.compile mode of the paper runs ('none': eager); reduce-overhead replays CUDA graphs")
+    parser.add_argument("--paper-rate", type=float, default=None, help="steps per second of the paper runs (default: measured in the throughput section)")
+    parser.add_argument("--compile-modes", nargs="+", default=["default"], help="torch.compile modes of the compile section")
     args = parser.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("gpu_check: PyTorch sees no CUDA GPU here; run it on one, or try it with --device cpu --tiny")
 
-    report = {"benchmark": "gpu_check", "device": device_name(args.device), "torch": torch.__version__, "throughput": [], "paper_runs": []}
+    report = {"benchmark": "gpu_check", "device": device_name(args.device), "torch": torch.__version__, "sections": args.sections, "throughput": [], "paper_runs": []}
     splits = load_data("mnist", {"binarize": True})
     labelled_index = choose_labels(splits, 10, 0, True)
 
@@ -133,20 +199,32 @@ def main(argv: list[str] | None = None) -> None:
         return row
 
     for name, recipe in (("m2", "m2-mnist100-cpu"), ("adgm", "adgm-mnist100-cpu"), ("sdgm", "sdgm-mnist100-cpu"), ("adgm", "adgm-mnist100"), ("sdgm", "sdgm-mnist100")):
+        if "throughput" not in args.sections:
+            break
         for batch in (100, args.large_batch):
             measure(name=name, recipe=recipe, batch=batch, sync_free=None, compile=False)
         measure(name=name, recipe=recipe, batch=100, sync_free=False, compile=False)
+    if "overhead" in args.sections:
+        report["launch_overhead"] = launch_overhead(args.device)
+        print(json.dumps(report["launch_overhead"]), flush=True)
+        report["host_profile_m2"] = host_profile(splits, labelled_index, args.device, 5 if args.tiny else 100, args.tiny)
+        for row in report["host_profile_m2"][:12]:
+            print(json.dumps(row), flush=True)
+        save()
+
     with tempfile.TemporaryDirectory() as runs:
-        for name in ("adgm", "sdgm"):
-            rate = next(r["steps_per_second"] for r in report["throughput"] if r["recipe"] == f"{name}-mnist100" and r["unlabelled_per_step"] == 100 and r["step"] == "default")
-            row = paper_run(name, f"{name}-mnist100", args.device, args.train_seconds, rate, args.eval_every, Path(runs), args.tiny)
+        for name in ("adgm", "sdgm") if "paper" in args.sections else ():
+            mode = None if args.paper_compile_mode == "none" else args.paper_compile_mode
+            rate = args.paper_rate or next(r["steps_per_second"] for r in report["throughput"] if r["recipe"] == f"{name}-mnist100" and r["unlabelled_per_step"] == 100 and r["step"] == "default")
+            row = paper_run(name, f"{name}-mnist100", args.device, args.train_seconds, rate, args.eval_every, Path(runs), args.tiny, mode)
             report["paper_runs"].append(row)
             save()
             print(json.dumps({k: v for k, v in row.items() if k != "curve"}), flush=True)
 
-    if not args.no_compile:  # last: compilation takes long, and the rest is saved by then
-        for name, recipe in (("m2", "m2-mnist100-cpu"), ("adgm", "adgm-mnist100")):
-            measure(name=name, recipe=recipe, batch=100, sync_free=None, compile=True)
+    if "compile" in args.sections and not args.no_compile:  # last: compilation takes long, and the rest is saved by then
+        for mode in args.compile_modes:
+            for name, recipe in (("m2", "m2-mnist100-cpu"), ("adgm", "adgm-mnist100"), ("sdgm", "sdgm-mnist100"))[: 3 if mode != "default" else 2]:
+                measure(name=name, recipe=recipe, batch=100, sync_free=None, compile=True, compile_mode=mode)
     save()
     print(f"wrote {args.out}")
 

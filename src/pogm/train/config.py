@@ -34,6 +34,9 @@ class TrainConfig:
     # about 45 s of compilation at start and gave no measurable gain for M2 at the paper's sizes
     # (benchmarks/speed.py --compile); it may pay off on GPUs or for elementwise-heavy models.
     compile: bool = False
+    # torch.compile's mode: "default", or "reduce-overhead" (CUDA graphs: one launch replays the
+    # compiled loss and its backward, for GPUs where launching kernels costs more than running them).
+    compile_mode: str = "default"
     progress: bool = True
     # The sync-free step (pogm.train.sync_free): the host never waits for the device inside a step;
     # loss terms and finiteness flags are read every sync_every steps. None = on for CUDA, off on the
@@ -51,4 +54,5 @@ class TrainConfig:
 
 
 SCHEDULES = ("simultaneous", "alternating")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 NONFINITE_POLICIES = ("stop", "skip")

@@ -51,7 +51,7 @@ from pogm.data.streams import SemiSupervisedStream
 from pogm.data.dataset import evaluation_view
 from pogm.evaluate.metrics import classification_error_rate, mean_elbo, task_loss_rate
 from pogm import checkpoint
-from pogm.train.config import NONFINITE_POLICIES, SCHEDULES, TrainConfig
+from pogm.train.config import COMPILE_MODES, NONFINITE_POLICIES, SCHEDULES, TrainConfig
 from pogm.train.distributed import (
     SINGLE,
     Distributed,
@@ -116,6 +116,8 @@ class Trainer:
             raise ValueError(f"train.group_lr names {unknown}, but {type(model).__name__} has the parameter groups {sorted(self.groups)}")
         if config.schedule not in SCHEDULES:
             raise ValueError(f"train.schedule must be one of {list(SCHEDULES)}, got {config.schedule!r}")
+        if config.compile_mode not in COMPILE_MODES:
+            raise ValueError(f"train.compile_mode must be one of {list(COMPILE_MODES)}, got {config.compile_mode!r}")
         if config.on_nonfinite not in NONFINITE_POLICIES:
             raise ValueError(f"train.on_nonfinite must be one of {list(NONFINITE_POLICIES)}, got {config.on_nonfinite!r}")
         if config.max_nonfinite_skips < 1:
@@ -238,7 +240,7 @@ class Trainer:
             # Random draws (z samples, noise) through PyTorch's generator, as in eager mode, so that a
             # compiled run draws the same numbers and resumes exactly.
             inductor.fallback_random = True
-            self._compiled_loss = torch.compile(self.model.loss, dynamic=False)
+            self._compiled_loss = torch.compile(self.model.loss, dynamic=False, mode=self.config.compile_mode)
         return self._compiled_loss
 
     def _last_checkpoint(self) -> str:
