@@ -3,8 +3,9 @@ array (and, for files, starts with the path), never a traceback from inside nump
 
 Covers `PartialDataset.from_arrays` and the constructor, the ``npz`` source (files written to a
 temporary folder), label-split files, source options, and the ASF/AMC parser. The contract for
-NaN (DESIGN.md): NaN in ``x`` means "missing" and becomes a mask; NaN (or -1) in class labels means
-"unlabelled"; NaN is refused where it has no meaning (motion-capture values, indices).
+NaN (docs/DESIGN.md, "Observation masks are data"): NaN in ``x`` means "missing" and becomes a
+mask; NaN (or -1) in class labels means "unlabelled"; NaN is refused where it has no meaning
+(motion-capture values, indices).
 """
 
 from __future__ import annotations

@@ -1,12 +1,18 @@
-"""README.md's own commands, run as written and shrunk only in budget.
+"""The commands of README.md and docs/*.md, run as written and shrunk only in budget.
 
-Every ```bash block of README.md is read; ``\\`` continuations are joined, ``#`` comments dropped
-and ``&&`` chains split, and each command that runs ``pogm`` (or ``.venv/bin/pogm``) or a script
-in ``benchmarks/`` is collected. `shrink` then changes only budget-like options (epochs, steps,
-CPU-time budgets, importance samples, evaluation limits, threads and worker processes, dataset
-sizes) and nothing else. The commands of the README run in order in one temporary working
-directory, so relative paths such as ``--out runs/m2-mnist`` stay distinct or identical exactly as
-written, and a command that evaluates or resumes a run finds the run an earlier command wrote.
+Every ```bash block of README.md and then of each docs/*.md page (sorted by name) is read;
+``\\`` continuations are joined, ``#`` comments dropped and ``&&`` chains split, and each command
+that runs ``pogm`` (or ``.venv/bin/pogm``) or a script in ``benchmarks/`` is collected. `shrink`
+then changes only budget-like options (epochs, steps, CPU-time budgets, importance samples,
+evaluation limits, threads and worker processes, dataset sizes) and nothing else. The commands run
+in that order in one temporary working directory, so relative paths such as
+``--out runs/m2-mnist`` stay distinct or identical exactly as written, and a command that
+evaluates or resumes a run finds the run an earlier command wrote (a page may use a run of the
+README or of an earlier page).
+
+The files a page asks the reader to write are written first (`example_files`): the model file of
+docs/ADDING_A_MODEL.md is executed, so its model is registered while the commands run (and
+removed afterwards), and its recipe is saved in the working directory.
 
 The commands that cannot run in a test are listed in `SKIPS` with the reason.
 """
@@ -14,13 +20,14 @@ The commands that cannot run in a test are listed in `SKIPS` with the reason.
 from __future__ import annotations
 
 import contextlib
-import glob
 import io
 import os
 import re
 import shlex
+import sys
 import time
 import traceback
+import types
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +35,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
-COMMANDS_IN_README = 74  # how many commands the extractor finds in README.md today (at least)
+PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]  # in the order their commands run
+COMMANDS_IN_PAGES = 74  # how many commands the extractor finds in PAGES: a command lost or added fails
 
 # Commands that cannot run in a test: (a regular expression the command as written matches, why).
 SKIPS = [
@@ -43,7 +51,7 @@ SKIPS = [
 ]
 
 # Commands that fail today: (a regular expression the command as written matches, strict, why).
-XFAILS: list[tuple[str, bool, str]] = []  # (pattern, strict, reason) of README commands known to fail
+XFAILS: list[tuple[str, bool, str]] = []  # (pattern, strict, reason) of commands known to fail
 
 
 # ------------------------------------------------------------------------------------ extraction
@@ -77,8 +85,47 @@ def readme_commands(markdown: str) -> list[list[list[str]]]:
     return [block_commands(block) for block in bash_blocks(markdown)]
 
 
+def page_name(page: Path) -> str:
+    """A page as named in test ids: ``README.md``, ``docs/hali.md``."""
+    return page.relative_to(ROOT).as_posix()
+
+
+def example_files(markdown: str) -> dict[str, str]:
+    """The files a page asks the reader to write: ``{path: content}`` of every ```python or
+    ```yaml block whose first line is a comment that names the file, e.g.
+    ``# src/pogm/models/semi_supervised/beta_vae.py`` or ``# beta-vae-digits.yaml``."""
+    blocks = re.findall(r"^```(?:python|yaml)[ \t]*\n# (\S+\.(?:py|yaml))[ \t]*\n(.*?)^```", markdown, flags=re.MULTILINE | re.DOTALL)
+    return dict(blocks)
+
+
+@contextlib.contextmanager
+def example_models(files: dict[str, str]):
+    """Run the model files among ``files`` (``src/pogm/models/...py``) as the modules they name,
+    so that their models are registered; on exit, remove those models and modules again. A file
+    that exists in the package is skipped: importing pogm registers it already."""
+    from pogm.models.registry import _REGISTRY
+
+    registered, modules = set(_REGISTRY), []
+    try:
+        for path, source in files.items():
+            if not path.startswith("src/pogm/models/") or (ROOT / path).exists():
+                continue
+            name = path.removeprefix("src/").removesuffix(".py").replace("/", ".")
+            module = types.ModuleType(name)
+            module.__file__ = str(ROOT / path)
+            sys.modules[name] = module  # dataclasses and typing look a class's module up here
+            modules.append(name)
+            exec(compile(source, str(ROOT / path), "exec"), module.__dict__)
+        yield sorted(set(_REGISTRY) - registered)
+    finally:
+        for name in set(_REGISTRY) - registered:
+            del _REGISTRY[name]
+        for name in modules:
+            sys.modules.pop(name, None)
+
+
 def as_written(argv: list[str]) -> str:
-    """The command as the README spells it (a ``.venv/bin/`` prefix dropped)."""
+    """The command as the page spells it (a ``.venv/bin/`` prefix dropped)."""
     return " ".join(argv).removeprefix(".venv/bin/")
 
 
@@ -152,18 +199,6 @@ def shrink(argv: list[str]) -> list[str]:
     return list(argv)
 
 
-def resolve_placeholders(argv: list[str], cwd: Path) -> list[str]:
-    """``runs/adgm-moons-...`` (the README's "the directory the last command printed") as the one
-    existing path it stands for."""
-    out = []
-    for arg in argv:
-        if arg.endswith("..."):
-            matches = glob.glob(arg[: -len("...")] + "*", root_dir=cwd)
-            arg = matches[0] if len(matches) == 1 else arg
-        out.append(arg)
-    return out
-
-
 # ------------------------------------------------------------------------------------- running
 
 
@@ -183,9 +218,16 @@ def run_pogm(argv: list[str]) -> tuple[int, str]:
     return code, printed.getvalue()
 
 
-def write_user_files(cwd: Path) -> None:
-    """The files the README asks the user to bring: ``my_data.npz`` (keys x and y) and the
-    memory-mapped store ``big-store`` of uint8 images written as the README shows."""
+def write_user_files(cwd: Path, files: dict[str, str], arrays: bool = True) -> None:
+    """The files the pages ask the user to bring: ``my_data.npz`` (keys x and y) and the
+    memory-mapped store ``big-store`` of uint8 images written as docs/training.md shows (unless
+    not ``arrays``), and the recipes of ``files`` (`example_files`) as the pages write them."""
+    for path, content in files.items():
+        if path.endswith(".yaml"):
+            (cwd / path).parent.mkdir(parents=True, exist_ok=True)
+            (cwd / path).write_text(content)
+    if not arrays:
+        return
     from sklearn.datasets import load_digits
 
     from pogm.data.memmap import write_memmap_store
@@ -200,23 +242,29 @@ def write_user_files(cwd: Path) -> None:
     write_memmap_store(cwd / "big-store", chunks)
 
 
-def _ident(block: int, argv: list[str]) -> str:
-    return f"block{block}: {as_written(argv)}"
+def _ident(page: str, block: int, argv: list[str]) -> str:
+    return f"{page}#block{block}: {as_written(argv)}"
 
 
-CASES = [(b, argv) for b, commands in enumerate(readme_commands(README.read_text())) for argv in commands]
+CASES = [
+    (page_name(page), b, argv)
+    for page in PAGES
+    for b, commands in enumerate(readme_commands(page.read_text()))
+    for argv in commands
+]
+EXAMPLE_FILES = {path: content for page in PAGES for path, content in example_files(page.read_text()).items()}
 
 
 @pytest.fixture(scope="session")
 def readme_results(tmp_path_factory) -> dict[str, tuple[int, str, float]]:
-    """Every runnable README command, shrunk, run in order in one working directory:
-    {ident: (exit code, what it printed, seconds)}."""
+    """Every runnable command of the pages, shrunk, run in order in one working directory, with
+    the pages' example models registered: {ident: (exit code, what it printed, seconds)}."""
     from pogm.data.sources.mnist import find_mnist
 
     try:
         find_mnist(download_if_missing=False)
-    except (FileNotFoundError, ValueError, OSError) as error:  # the README's commands train on MNIST, mocap, ...
-        pytest.skip(f"the README's commands need the shared data (set POGM_DATA to the shared data folder): {error}")
+    except (FileNotFoundError, ValueError, OSError) as error:  # the commands train on MNIST, mocap, ...
+        pytest.skip(f"the commands of README.md and docs/ need the shared data (set POGM_DATA to the shared data folder): {error}")
     cwd = tmp_path_factory.mktemp("readme")
     data = os.environ.get("POGM_DATA")
     results = {}
@@ -224,25 +272,26 @@ def readme_results(tmp_path_factory) -> dict[str, tuple[int, str, float]]:
         if data:  # relative to where the tests started, not to the commands' working directory
             patch.setenv("POGM_DATA", os.pathsep.join(str(Path(p).resolve()) for p in data.split(os.pathsep)))
         patch.chdir(cwd)
-        write_user_files(cwd)
-        for block, argv in CASES:
-            if skip_reason(argv) is None:
-                start = time.perf_counter()
-                code, printed = run_pogm(shrink(resolve_placeholders(argv, cwd))[1:])
-                results[_ident(block, argv)] = (code, printed, time.perf_counter() - start)
+        write_user_files(cwd, EXAMPLE_FILES)
+        with example_models(EXAMPLE_FILES):
+            for page, block, argv in CASES:
+                if skip_reason(argv) is None:
+                    start = time.perf_counter()
+                    code, printed = run_pogm(shrink(argv)[1:])
+                    results[_ident(page, block, argv)] = (code, printed, time.perf_counter() - start)
     return results
 
 
-def _param(block: int, argv: list[str]):
+def _param(page: str, block: int, argv: list[str]):
     marks = [pytest.mark.xfail(strict=strict, reason=reason) for pattern, strict, reason in XFAILS if re.search(pattern, as_written(argv))]
     if skip_reason(argv) is not None:
         marks.append(pytest.mark.skip(reason=skip_reason(argv)))
-    return pytest.param(block, argv, id=_ident(block, argv), marks=marks)
+    return pytest.param(page, block, argv, id=_ident(page, block, argv), marks=marks)
 
 
-@pytest.mark.parametrize("block, argv", [_param(b, argv) for b, argv in CASES])
-def test_readme_command_runs(readme_results, block, argv):
-    code, printed, seconds = readme_results[_ident(block, argv)]
+@pytest.mark.parametrize("page, block, argv", [_param(*case) for case in CASES])
+def test_readme_command_runs(readme_results, page, block, argv):
+    code, printed, seconds = readme_results[_ident(page, block, argv)]
     assert code == 0, f"{as_written(argv)}\nran as: {' '.join(shrink(argv))}\nexit code {code} after {seconds:.1f} s:\n{printed[-3000:]}"
 
 
@@ -271,13 +320,16 @@ import pogm  # not a bash block
     ]]
 
 
-def test_extractor_finds_every_readme_command():
+def test_extractor_finds_every_command_of_the_pages():
     from pogm.cli import build_parser
 
-    blocks = readme_commands(README.read_text())
-    commands = [argv for block in blocks for argv in block]
-    assert len(commands) >= COMMANDS_IN_README
-    assert all(blocks), "a bash block without a command"
+    assert PAGES[0] == README and len(PAGES) > 1, PAGES
+    for page in PAGES:
+        assert all(readme_commands(page.read_text())), f"a bash block without a command in {page_name(page)}"
+    commands = [argv for _, _, argv in CASES]
+    assert len(commands) == COMMANDS_IN_PAGES, f"{len(commands)} commands in README.md and docs/*.md; update COMMANDS_IN_PAGES if that is meant"
+    written = [as_written(argv) for argv in commands]
+    assert not [c for c in set(written) if written.count(c) > 1], "a command written twice also runs twice: write it on one page"
     for argv in commands:
         if argv[0] in ("pogm", ".venv/bin/pogm"):
             build_parser().parse_args(argv[1:])  # a typo in an option exits here
@@ -287,7 +339,7 @@ def test_extractor_finds_every_readme_command():
             assert skip_reason(argv), f"neither run nor skipped: {as_written(argv)}"
 
 
-def test_shrink_changes_only_budgets():
+def test_shrink_changes_only_budgets(tmp_path, monkeypatch):
     argv = "pogm train m2 --data mnist --labels 10 --epochs 100 --out runs/m2 --set train.lr=1e-3 --set train.threads=2".split()
     assert shrink(argv) == [
         *"pogm train m2 --data mnist --labels 10 --epochs 1 --out runs/m2 --set train.lr=1e-3 --set train.threads=1".split(),
@@ -296,15 +348,42 @@ def test_shrink_changes_only_budgets():
     assert shrink("pogm train m2 --out runs/m2 --resume --epochs 200".split()) == "pogm train m2 --out runs/m2 --resume --epochs 1".split()
     assert shrink("pogm eval runs/a --iw-samples 5000".split()) == f"pogm eval runs/a --iw-samples {IW_SAMPLES} --limit {LIMIT}".split()
     assert shrink("pogm report runs/a --compare runs/b".split()) == "pogm report runs/a --compare runs/b".split()
-    # Over the whole README: the command as written stays, apart from budget values, and only
-    # budget options are added.
-    for _, argv in CASES:
+    # Over every page: the command as written stays, apart from budget values, and only
+    # budget options are added (a command's recipe is read where the pages write it).
+    monkeypatch.chdir(tmp_path)
+    write_user_files(tmp_path, {path: content for path, content in EXAMPLE_FILES.items() if path.endswith(".yaml")}, arrays=False)
+    for _, _, argv in CASES:
         if argv[0].endswith("pogm"):
             shrunk = shrink(argv)
             for i, (old, new) in enumerate(zip(argv, shrunk)):
                 assert old == new or argv[i - 1] in BUDGET_OPTIONS or old.partition("=")[0] in BUDGET_SETS, (argv, shrunk)
             added = shrunk[len(argv):]
             assert all(added[i] in BUDGET_OPTIONS | {"--set"} for i in range(0, len(added), 2)), added
+
+
+def test_the_example_model_passes_the_contract_tests(tmp_path):
+    """docs/ADDING_A_MODEL.md says that tests/test_contract.py picks its model up: run those tests
+    on it (while the page's model file is not in the package, which would register it anyway)."""
+    import importlib.util
+
+    model_files = [path for path in EXAMPLE_FILES if path.startswith("src/pogm/models/")]
+    assert model_files, "docs/ADDING_A_MODEL.md writes no model file"
+    if all((ROOT / path).exists() for path in model_files):
+        pytest.skip("the example model is in the package: tests/test_contract.py runs on it")
+    spec = importlib.util.spec_from_file_location("contract_of_the_example", ROOT / "tests" / "test_contract.py")
+    contract = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(contract)
+    with example_models(EXAMPLE_FILES) as names:
+        assert names, f"{model_files} register no model"
+        for name in names:
+            contract.test_builds_and_gives_a_finite_loss_with_finite_gradients(name)
+            contract.test_save_and_load_give_identical_outputs(name, tmp_path)
+            contract.test_deterministic_under_a_seed(name)
+            contract.test_unknown_config_keys_are_an_error(name)
+            contract.test_offered_methods_work_with_the_right_shapes(name)
+    from pogm.models import list_models
+
+    assert not set(names) & set(list_models()), "the example model stayed registered"
 
 
 def test_every_source_is_documented(monkeypatch):
