@@ -5,8 +5,8 @@ evaluating after every epoch, and writes JSON with test error against training C
 (the model is selected on the validation error; test error is only reported), the throughput in
 unlabelled examples per second, and the papers' numbers beside ours.
 
-    POGM_DATA=../shared/data python benchmarks/ssl_mnist.py --figure benchmarks/results/figures/time-to-accuracy.png
-    POGM_DATA=../shared/data python benchmarks/ssl_mnist.py --models adgm sdgm --budget-minutes 10
+    python benchmarks/ssl_mnist.py --figure benchmarks/results/figures/time-to-accuracy.png
+    python benchmarks/ssl_mnist.py --models adgm sdgm --budget-minutes 10 --seeds 0 1 2
 
 Every (model, budget) pair is one run in its own process with ``--threads`` threads (1 by
 default, so two runs share a 2-core machine fairly); the budget counts the training process's CPU
@@ -16,8 +16,11 @@ the longest budget is read off at every shorter budget: its schedule does not de
 M1+M2 splits its budget between the M1 phase and the M2 phase (``--m1-fraction``), so it gets one
 run per budget. Finished runs are reused and interrupted ones resume from their last checkpoint.
 
-``--figure PATH`` draws the curves: test error of the best-validation epoch so far against
-training CPU minutes and against wall minutes.
+Every budget up to ``--seed-budget-limit`` (10 CPU-minutes) runs every seed of ``--seeds`` (0 1 2)
+and reports the mean and sample standard deviation; longer budgets run the first seed only, and
+say so (``"seeds": 1``). ``--figure PATH`` draws the curves of the first seed: test error of the
+best-validation evaluation so far against epochs and against training CPU minutes, with each
+paper's number as a dashed line.
 """
 
 from __future__ import annotations
@@ -45,12 +48,16 @@ PUBLIC_REFERENCE = {
 }
 
 
-def run_one(model: str, budget_minutes: float, args: argparse.Namespace) -> dict:
+def run_dir(model: str, budget_minutes: float, seed: int, args: argparse.Namespace) -> Path:
+    return Path(args.runs) / f"{model}-{budget_minutes:g}min-seed{seed}"
+
+
+def run_one(model: str, budget_minutes: float, seed: int, args: argparse.Namespace) -> dict:
     """Train (or resume, or reuse) one budgeted run; its records."""
     from pogm.reproduce.runs import train_for_budget
     from pogm.checkpoint import read_metrics
 
-    out = Path(args.runs) / f"{model}-{budget_minutes:g}min-seed{args.seed}"
+    out = run_dir(model, budget_minutes, seed, args)
     train = dict(TRAIN_SETTINGS[model])
     if args.lr is not None:
         train["lr"] = args.lr
@@ -59,24 +66,24 @@ def run_one(model: str, budget_minutes: float, args: argparse.Namespace) -> dict
     fresh = (lambda seconds: {"m1_steps": m1_steps_for(seconds, args.m1_fraction, args.threads)}) if model == "m1m2" else None
     start = time.time()
     how = train_for_budget(
-        model, out, budget_minutes, seed=args.seed, model_options=MODEL_SETTINGS[model], train_options=train,
+        model, out, budget_minutes, seed=seed, model_options=MODEL_SETTINGS[model], train_options=train,
         labels=10, recipe=RECIPES.get(model), fresh_options=fresh, threads=args.threads,
     )
     wall = time.time() - start
-    print(f"{model} {budget_minutes:g} CPU-min: {how} in {wall:.0f} s", flush=True)
-    return {"model": model, "budget_minutes": budget_minutes, "run_dir": str(out), "wall_seconds": wall, "model_config": MODEL_SETTINGS[model], "records": read_metrics(out)}
+    print(f"{model} {budget_minutes:g} CPU-min seed {seed}: {how} in {wall:.0f} s", flush=True)
+    return {"model": model, "budget_minutes": budget_minutes, "seed": seed, "run_dir": str(out), "wall_seconds": wall, "model_config": MODEL_SETTINGS[model], "records": read_metrics(out)}
 
 
-def read_run(model: str, budget_minutes: float, args: argparse.Namespace) -> dict:
+def read_run(model: str, budget_minutes: float, seed: int, args: argparse.Namespace) -> dict:
     """A finished run's records, read back from its run directory."""
     import yaml
 
     from pogm.checkpoint import read_metrics
 
-    out = Path(args.runs) / f"{model}-{budget_minutes:g}min-seed{args.seed}"
+    out = run_dir(model, budget_minutes, seed, args)
     config = yaml.safe_load((out / "config.yaml").read_text())
     overrides = {k: config["model_config"][k] for k in ("batch_norm", "m1_steps", "a_samples") if k in config["model_config"]}
-    return {"model": model, "budget_minutes": budget_minutes, "run_dir": str(out), "wall_seconds": None, "model_config": overrides, "records": read_metrics(out)}
+    return {"model": model, "budget_minutes": budget_minutes, "seed": seed, "run_dir": str(out), "wall_seconds": None, "model_config": overrides, "records": read_metrics(out)}
 
 
 STEP_SLACK_SECONDS = 1.0  # longer than any one training step here
@@ -106,35 +113,56 @@ def summarise(run: dict, budget_minutes: float, batch_size: int = 100) -> dict:
     }
 
 
+def seed_summary(budget_minutes: float, per_seed: list[dict]) -> dict:
+    """One budget's row: the mean and sample standard deviation over seeds, and every seed's numbers."""
+    import statistics
+
+    if not per_seed:
+        return {"budget_minutes": budget_minutes, "seeds": 0, "note": "no run reached this budget"}
+    errors = [r["test_error"] for r in per_seed]
+    return {
+        "budget_minutes": budget_minutes,
+        "seeds": len(per_seed),
+        "test_error": statistics.fmean(errors),
+        "test_error_sd": statistics.stdev(errors) if len(errors) > 1 else None,
+        "valid_error": statistics.fmean(r["valid_error"] for r in per_seed),
+        "per_seed": per_seed,
+    }
+
+
 def selected_so_far(curve: list[dict]) -> list[tuple[float, float, float]]:
-    """(CPU minutes, wall minutes, test error of the best-validation evaluation so far) per evaluation."""
+    """(epoch, CPU minutes, test error of the best-validation evaluation so far) per evaluation."""
     points, best = [], None
     for record in curve:
         if best is None or record["valid_error"] < best["valid_error"]:
             best = record
-        points.append((record["train_cpu_seconds"] / 60, record["train_wall_seconds"] / 60, best["test_error"]))
+        points.append((record["epoch"], record["train_cpu_seconds"] / 60, best["test_error"]))
     return points
 
 
 def draw_curves(results: dict, path: str | Path) -> Path:
-    """Test error (best validation so far) against training CPU minutes and wall minutes."""
+    """Test error (best validation so far) against epochs and training CPU minutes, each model
+    beside its paper's number (dashed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
-    for model, result in results.items():
+    for i, (model, result) in enumerate(results.items()):
+        color = f"C{i}"
         points = selected_so_far(result["curve_longest_run"])
+        label = model.upper().replace("M1M2", "M1+M2")
         for axis, column in zip(axes, (0, 1)):
-            axis.plot([p[column] for p in points], [100 * p[2] for p in points], label=model.upper().replace("M1M2", "M1+M2"))
-    for axis, label in zip(axes, ("training CPU minutes (1 thread)", "training wall minutes")):
+            axis.plot([p[column] for p in points], [100 * p[2] for p in points], color=color, label=f"{label} (seed {result['curve_seed']})")
+            axis.axhline(100 * result["paper"]["test_error"], color=color, linestyle="--", linewidth=0.8)
+    for axis, label in zip(axes, ("epochs (500 steps of 100 + 100)", "training CPU minutes (1 thread)")):
         axis.set_xlabel(label)
         axis.grid(alpha=0.3)
     axes[0].set_ylabel("test error, % (best validation so far)")
     axes[0].set_ylim(0, 40)  # M1+M2 sits at chance (90%) while its M1 phase trains
-    axes[0].legend()
-    fig.suptitle("MNIST, 100 labels: time to accuracy")
+    axes[0].legend(fontsize=8)
+    fig.suptitle("MNIST, 100 labels: test error against epochs and CPU time (dashed: the papers)")
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -151,7 +179,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=None, help="override every model's learning rate (default: its recipe's)")
     parser.add_argument("--precision", default=None, choices=["fp32", "bf16"], help="override the precision (default: the recipe's)")
     parser.add_argument("--m1-fraction", type=float, default=0.5, help="share of the M1+M2 budget spent on M1")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds; budgets above --seed-budget-limit run the first seed only")
+    parser.add_argument("--seed-budget-limit", type=float, default=10.0, help="the longest budget that every seed runs (CPU-minutes)")
     parser.add_argument("--runs", default="benchmarks/runs")
     parser.add_argument("--out", default="benchmarks/results/time_to_accuracy.json")
     parser.add_argument("--summarise-only", action="store_true", help="rewrite the JSON from the run directories in --runs without training")
@@ -161,36 +190,47 @@ def main(argv: list[str] | None = None) -> None:
         print("note: POGM_DATA is not set; mnist.npz is looked up in ~/.cache/pogm or downloaded", file=sys.stderr)
 
     budgets = sorted(args.budget_minutes, reverse=True)
-    jobs = []
+    jobs = []  # (model, budget, seed): the longest budget per model and seed (M1+M2: every budget)
     for model in args.models:
-        for budget in budgets if model == "m1m2" else budgets[:1]:
-            jobs.append((model, budget))
+        for seed in args.seeds:
+            for budget in budgets if model == "m1m2" else budgets[:1]:
+                if budget <= args.seed_budget_limit or seed == args.seeds[0]:
+                    jobs.append((model, budget, seed))
     if args.summarise_only:
-        runs = [read_run(model, budget, args) for model, budget in jobs]
+        runs = [read_run(*job, args) for job in jobs if (run_dir(*job, args) / "config.yaml").exists()]
     else:
         with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-            runs = list(pool.map(run_one, [m for m, _ in jobs], [b for _, b in jobs], [args] * len(jobs)))
+            runs = list(pool.map(run_one, *zip(*jobs), [args] * len(jobs)))
 
     results = {}
     for model in args.models:
         rows = []
         for budget in budgets:
-            run = next(r for r in runs if r["model"] == model and (model != "m1m2" or r["budget_minutes"] == budget))
-            rows.append({**summarise(run, budget), "run_dir": run["run_dir"]})
-        curve = [{k: r[k] for k in ("step", "epoch", "train_cpu_seconds", "train_wall_seconds", "valid_error", "test_error")} for r in runs[[m for m, _ in jobs].index(model)]["records"]]
-        results[model] = {"budgets": rows, "curve_longest_run": curve, "paper": PAPER[model], "public_reference": PUBLIC_REFERENCE.get(model)}
+            per_seed = []
+            for run in runs:
+                if run["model"] == model and (model != "m1m2" or run["budget_minutes"] == budget) and run["budget_minutes"] >= budget:
+                    row = summarise(run, budget)
+                    if "test_error" in row:
+                        per_seed.append({**row, "seed": run["seed"], "run_dir": run["run_dir"]})
+            rows.append(seed_summary(budget, per_seed))
+        first = next(r for r in runs if r["model"] == model and r["seed"] == args.seeds[0])
+        curve = [{k: r[k] for k in ("step", "epoch", "train_cpu_seconds", "train_wall_seconds", "valid_error", "test_error")} for r in first["records"]]
+        results[model] = {"budgets": rows, "curve_longest_run": curve, "curve_seed": args.seeds[0], "paper": PAPER[model], "public_reference": PUBLIC_REFERENCE.get(model)}
     report = {
         "benchmark": "ssl_mnist",
         "labels": 100,
         "machine": machine(args.threads, parallel_runs=args.jobs),
-        "settings": {"lr": args.lr, "precision": args.precision, "m1_fraction": args.m1_fraction, "seed": args.seed, "recipes": {m: RECIPES[m] for m in args.models if m in RECIPES}},
+        "settings": {"lr": args.lr, "precision": args.precision, "m1_fraction": args.m1_fraction, "seeds": args.seeds, "recipes": {m: RECIPES[m] for m in args.models if m in RECIPES}},
         "results": results,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2))
     for model, result in results.items():
         for row in result["budgets"]:
-            print(f"{model:5s} {row['budget_minutes']:>4g} CPU-min: test error {row.get('test_error', float('nan')):.2%} (paper {result['paper']['test_error']:.2%}), {row.get('unlabelled_per_second', 0):.0f} unlabelled/s")
+            if "test_error" not in row:
+                continue
+            spread = f" ± {row['test_error_sd']:.2%} (n={row['seeds']})" if row["seeds"] > 1 else " (1 seed)"
+            print(f"{model:5s} {row['budget_minutes']:>4g} CPU-min: test error {row['test_error']:.2%}{spread} (paper {result['paper']['test_error']:.2%})")
     print(f"wrote {args.out}")
     if args.figure:
         print(f"wrote {draw_curves(results, args.figure)}")
