@@ -1,4 +1,4 @@
-"""Unsupervised auxiliary VAE on MNIST: importance-weighted test log-likelihood (poster Table 2).
+"""Unsupervised auxiliary VAE on MNIST: importance-weighted test log-likelihood (Maaløe et al. 2016, Table 2 of the poster).
 
 Trains the packaged recipes ``avae-mnist`` (one stochastic layer) and ``avae2-mnist`` (two) for a
 CPU-time budget each, then estimates log p(x) on the first ``--test-examples`` test images with

@@ -1,4 +1,4 @@
-"""DRAW on binarised MNIST (issue 7): the test negative ELBO of DRAW with and without attention
+"""DRAW on binarised MNIST: the test negative ELBO of DRAW with and without attention
 beside Gregor et al. 2015, Table 2, and short runs of conditional DRAW and DRAW + GAN for the
 poster's two generalisations.
 

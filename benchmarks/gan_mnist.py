@@ -1,4 +1,4 @@
-"""The poster's MNIST experiments (issue 6): semi-supervised M2 against M2 + conditional GAN on 100
+"""The MNIST experiments of the Chen, Fang & Ju (2016) poster: semi-supervised M2 against M2 + conditional GAN on 100
 and 1000 labels, the CVAE's conditional log-likelihood of missing quadrants, and VAE against
 VAE-GAN samples.
 

@@ -1,4 +1,4 @@
-"""HALI on MNIST (issue 8): semi-supervised HALI's test errors with 100 labels beside the paper's
+"""HALI on MNIST: semi-supervised HALI's test errors with 100 labels beside the paper's
 Table 3, the per-level reconstruction errors of HALI (level 1 must be below level 2), and linear
 probes of HALI, ALI and VAE features.
 

@@ -1,4 +1,4 @@
-"""Training and evaluation speed beside the machine's matrix-multiply limit (issue 11).
+"""Training and evaluation speed beside the machine's matrix-multiply limit.
 
 For each setting, full training steps of pogm's Trainer (forward, backward, the non-finite checks,
 Adam; batches drawn by pogm's stream with dynamic binarisation) are timed after a warm-up, in

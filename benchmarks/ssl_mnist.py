@@ -43,8 +43,8 @@ from pogm.models.semi_supervised.paper_table import SSL_TRAIN_SETTINGS as TRAIN_
 from pogm.reproduce.runs import machine, selected_record
 
 PUBLIC_REFERENCE = {
-    "m2": {"test_error_after_10_minutes": 0.485, "unlabelled_per_second": 1560, "source": "a public PyTorch M2 ([784, 10, 50, [600, 600]]) run on this machine for 10 minutes with its own recipe (issue 2)"},
-    "adgm": {"test_error_after_10_minutes": 0.74, "unlabelled_per_second": 840, "source": "a public PyTorch ADGM run on this machine for 10 minutes with its own recipe (issue 3)"},
+    "m2": {"test_error_after_10_minutes": 0.485, "unlabelled_per_second": 1560, "source": "a public PyTorch M2 ([784, 10, 50, [600, 600]]) run on this machine for 10 minutes with its own recipe"},
+    "adgm": {"test_error_after_10_minutes": 0.74, "unlabelled_per_second": 840, "source": "a public PyTorch ADGM run on this machine for 10 minutes with its own recipe"},
 }
 
 
