@@ -83,10 +83,15 @@ def read_run(model: str, budget_minutes: float, seed: int, args: argparse.Namesp
     out = run_dir(model, budget_minutes, seed, args)
     config = yaml.safe_load((out / "config.yaml").read_text())
     overrides = {k: config["model_config"][k] for k in ("batch_norm", "m1_steps", "a_samples") if k in config["model_config"]}
-    return {"model": model, "budget_minutes": budget_minutes, "seed": seed, "run_dir": str(out), "wall_seconds": None, "model_config": overrides, "records": read_metrics(out)}
+    from pogm.reproduce.runs import finished
+
+    return {"model": model, "budget_minutes": budget_minutes, "seed": seed, "run_dir": str(out), "wall_seconds": None, "model_config": overrides, "records": read_metrics(out), "finished": finished(out, budget_minutes * 60)}
 
 
 STEP_SLACK_SECONDS = 1.0  # longer than any one training step here
+EVALUATION_GAP_SECONDS = 60.0  # longer than one epoch of any model here: a run this close to a budget has reached it
+# The budgets each model is measured at (CPU-minutes): its targets and the 10-minute one of every seed.
+BUDGETS = {"m2": [60, 10], "m1m2": [60, 10], "adgm": [120, 60, 10], "sdgm": [120, 60, 10]}
 
 
 def summarise(run: dict, budget_minutes: float, batch_size: int = 100) -> dict:
@@ -96,6 +101,9 @@ def summarise(run: dict, budget_minutes: float, batch_size: int = 100) -> dict:
     records = [r for r in run["records"] if r["train_cpu_seconds"] <= budget_minutes * 60 + STEP_SLACK_SECONDS]
     if not records:
         return {"budget_minutes": budget_minutes, "note": "no evaluation inside this budget"}
+    reached = run["records"][-1]["train_cpu_seconds"]
+    if reached < budget_minutes * 60 - EVALUATION_GAP_SECONDS and not run.get("finished", True):
+        return {"budget_minutes": budget_minutes, "note": f"in progress: {reached / 60:.1f} CPU-minutes so far"}
     best = selected_record(records)
     last = records[-1]
     return {
@@ -173,7 +181,7 @@ def draw_curves(results: dict, path: str | Path) -> Path:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["m2", "m1m2", "adgm", "sdgm"], choices=["m2", "m1m2", "adgm", "sdgm"])
-    parser.add_argument("--budget-minutes", nargs="+", type=float, default=[60, 10], help="CPU-minute budgets to report")
+    parser.add_argument("--budget-minutes", nargs="+", type=float, default=None, help="CPU-minute budgets to report (default: BUDGETS, per model)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (processes)")
     parser.add_argument("--lr", type=float, default=None, help="override every model's learning rate (default: its recipe's)")
@@ -189,13 +197,18 @@ def main(argv: list[str] | None = None) -> None:
     if "POGM_DATA" not in os.environ:
         print("note: POGM_DATA is not set; mnist.npz is looked up in ~/.cache/pogm or downloaded", file=sys.stderr)
 
-    budgets = sorted(args.budget_minutes, reverse=True)
+    def budgets_of(model: str) -> list[float]:
+        return sorted(args.budget_minutes or BUDGETS[model], reverse=True)
+
     jobs = []  # (model, budget, seed): the longest budget per model and seed (M1+M2: every budget)
     for model in args.models:
+        budgets = budgets_of(model)
         for seed in args.seeds:
-            for budget in budgets if model == "m1m2" else budgets[:1]:
-                if budget <= args.seed_budget_limit or seed == args.seeds[0]:
+            longest = max(b for b in budgets if b <= args.seed_budget_limit) if seed != args.seeds[0] else budgets[0]
+            for budget in budgets if model == "m1m2" else [longest]:
+                if budget <= longest:
                     jobs.append((model, budget, seed))
+    jobs.sort(key=lambda job: job[1])  # the short runs first: every seed's 10-minute number comes soon
     if args.summarise_only:
         runs = [read_run(*job, args) for job in jobs if (run_dir(*job, args) / "config.yaml").exists()]
     else:
@@ -205,7 +218,7 @@ def main(argv: list[str] | None = None) -> None:
     results = {}
     for model in args.models:
         rows = []
-        for budget in budgets:
+        for budget in budgets_of(model):
             per_seed = []
             for run in runs:
                 if run["model"] == model and (model != "m1m2" or run["budget_minutes"] == budget) and run["budget_minutes"] >= budget:
@@ -213,9 +226,14 @@ def main(argv: list[str] | None = None) -> None:
                     if "test_error" in row:
                         per_seed.append({**row, "seed": run["seed"], "run_dir": run["run_dir"]})
             rows.append(seed_summary(budget, per_seed))
-        first = next(r for r in runs if r["model"] == model and r["seed"] == args.seeds[0])
+        first = max((r for r in runs if r["model"] == model and r["seed"] == args.seeds[0]), key=lambda r: r["budget_minutes"])
         curve = [{k: r[k] for k in ("step", "epoch", "train_cpu_seconds", "train_wall_seconds", "valid_error", "test_error")} for r in first["records"]]
         results[model] = {"budgets": rows, "curve_longest_run": curve, "curve_seed": args.seeds[0], "paper": PAPER[model], "public_reference": PUBLIC_REFERENCE.get(model)}
+    kept = {}  # models measured by an earlier invocation into the same file stay
+    if Path(args.out).exists():
+        earlier = json.loads(Path(args.out).read_text())
+        kept = {m: r for m, r in earlier.get("results", {}).items() if m not in results and "curve_seed" in r}
+    results = {**kept, **results}
     report = {
         "benchmark": "ssl_mnist",
         "labels": 100,

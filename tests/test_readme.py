@@ -141,11 +141,12 @@ STEPS = 2  # optimizer steps of every new training run
 IW_SAMPLES = 2  # --iw-samples
 LIMIT = 20  # --limit: test examples for the likelihood estimates
 BUDGET_MINUTES = 0.01  # `pogm reproduce --budget`
+REPRODUCE_SEEDS = ["--seeds", "0"]  # `pogm reproduce` without seeds: one seed, not the table's three
 MNIST_TRAIN = 1000  # an epoch of MNIST: this many training images (data.n_valid takes the rest)
 # ``--set`` keys that are budgets (CPU time, threads, M1's steps, Monte Carlo samples of the
 # classifier at test time), with their tiny values; set in the command or in its recipe.
 BUDGET_SETS = {"train.cpu_budget_seconds": "1", "train.threads": "1", "m1_steps": "1", "classify_a_samples": "1"}
-BUDGET_OPTIONS = {"--epochs", "--iw-samples", "--limit", "--budget", "--jobs"}  # options whose value is a budget
+BUDGET_OPTIONS = {"--epochs", "--iw-samples", "--limit", "--budget", "--jobs", "--seeds"}  # options whose value is a budget
 
 
 def _replace_option(argv: list[str], option: str, value: str) -> list[str]:
@@ -195,7 +196,9 @@ def shrink(argv: list[str]) -> list[str]:
         argv = _replace_option(argv, "--limit", str(LIMIT))
         return _replace_option(argv, "--iw-samples", str(IW_SAMPLES)) if "--iw-samples" in argv else argv
     if command == "reproduce" and "--list" not in argv:
-        return _replace_option(_replace_option(argv, "--budget", str(BUDGET_MINUTES)), "--jobs", "1")
+        argv = _replace_option(_replace_option(argv, "--budget", str(BUDGET_MINUTES)), "--jobs", "1")
+        # every seed trains (and evaluates) every run of the table again: one seed unless written
+        return argv if {"--seed", "--seeds"} & set(argv) else [*argv, *REPRODUCE_SEEDS]
     return list(argv)
 
 
@@ -348,6 +351,8 @@ def test_shrink_changes_only_budgets(tmp_path, monkeypatch):
     assert shrink("pogm train m2 --out runs/m2 --resume --epochs 200".split()) == "pogm train m2 --out runs/m2 --resume --epochs 1".split()
     assert shrink("pogm eval runs/a --iw-samples 5000".split()) == f"pogm eval runs/a --iw-samples {IW_SAMPLES} --limit {LIMIT}".split()
     assert shrink("pogm report runs/a --compare runs/b".split()) == "pogm report runs/a --compare runs/b".split()
+    assert shrink("pogm reproduce t --budget 60 --jobs 2".split()) == f"pogm reproduce t --budget {BUDGET_MINUTES} --jobs 1 --seeds 0".split()
+    assert shrink("pogm reproduce t --seed 3".split()) == f"pogm reproduce t --seed 3 --budget {BUDGET_MINUTES} --jobs 1".split()
     # Over every page: the command as written stays, apart from budget values, and only
     # budget options are added (a command's recipe is read where the pages write it).
     monkeypatch.chdir(tmp_path)

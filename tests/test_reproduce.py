@@ -1,5 +1,7 @@
-"""`pogm reproduce`: the table list, the verdict rule, and a tiny test-only table on the bundled
-digits run end to end twice (the second call reuses the runs without training them again)."""
+"""`pogm reproduce`: the table list, the verdict rule, seeds (per-seed rows, mean ± sd and n, the
+budget split over the seeds, claims over seeds, reuse of finished seeds) on a fake table whose runs
+are not trained, and a tiny test-only table on the bundled digits run end to end twice (the second
+call reuses the runs without training them again)."""
 
 from __future__ import annotations
 
@@ -8,11 +10,14 @@ import contextlib
 import dataclasses
 import io
 import json
+import math
 from functools import partial
+from pathlib import Path
 
 import pytest
 
 from pogm import reproduce as rp
+from pogm.reproduce import table as reproduce_table
 from pogm.reproduce.evaluations import likelihoods
 from pogm import checkpoint
 
@@ -47,8 +52,9 @@ def test_list_names_every_table_with_a_description():
 @pytest.mark.parametrize("name", FIVE)
 def test_every_table_is_well_formed(name):
     table = rp.get_table(name)
-    assert table.rows and table.runs and 10 <= table.default_budget <= 60
-    assert sum(table.budgets(table.default_budget).values()) == pytest.approx(table.default_budget)
+    assert table.rows and table.runs and len(table.seeds) >= 3 and 10 <= table.default_budget / len(table.seeds) <= 60
+    # the budget covers every seed: one seed's runs add up to the budget / the number of seeds
+    assert sum(table.budgets(table.default_budget).values()) * len(table.seeds) == pytest.approx(table.default_budget)
     used = {run for row in table.rows for run in row.ours.runs}
     assert used == {run.name for run in table.runs}  # every run feeds a row
 
@@ -101,6 +107,148 @@ def test_errors_name_the_fix(tmp_path):
         rp.reproduce("ssl-mnist100", out=tmp_path, budget=0)
     with pytest.raises(ValueError, match="does not train"):
         rp.Table("t", "d", "p", runs=(rp.RunSpec("a"),), rows=(rp.Row("r", "m", 0.1, rp.Metric("b", "test_error")),), default_budget=1)
+    with pytest.raises(ValueError, match="each seed once"):
+        rp.reproduce("ssl-mnist100", out=tmp_path, seeds=(0, 0))
+    with pytest.raises(ValueError, match="one or more"):
+        rp.reproduce("ssl-mnist100", out=tmp_path, seeds=())
+    with pytest.raises(SystemExit):  # one seed or a list of them, not both
+        with contextlib.redirect_stderr(io.StringIO()):
+            run_cli(["ssl-mnist100", "--seed", "1", "--seeds", "2", "3"])
+    assert not list(tmp_path.iterdir())  # nothing trained
+
+
+# ----------------------------------------------------------------------------- seeds, on fake runs
+# The runs of FAKE are not trained: `fake_train` writes the checkpoint and metrics record a run
+# leaves when it has spent its budget, and `fake_numbers` gives each (run, seed) a test error of
+# FAKE_ERRORS, so that every number of the report can be computed by hand.
+FAKE_ERRORS = {("a", 0): 0.10, ("a", 1): 0.12, ("a", 2): 0.17, ("b", 0): 0.20, ("b", 1): 0.15, ("b", 2): 0.16}
+TRAINED: list[tuple[str, float, int]] = []  # (run directory, budget CPU-minutes, seed) of each training
+EVALUATED: list[str] = []  # run directories, as evaluated
+
+
+def fake_train(model, out, budget_minutes, seed=0, *args, **kwargs) -> str:
+    out = Path(out)
+    TRAINED.append((out.name, budget_minutes, seed))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "state.pt").write_bytes(b"")
+    record = {"step": 7, "epoch": 1, "train_cpu_seconds": budget_minutes * 60, "train_wall_seconds": budget_minutes * 60}
+    with open(out / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
+    return "trained"
+
+
+def fake_numbers(run_dir: Path) -> dict:
+    """``{"test_error"}`` of FAKE_ERRORS for a run directory ``RUN-<minutes>min-seed<S>``."""
+    EVALUATED.append(run_dir.name)
+    run, seed = run_dir.name.split("-")[0], int(run_dir.name.rpartition("seed")[2])
+    return {"test_error": FAKE_ERRORS.get((run, seed), 0.5)}
+
+
+FAKE = rp.Table(
+    name="fake-seeds",
+    description="test only: two runs that are not trained, with made-up errors per seed",
+    paper="none (made-up paper values)",
+    runs=(rp.RunSpec("a", model="m2", evaluate=fake_numbers), rp.RunSpec("b", model="m2", evaluate=fake_numbers, share=3.0)),
+    rows=(
+        rp.Row("A", "error of a", 0.13, rp.Metric("a", "test_error"), paper_pm=0.01),
+        rp.Row("A and B", "mean error of a and b", 0.15, rp.Mean(("a", "b"), "test_error")),
+        rp.Row("A beats B", "a's error below b's", 1.0, rp.Claim(rp.Metric("a", "test_error"), rp.Metric("b", "test_error")), direction="higher", unit="claim"),
+    ),
+    default_budget=12.0,  # 4 for each of the 3 default seeds: 1 for a, 3 for b
+)
+
+
+@pytest.fixture
+def fake_table(monkeypatch):
+    monkeypatch.setitem(rp.TABLES, FAKE.name, FAKE)
+    monkeypatch.setattr(reproduce_table, "train_for_budget", fake_train)
+    TRAINED.clear()
+    EVALUATED.clear()
+    return FAKE
+
+
+def test_each_row_is_computed_per_seed_and_reported_as_mean_sd_and_n(tmp_path, fake_table):
+    out = tmp_path / "reproduce"
+    printed = run_cli([FAKE.name, "--out", str(out), "--jobs", "1"])
+    report = json.loads((out / "fake-seeds.json").read_text())
+    assert report["seeds"] == [0, 1, 2] and len(report["runs"]) == 6
+    rows = {r["name"]: r for r in report["rows"]}
+
+    a = rows["A"]  # a's errors: 0.10, 0.12, 0.17
+    assert [(s["seed"], s["ours"]) for s in a["per_seed"]] == [(0, 0.10), (1, 0.12), (2, 0.17)]
+    assert a["ours"] == pytest.approx(0.13) and a["n_seeds"] == 3
+    assert a["ours_sd"] == pytest.approx(math.sqrt((0.03**2 + 0.01**2 + 0.04**2) / 2))  # sample sd: n - 1
+    assert a["verdict"] == "reproduced"  # the mean equals the paper's 0.13
+
+    both = rows["A and B"]  # per seed the mean of a and b: 0.15, 0.135, 0.165
+    assert [s["ours"] for s in both["per_seed"]] == pytest.approx([0.15, 0.135, 0.165])
+    assert both["ours"] == pytest.approx(0.15) and both["ours_sd"] == pytest.approx(0.015) and both["n_seeds"] == 3
+
+    claim = rows["A beats B"]  # 0.10 < 0.20 and 0.12 < 0.15 hold, 0.17 < 0.16 does not
+    assert [s["ours"] for s in claim["per_seed"]] == [1.0, 1.0, 0.0]
+    assert claim["ours"] == pytest.approx(2 / 3) and claim["n_seeds"] == 3
+    assert claim["verdict"] == "not reproduced"  # holds for 2 of 3 seeds: not every seed
+    assert claim["run_length"]["runs"] == 6  # a and b of each seed
+
+    markdown = (out / "fake-seeds.md").read_text()
+    assert "| ours (mean ± sd, n) |" in markdown
+    assert "| A | error of a (lower is better) | 13.00% ± 1.00% | 13.00% ± 3.61% (n=3) | 0: 10.00%; 1: 12.00%; 2: 17.00% |" in markdown
+    assert "| holds for 2 of 3 seeds | 0: holds (0.1 < 0.2); 1: holds (0.12 < 0.15); 2: fails (0.17 ≥ 0.16) |" in markdown
+    assert "| 0: 15.00% (0.15 ± 0.071 over 2 runs); 1: 13.50% (0.135 ± 0.021 over 2 runs); 2: 16.50%" in markdown
+    assert printed.count("(seed 2): started,") == 2
+
+
+def test_the_budget_covers_every_seed(tmp_path, fake_table):
+    out = tmp_path / "reproduce"
+    rp.reproduce(FAKE.name, out=out, budget=6.0, jobs=1, seeds=(0, 1))
+    # 6 CPU-minutes for 2 seeds: 3 per seed, split 1:3 between a and b
+    assert sorted(TRAINED) == [("a-0.75min-seed0", 0.75, 0), ("a-0.75min-seed1", 0.75, 1), ("b-2.25min-seed0", 2.25, 0), ("b-2.25min-seed1", 2.25, 1)]
+    assert sum(minutes for _, minutes, _ in TRAINED) == pytest.approx(6.0)
+    assert FAKE.budgets(6.0, 2) == {"a": 0.75, "b": 2.25}
+    # Without --budget: the table's 12 for its 3 seeds, scaled to the seeds given, so that each run
+    # keeps its default length (1 and 3 CPU-minutes) whatever the seeds.
+    TRAINED.clear()
+    report = rp.reproduce(FAKE.name, out=out, jobs=1, seeds=(0, 1, 2, 3))
+    assert report["budget_cpu_minutes"] == pytest.approx(16.0) and report["budget_cpu_minutes_per_seed"] == pytest.approx(4.0)
+    assert sorted(TRAINED)[:2] == [("a-1min-seed0", 1.0, 0), ("a-1min-seed1", 1.0, 1)] and len(TRAINED) == 8
+
+
+def test_a_claim_holding_for_every_seed_is_reproduced_and_for_some_is_not():
+    claim = next(row for row in FAKE.rows if row.unit == "claim")
+    assert rp.row_verdict(claim, [1.0, 1.0, 1.0]) == "reproduced"
+    assert rp.row_verdict(claim, [1.0, 1.0, 0.0]) == "not reproduced"
+    assert rp.row_verdict(claim, [1.0] * 19 + [0.0]) == "not reproduced"  # 95% of the seeds is not every seed
+    assert rp.row_verdict(claim, []) == "not run"
+    assert claim.show_summary(claim.summary([1.0, 0.0, 1.0])) == "holds for 2 of 3 seeds"
+    metric = FAKE.rows[0]
+    assert rp.row_verdict(metric, [0.12, 0.14, math.nan]) == "reproduced"  # mean 0.13 of the 2 seeds with a number
+    assert metric.summary([0.12, 0.14, math.nan]) == {"mean": pytest.approx(0.13), "sd": pytest.approx(math.sqrt(0.0002)), "n": 2}
+    assert metric.summary([0.12]) == {"mean": 0.12, "sd": None, "n": 1}
+    assert metric.show_summary(metric.summary([0.12])) == "12.00% (n=1)"
+
+
+def test_seed_still_gives_one_seed(tmp_path, fake_table):
+    out = tmp_path / "reproduce"
+    run_cli([FAKE.name, "--out", str(out), "--jobs", "1", "--seed", "5"])
+    report = json.loads((out / "fake-seeds.json").read_text())
+    assert report["seeds"] == [5] and sorted(TRAINED) == [("a-1min-seed5", 1.0, 5), ("b-3min-seed5", 3.0, 5)]
+    assert all(r["n_seeds"] == 1 and r["ours_sd"] is None and [s["seed"] for s in r["per_seed"]] == [5] for r in report["rows"])
+    assert report["rows"][0]["ours"] == 0.5
+
+
+def test_finished_seeds_are_reused_and_a_new_seed_trains_alone(tmp_path, fake_table):
+    out = tmp_path / "reproduce"
+    first = rp.reproduce(FAKE.name, out=out, jobs=1, seeds=(0, 1))
+    assert len(TRAINED) == 4 and first["rows"][2]["verdict"] == "reproduced"  # the claim holds for seeds 0 and 1
+    TRAINED.clear()
+    EVALUATED.clear()
+    printed = run_cli([FAKE.name, "--out", str(out), "--jobs", "1", "--seeds", "0", "1", "2"])
+    assert sorted(TRAINED) == [("a-1min-seed2", 1.0, 2), ("b-3min-seed2", 3.0, 2)]  # seeds 0 and 1 were finished
+    assert sorted(EVALUATED) == ["a-1min-seed2", "b-3min-seed2"]  # their numbers come from their records
+    assert printed.count(": reused,") == 4 and printed.count(": finished,") == 2
+    report = json.loads((out / "fake-seeds.json").read_text())
+    assert [r["status"] for r in report["runs"]] == ["reused"] * 4 + ["trained"] * 2
+    assert report["rows"][2]["ours"] == pytest.approx(2 / 3) and report["rows"][2]["verdict"] == "not reproduced"
 
 
 SMALL = {"hidden": [32], "z_dim": 4}
@@ -116,7 +264,8 @@ TINY = rp.Table(
         rp.Row("M2", "test error, 100 labels", 0.95, rp.Metric("m2", "test_error"), paper_pm=0.01),
         rp.Row("VAE", "test log p(x), IW k=10", -1e4, rp.Metric("vae", "test_iw_log_likelihood"), direction="higher", unit="nats"),
     ),
-    default_budget=0.04,  # CPU-minutes: 1.2 s per run
+    default_budget=0.04,  # CPU-minutes: 1.2 s per run for one seed, 0.6 s for each of two
+    seeds=(0, 1),
 )
 
 
@@ -124,18 +273,21 @@ def test_a_table_runs_end_to_end_and_reuses_its_runs(tmp_path, monkeypatch):
     monkeypatch.setitem(rp.TABLES, TINY.name, TINY)
     out = tmp_path / "reproduce"
     printed = run_cli([TINY.name, "--out", str(out), "--jobs", "1"])
-    assert progress(printed, "started") == 2 and progress(printed, "finished") == 2, printed
+    assert progress(printed, "started") == 4 and progress(printed, "finished") == 4, printed
 
     report = json.loads((out / "tiny-digits.json").read_text())
     markdown = (out / "tiny-digits.md").read_text()
-    assert [r["name"] for r in report["rows"]] == ["M2", "VAE"]
+    assert [r["name"] for r in report["rows"]] == ["M2", "VAE"] and report["seeds"] == [0, 1]
     for row in report["rows"]:
         assert row["verdict"] == "reproduced"  # the made-up paper values are easy to beat
-        assert row["run_length"]["steps"][0] > 0 and row["run_length"]["train_cpu_minutes"] >= 0.02 * 0.99
+        assert row["run_length"]["runs"] == 2 and row["run_length"]["steps"][0] > 0 and row["run_length"]["train_cpu_minutes"] >= 0.02 * 0.99
         assert {"cpu", "cores", "torch"} <= set(row["machine"][0])
         assert row["computed_from"]
+        assert [s["seed"] for s in row["per_seed"]] == [0, 1] and row["n_seeds"] == 2
+        assert row["ours"] == pytest.approx(sum(s["ours"] for s in row["per_seed"]) / 2)
     assert 0 <= report["rows"][0]["ours"] <= 1 and report["rows"][0]["paper"] == 0.95
     assert "| M2 | test error, 100 labels (lower is better) | 95.00% ± 1.00% |" in markdown
+    assert {(r["name"], r["seed"]) for r in report["runs"]} == {("m2", 0), ("m2", 1), ("vae", 0), ("vae", 1)}
     assert "torch" in markdown and "steps" in markdown and "CPU-min" in markdown and "reproduced" in markdown
 
     run_dirs = [tmp_path / r["run_dir"] for r in report["runs"]]
@@ -143,7 +295,7 @@ def test_a_table_runs_end_to_end_and_reuses_its_runs(tmp_path, monkeypatch):
     before = {d: ((d / "metrics.jsonl").read_text(), (d / "metrics.jsonl").stat().st_mtime_ns, (d / "reproduce.json").stat().st_mtime_ns) for d in run_dirs}
 
     printed = run_cli([TINY.name, "--out", str(out), "--jobs", "1"])
-    assert progress(printed, "reused") == 2 and progress(printed, "started") == 0, printed
+    assert progress(printed, "reused") == 4 and progress(printed, "started") == 0, printed
     for d in run_dirs:  # neither retrained nor evaluated again
         assert ((d / "metrics.jsonl").read_text(), (d / "metrics.jsonl").stat().st_mtime_ns, (d / "reproduce.json").stat().st_mtime_ns) == before[d]
     again = json.loads((out / "tiny-digits.json").read_text())
@@ -164,7 +316,7 @@ def test_an_interrupted_run_resumes(tmp_path, monkeypatch):
     assert not rp.finished(run_dir, 1.2)
     before = (run_dir / "metrics.jsonl").read_text()
 
-    printed = run_cli([table.name, "--out", str(out), "--jobs", "1", "--budget", "0.02"])
+    printed = run_cli([table.name, "--out", str(out), "--jobs", "1", "--budget", "0.02", "--seed", "0"])
     assert progress(printed, "resumed") == 1 and progress(printed, "finished") == 1, printed
     after = (run_dir / "metrics.jsonl").read_text()
     assert after.startswith(before) and len(after) > len(before)  # continued, not started again

@@ -7,14 +7,20 @@ measures, the paper's value and ±, the direction, and how ours comes from the r
 (``pogm.models.<family>.paper_table``); `pogm.reproduce` registers them, trains, evaluates and
 gives each row its verdict.
 
+A table is run once per seed (`Table.seeds`, by default 0, 1 and 2): every seed trains all of its
+runs, a row's value is computed from each seed's runs alone, and the row reports their mean, sample
+sd and n (`Row.summary`). The table's budget is the training CPU time of all its seeds together
+(`Table.budgets`); ``default_budget`` is the one for its default ``seeds``.
+
 The classes are frozen dataclasses with no dependency on the rest of pogm: a table names its
 evaluation by a string that `pogm.reproduce.evaluations` resolves.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,8 +64,8 @@ class Mean:
 
     def detail(self, numbers: Mapping[str, Mapping[str, Any]]) -> str:
         values = [float(numbers[run][self.key]) for run in self.over]
-        spread = f" ± {statistics.stdev(values):.1f}" if len(values) > 1 else ""
-        return f"{statistics.fmean(values):.1f}{spread} (n={len(values)})"
+        spread = f" ± {statistics.stdev(values):.2g}" if len(values) > 1 else ""
+        return f"{statistics.fmean(values):.4g}{spread} over {len(values)} runs"
 
     def describe(self) -> str:
         return f"mean {self.key} over runs {', '.join(self.over)}"
@@ -68,7 +74,11 @@ class Mean:
 @dataclass(frozen=True)
 class Claim:
     """1 if ``better`` is better than ``worse`` (``direction``: which is better), else 0: a
-    paper's claim about the order of two numbers, checked on our runs."""
+    paper's claim about the order of two numbers, checked on our runs.
+
+    Over several seeds the claim is checked on each seed's runs apart; the row reports the
+    fraction of seeds for which it holds (the mean of the 0s and 1s), and it counts as reproduced
+    only when it holds for every seed (`pogm.reproduce.row_verdict`)."""
 
     better: Metric | Mean
     worse: Metric | Mean
@@ -84,7 +94,7 @@ class Claim:
 
     def detail(self, numbers: Mapping[str, Mapping[str, Any]]) -> str:
         sign = ("<" if self.direction == "lower" else ">") if self(numbers) else ("≥" if self.direction == "lower" else "≤")
-        both = [part.detail(numbers) or f"{part(numbers):.1f}" for part in (self.better, self.worse)]
+        both = [part.detail(numbers) or f"{part(numbers):.4g}" for part in (self.better, self.worse)]
         return f"{both[0]} {sign} {both[1]}"
 
     def describe(self) -> str:
@@ -153,29 +163,70 @@ class Row:
         text = self.show(self.paper) + (f" ± {self.show(self.paper_pm)}" if self.paper_pm is not None else "")
         return f"{text} ({self.paper_detail})" if self.paper_detail else text
 
+    @staticmethod
+    def summary(values: Sequence[float]) -> dict[str, Any]:
+        """``{"mean", "sd", "n"}`` of the per-seed ``values``: NaN (a seed without a number) is left
+        out of all three; ``sd`` is the sample standard deviation, None below two values; ``mean``
+        is NaN without any value."""
+        kept = [float(v) for v in values if not math.isnan(v)]
+        return {
+            "mean": statistics.fmean(kept) if kept else math.nan,
+            "sd": statistics.stdev(kept) if len(kept) > 1 else None,
+            "n": len(kept),
+        }
+
+    def show_summary(self, summary: Mapping[str, Any]) -> str:
+        """Ours over the seeds: ``1.23% ± 0.10% (n=3)``; a claim row: ``holds for 2 of 3 seeds``."""
+        n = summary["n"]
+        if not n:
+            return "-"
+        if self.unit == "claim":
+            return f"holds for {round(summary['mean'] * n)} of {n} seed{'s' if n != 1 else ''}"
+        spread = f" ± {self.show(summary['sd'])}" if summary["sd"] is not None else ""
+        return f"{self.show(summary['mean'])}{spread} (n={n})"
+
 
 @dataclass(frozen=True)
 class Table:
-    """A paper table: its runs, its rows, and the CPU-minutes it trains for by default."""
+    """A paper table: its runs, its rows, the CPU-minutes it trains for by default and the seeds
+    it trains each run with by default. ``default_budget`` covers the whole table, every seed
+    included: each run of each seed trains for ``default_budget × share / len(seeds)`` (`budgets`)."""
 
     name: str
     description: str  # one line, for `pogm reproduce --list`
     paper: str  # where the paper's numbers come from
     runs: tuple[RunSpec, ...]
     rows: tuple[Row, ...]
-    default_budget: float  # CPU-minutes of training for the whole table
+    default_budget: float  # CPU-minutes of training for the whole table, all seeds together
     notes: str = ""  # caveats printed under the table
+    seeds: tuple[int, ...] = (0, 1, 2)  # every run trains once per seed; rows report mean ± sd over them
 
     def __post_init__(self) -> None:
         names = [run.name for run in self.runs]
         if len(set(names)) != len(names):
             raise ValueError(f"table {self.name}: run names must be unique")
+        check_seeds(self.seeds, f"table {self.name}: seeds")
         for row in self.rows:
             missing = sorted(set(row.ours.runs) - set(names))
             if missing:
                 raise ValueError(f"table {self.name}, row {row.name!r}: reads runs {missing} that the table does not train")
 
-    def budgets(self, budget: float) -> dict[str, float]:
-        """CPU-minutes of each run: ``budget`` split by the runs' shares."""
+    def budgets(self, budget: float, seeds: int | None = None) -> dict[str, float]:
+        """CPU-minutes of each run for one seed: ``budget`` (the whole table's, all seeds together)
+        split by the runs' shares and then evenly over ``seeds`` seeds (default: ``len(self.seeds)``),
+        so that the runs of all the seeds add up to ``budget``."""
+        seeds = len(self.seeds) if seeds is None else seeds
+        if seeds < 1:
+            raise ValueError(f"table {self.name}: a budget is split over at least one seed, got {seeds}")
         total = sum(run.share for run in self.runs)
-        return {run.name: budget * run.share / total for run in self.runs}
+        return {run.name: budget * run.share / total / seeds for run in self.runs}
+
+
+def check_seeds(seeds: Sequence[int], what: str = "seeds") -> tuple[int, ...]:
+    """``seeds`` as a tuple of ints: at least one, each once (a ValueError that says ``what`` if not)."""
+    seeds = tuple(seeds)
+    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise ValueError(f"{what}: give one or more integer seeds, got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"{what}: each seed once, got {' '.join(map(str, seeds))}")
+    return seeds

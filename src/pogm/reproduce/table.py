@@ -1,18 +1,19 @@
 """The verdict rule, the registry of tables, and running a table.
 
 The tables themselves are data (`pogm.tables`: `Table`, `RunSpec`, `Row`, `Metric`, `Mean`,
-`Claim`), defined by each model family beside its models. `reproduce` trains what is missing,
-evaluates each run by the evaluation its `RunSpec` names (`pogm.reproduce.evaluations`), and
-writes ``OUT/TABLE.md`` and ``OUT/TABLE.json``; the runs live in ``OUT/runs/TABLE/``.
+`Claim`), defined by each model family beside its models. `reproduce` trains what is missing for
+each seed, evaluates each run by the evaluation its `RunSpec` names (`pogm.reproduce.evaluations`),
+computes every row per seed, reports its mean, sample sd and n over the seeds with a verdict
+(`row_verdict`), and writes ``OUT/TABLE.md`` and ``OUT/TABLE.json``; the runs live in
+``OUT/runs/TABLE/``.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,12 +27,16 @@ from pogm.reproduce.runs import (
     train_for_budget,
     write_report,
 )
-from pogm.tables import ERROR_UNITS, Row, RunSpec, Table
+from pogm.tables import ERROR_UNITS, Row, RunSpec, Table, check_seeds
 
 VERDICT_RULE = (
     "reproduced: ours at least as good as the paper's, or within its ± (without one, within 5% relative; "
     "log-likelihoods in nats: within 1 nat); close: within 25% relative (errors: within max(25% relative, "
     "0.5 percentage points); log-likelihoods: within 5 nats); else not reproduced"
+)
+CLAIM_RULE = (
+    "each row is computed per seed and reported as mean ± sample sd (n seeds), the verdict judging the mean; "
+    "a claim row gives the fraction of seeds for which the claim holds and is reproduced only when it holds for every seed"
 )
 NATS_BANDS = (1.0, 5.0)  # log-likelihoods: a relative band is meaningless there (5% of -85 is 4 nats)
 MAX_JOBS = 2
@@ -57,6 +62,19 @@ def verdict(ours: float, paper: float, direction: str, pm: float | None = None, 
     else:
         close = max(0.25 * abs(paper), 0.005) if error else 0.25 * abs(paper)
     return "close" if gap <= close else "not reproduced"
+
+
+def row_verdict(row: Row, values: Sequence[float]) -> str:
+    """The verdict of ``row`` from its per-seed ``values``: ``"not run"`` without any number; a
+    claim row (``unit="claim"``, each value 1 or 0) is ``"reproduced"`` only when the claim holds
+    for every seed, else ``"not reproduced"``; any other row is `verdict` of the mean over the
+    seeds (NaN values left out: the report's n says how many seeds counted)."""
+    summary = row.summary(values)
+    if not summary["n"]:
+        return "not run"
+    if row.unit == "claim":
+        return "reproduced" if all(v == 1.0 for v in values) else "not reproduced"
+    return verdict(summary["mean"], row.paper, row.direction, row.paper_pm, error=row.unit in ERROR_UNITS, nats=row.unit == "nats")
 
 
 TABLES: dict[str, Table] = {}
@@ -135,7 +153,7 @@ def _run_job(job: _Job) -> dict[str, Any]:
 
     torch.set_num_threads(1)
     spec, run_dir = job.spec, job.run_dir
-    prefix = f"[{job.table}] {spec.name}:"
+    prefix = f"[{job.table}] {spec.name} (seed {job.seed}):"
     done = finished(run_dir, job.minutes * 60)
     if not done:
         state = "resumed" if (run_dir / "state.pt").is_file() else "started"
@@ -152,6 +170,7 @@ def _run_job(job: _Job) -> dict[str, Any]:
     print(f"{prefix} {'reused' if done else 'finished'}, {length} ({run_dir})", flush=True)
     return {
         "name": spec.name,
+        "seed": job.seed,
         "model": spec.model,
         "recipe": spec.recipe,
         "source": spec.source,
@@ -195,9 +214,16 @@ def _machines(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(seen.values())
 
 
-def _row_result(row: Row, numbers: dict[str, dict], runs: dict[str, dict]) -> dict[str, Any]:
-    ours = row.ours(numbers)
-    used = [runs[name] for name in row.ours.runs]
+def _row_result(row: Row, runs: dict[int, dict[str, dict]]) -> dict[str, Any]:
+    """The row over the seeds: ``runs`` maps each seed to its runs' records by name; the row's
+    value is computed from each seed's numbers alone, then summarised (mean, sample sd, n)."""
+    per_seed = []
+    for seed, by_name in runs.items():
+        numbers = {name: r["numbers"] for name, r in by_name.items()}
+        per_seed.append({"seed": seed, "ours": row.ours(numbers), "detail": row.ours.detail(numbers)})
+    values = [s["ours"] for s in per_seed]
+    summary = row.summary(values)
+    used = [by_name[name] for by_name in runs.values() for name in row.ours.runs]
     return {
         "name": row.name,
         "measures": row.measures,
@@ -206,14 +232,24 @@ def _row_result(row: Row, numbers: dict[str, dict], runs: dict[str, dict]) -> di
         "paper": row.paper,
         "paper_pm": row.paper_pm,
         "paper_detail": row.paper_detail,
-        "ours": ours,
-        "ours_detail": row.ours.detail(numbers),
-        "computed_from": row.ours.describe(),
+        "ours": summary["mean"],  # a claim row: the fraction of seeds for which the claim holds
+        "ours_sd": summary["sd"],
+        "n_seeds": summary["n"],
+        "per_seed": per_seed,
+        "computed_from": row.ours.describe() + " (per seed; mean, sample sd and n over the seeds)",
         "runs": list(row.ours.runs),
         "run_length": _run_length(used),
         "machine": _machines(used),
-        "verdict": verdict(ours, row.paper, row.direction, row.paper_pm, error=row.unit in ERROR_UNITS, nats=row.unit == "nats") if not math.isnan(ours) else "not run",
+        "verdict": row_verdict(row, values),
     }
+
+
+def _seeds(n: int) -> str:
+    return f"{n} seed{'s' if n != 1 else ''}"
+
+
+def _show_per_seed(row: Row, per_seed: list[dict[str, Any]]) -> str:
+    return "; ".join(f"{s['seed']}: {row.show(s['ours'])}" + (f" ({s['detail']})" if s["detail"] else "") for s in per_seed)
 
 
 def _markdown(table: Table, report: dict[str, Any]) -> list[str]:
@@ -223,56 +259,93 @@ def _markdown(table: Table, report: dict[str, Any]) -> list[str]:
         "",
         f"Paper: {table.paper}.",
         (
-            f"Budget: {report['budget_cpu_minutes']:g} CPU-minutes of training over {len(table.runs)} runs "
-            f"(one thread each, {report['jobs']} at a time), seed {report['seed']}; written {report['date']}."
+            f"Budget: {report['budget_cpu_minutes']:g} CPU-minutes of training for {_seeds(len(report['seeds']))} "
+            f"({', '.join(map(str, report['seeds']))}) × {len(table.runs)} runs, {report['budget_cpu_minutes_per_seed']:.3g} "
+            f"per seed (one thread each, {report['jobs']} at a time); written {report['date']}."
         ),
         "",
-        "| row | measures | paper | ours | run length | machine | verdict |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| row | measures | paper | ours (mean ± sd, n) | per seed | run length | machine | verdict |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in report["rows"]:
         row = rows_by_name[r["name"]]
-        ours = row.show(r["ours"]) + (f" ({r['ours_detail']})" if r["ours_detail"] else "")
+        ours = row.show_summary({"mean": r["ours"], "sd": r["ours_sd"], "n": r["n_seeds"]})
         machines = "; ".join(describe_machine(m) for m in r["machine"]) or "-"
         measures = r["measures"] if row.unit == "claim" else f"{r['measures']} ({r['direction']})"
-        lines.append(f"| {r['name']} | {measures} | {row.show_paper()} | {ours} | {_show_length(r['run_length'])} | {machines} | {r['verdict']} |")
-    lines += ["", "Runs:", "", "| run | trains | budget CPU-min | steps | epochs | CPU-min | wall-min | this call | directory |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        lines.append(
+            f"| {r['name']} | {measures} | {row.show_paper()} | {ours} | {_show_per_seed(row, r['per_seed'])} | "
+            f"{_show_length(r['run_length'])} | {machines} | {r['verdict']} |"
+        )
+    lines += ["", "Runs:", "", "| run | seed | trains | budget CPU-min | steps | epochs | CPU-min | wall-min | this call | directory |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in report["runs"]:
         trains = f"recipe {r['recipe']}" if r["recipe"] else f"{r['model']} on {r['source']}"
-        lines.append(f"| {r['name']} | {trains} | {r['budget_cpu_minutes']:.3g} | {r['steps']:,} | {r['epochs']} | {r['train_cpu_seconds'] / 60:.2f} | {r['train_wall_seconds'] / 60:.2f} | {r['status']} | `{r['run_dir']}` |")
-    lines += ["", f"Verdict rule: {VERDICT_RULE}."]
+        lines.append(f"| {r['name']} | {r['seed']} | {trains} | {r['budget_cpu_minutes']:.3g} | {r['steps']:,} | {r['epochs']} | {r['train_cpu_seconds'] / 60:.2f} | {r['train_wall_seconds'] / 60:.2f} | {r['status']} | `{r['run_dir']}` |")
+    lines += ["", f"Verdict rule: {VERDICT_RULE}; {CLAIM_RULE}."]
     lines += ["", table.notes] if table.notes else []
     return lines
 
 
-def reproduce(name: str, out: str | Path = "reproduce", budget: float | None = None, jobs: int = 2, seed: int = 0) -> dict[str, Any]:
-    """Run the table ``name`` (training what is not finished, resuming what was interrupted) for
-    ``budget`` CPU-minutes (default: the table's), ``jobs`` runs at a time (1 or 2, one thread
-    each); write ``OUT/NAME.md`` and ``OUT/NAME.json`` and return the report."""
+def reproduce(
+    name: str,
+    out: str | Path = "reproduce",
+    budget: float | None = None,
+    jobs: int = 2,
+    seeds: Sequence[int] | int | None = None,
+) -> dict[str, Any]:
+    """Run the table ``name`` once per seed of ``seeds`` (default: the table's, `Table.seeds`; an
+    int is one seed) and write ``OUT/NAME.md`` and ``OUT/NAME.json``; returns the report.
+
+    ``budget`` is the training CPU-minutes of the whole table, all seeds together: each run of each
+    seed trains for ``budget × share / len(seeds)`` (`Table.budgets`). Its default is the table's
+    ``default_budget`` (meant for its default seeds) scaled to the number of seeds given, so that
+    each run keeps its default length whatever the seeds: ``--seed 5`` trains as long per run as
+    the default three seeds do, and adding a seed reuses the runs of the others.
+    Runs train ``jobs`` at a time (1 or 2, one thread each), seed by seed, each in
+    ``OUT/runs/NAME/RUN-<minutes>min-seed<S>``: a finished one is reused, an interrupted one
+    resumes. Every row is computed from each seed's runs apart and reported as the mean, sample sd
+    and n over the seeds, with the per-seed values in the JSON; its verdict compares the mean with
+    the paper's, and a claim row is reproduced only when it holds for every seed (`row_verdict`).
+    """
     table = get_table(name)
-    budget = table.default_budget if budget is None else float(budget)
+    seeds = table.seeds if seeds is None else check_seeds((seeds,) if isinstance(seeds, int) else seeds, "--seeds")
+    budget = table.default_budget * len(seeds) / len(table.seeds) if budget is None else float(budget)
     if not budget > 0:
-        raise ValueError(f"--budget must be a positive number of CPU-minutes (the default for {name} is {table.default_budget:g})")
+        raise ValueError(
+            f"--budget must be a positive number of CPU-minutes for all the seeds together "
+            f"(the default for {name} is {table.default_budget:g} for its {len(table.seeds)} seeds)"
+        )
     if jobs not in range(1, MAX_JOBS + 1):
         raise ValueError(f"--jobs {jobs}: a table trains 1 or {MAX_JOBS} runs at a time")
     out = Path(out)
-    minutes = table.budgets(budget)
-    work = [_Job(table.name, spec, out / "runs" / table.name / f"{spec.name}-{minutes[spec.name]:.4g}min-seed{seed}", minutes[spec.name], seed) for spec in table.runs]
-    print(f"[{table.name}] {len(work)} runs, {budget:g} CPU-minutes of training, {jobs} at a time", flush=True)
-    runs = {r["name"]: r for r in run_in_pool(_run_job, work, jobs, echo=False)}
-    numbers = {name: r["numbers"] for name, r in runs.items()}
+    minutes = table.budgets(budget, len(seeds))
+    work = [
+        _Job(table.name, spec, out / "runs" / table.name / f"{spec.name}-{minutes[spec.name]:.4g}min-seed{seed}", minutes[spec.name], seed)
+        for seed in seeds
+        for spec in table.runs
+    ]
+    print(
+        f"[{table.name}] {len(table.runs)} runs × {_seeds(len(seeds))} ({', '.join(map(str, seeds))}), "
+        f"{budget:g} CPU-minutes of training in all, {jobs} at a time",
+        flush=True,
+    )
+    records = run_in_pool(_run_job, work, jobs, echo=False)
+    runs: dict[int, dict[str, dict]] = {seed: {} for seed in seeds}
+    for job, record in zip(work, records):
+        runs[job.seed][job.spec.name] = record
     report = {
         "table": table.name,
         "description": table.description,
         "paper": table.paper,
         "budget_cpu_minutes": budget,
+        "budget_cpu_minutes_per_seed": budget / len(seeds),
+        "budget_covers": "all seeds: each run of each seed trains for budget x share / number of seeds",
         "jobs": jobs,
-        "seed": seed,
+        "seeds": list(seeds),
         "date": time.strftime("%Y-%m-%d"),
         "machine": machine(),
-        "verdict_rule": VERDICT_RULE,
-        "rows": [_row_result(row, numbers, runs) for row in table.rows],
-        "runs": list(runs.values()),
+        "verdict_rule": f"{VERDICT_RULE}; {CLAIM_RULE}",
+        "rows": [_row_result(row, runs) for row in table.rows],
+        "runs": records,
         "notes": table.notes,
     }
     write_report(out / f"{table.name}.json", report, _markdown(table, report))
