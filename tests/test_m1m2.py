@@ -1,4 +1,4 @@
-"""M1+M2's feature settings (issue 22): what M2 sees of the M1 features, and what M1 learns from."""
+"""M1+M2's feature settings: what M2 sees of the M1 features, and what M1 learns from."""
 
 from __future__ import annotations
 
