@@ -21,8 +21,9 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/pogm demo
 
+# One worker process per core (pytest-xdist), each test file in one worker (module fixtures run once).
 test: $(STAMP)
-	POGM_DATA=$${POGM_DATA:-../shared/data} $(BIN)/python -m pytest -q
+	POGM_DATA=$${POGM_DATA:-../shared/data} $(BIN)/python -m pytest -q -n auto --dist loadfile
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info
