@@ -36,7 +36,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]  # in the order their commands run
-COMMANDS_IN_PAGES = 74  # how many commands the extractor finds in PAGES: a command lost or added fails
+COMMANDS_IN_PAGES = 75  # how many commands the extractor finds in PAGES: a command lost or added fails
 
 # Commands that cannot run in a test: (a regular expression the command as written matches, why).
 SKIPS = [
@@ -47,6 +47,7 @@ SKIPS = [
      "and SDGM averaging 20 samples of a): about 20 s at any --budget, past this file's time budget; "
      "`pogm reproduce hali-mnist100` runs the same code"),
     (r"^python benchmarks/", "a benchmark: tens of CPU-minutes to hours by design, in parallel processes"),
+    (r"^benchmarks/gpu_check\.sh", "the prepared GPU check: needs a CUDA GPU; its tests are tests/test_cuda.py, which skip without one"),
     (r"^pogm eval benchmarks/runs/", "evaluates a run of benchmarks/ssl_mnist.py, a 60-CPU-minute benchmark"),
 ]
 
