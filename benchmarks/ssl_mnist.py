@@ -191,6 +191,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed-budget-limit", type=float, default=10.0, help="the longest budget that every seed runs (CPU-minutes)")
     parser.add_argument("--runs", default="benchmarks/runs")
     parser.add_argument("--out", default="benchmarks/results/time_to_accuracy.json")
+    parser.add_argument("--note", default=None, help="a line stored in the JSON (what sets these runs apart)")
     parser.add_argument("--summarise-only", action="store_true", help="rewrite the JSON from the run directories in --runs without training")
     parser.add_argument("--figure", default=None, help="also draw the time-to-accuracy curves to this PNG")
     args = parser.parse_args(argv)
@@ -238,6 +239,7 @@ def main(argv: list[str] | None = None) -> None:
         "benchmark": "ssl_mnist",
         "labels": 100,
         "machine": machine(args.threads, parallel_runs=args.jobs),
+        "note": args.note,
         "settings": {"lr": args.lr, "precision": args.precision, "m1_fraction": args.m1_fraction, "seeds": args.seeds, "recipes": {m: RECIPES[m] for m in args.models if m in RECIPES}},
         "results": results,
     }
