@@ -213,3 +213,27 @@ def test_jmvae_components_are_the_single_group_posteriors():
         alone = single.posterior(x, only)
         assert torch.allclose(q.components.mean[:, g], alone.mean, atol=1e-6)
     assert torch.allclose(torch.exp(q.log_weights), torch.full((12, 3), 1 / 3))
+
+
+@pytest.mark.parametrize("kl_estimate", ["bound", "stratified"])
+def test_jmvae_row_with_no_observed_group_gets_the_prior_a_finite_loss_and_log_likelihood(kl_estimate):
+    model = build("jmvae-plus", kl_estimate=kl_estimate)
+    model.eval()
+    rows = torch.arange(12)
+    nothing = torch.tensor([4, 7])  # rows 4 and 7 observe no group at all
+    batch = grouped_data(missing={g: nothing for g in GROUPS}).batch(rows)
+    x, _, observed = model.groups(batch)
+    q = model.posterior(x, observed)
+    for row in nothing.tolist():  # the prior: one component N(0, I) of weight 1
+        assert torch.equal(q.log_weights[row], torch.tensor([0.0, -math.inf, -math.inf]))
+        assert torch.equal(q.components.mean[row, 0], torch.zeros(4)) and torch.equal(q.components.log_var[row, 0], torch.zeros(4))
+    terms = model.loss(batch)
+    assert torch.isfinite(terms["loss"])
+    terms["loss"].backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    ll = model.log_likelihood(batch, k=50)
+    assert torch.isfinite(ll).all()
+    assert torch.allclose(ll[nothing], torch.zeros(2), atol=1e-5)  # log p(nothing observed) = 0
+    # and the other rows are what they are without the empty rows
+    full = model.log_likelihood(grouped_data().batch(rows), k=50)
+    assert not torch.allclose(full[nothing], torch.zeros(2), atol=1e-3)  # the prior is not what observed rows get

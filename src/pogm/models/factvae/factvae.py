@@ -331,10 +331,16 @@ class JMVAEPlus(_ExpertEncoders):
         super().__init__(config)
 
     def posterior(self, x: dict[str, Tensor], observed: Tensor) -> GaussianMixture:
+        """The uniform mixture of the observed groups' posteriors; a row with no observed group
+        gets the prior p(z) (as the factVAE's product of no experts does), in the first
+        component's place, so that its loss and log-likelihood are those of observing nothing."""
         mu, precision = self.expert_parameters(x)  # [B, G, K]
         alone = torch.ones(*mu.shape[:-1], 1, dtype=torch.bool, device=mu.device)  # [B, G, 1]
         single = product_of_experts(mu.unsqueeze(-2), precision.unsqueeze(-2), alone)  # [B, G, K]: p(z) q_g(z | x^(g)) for each g
-        return GaussianMixture.uniform(single, observed)
+        prior = ~observed.any(-1, keepdim=True) & (torch.arange(observed.shape[-1], device=observed.device) == 0)  # [B, G]
+        zero = torch.zeros((), dtype=mu.dtype, device=mu.device)
+        components = DiagonalGaussian(torch.where(prior[..., None], zero, single.mean), torch.where(prior[..., None], zero, single.log_var))
+        return GaussianMixture.uniform(components, observed | prior)
 
     def loss(self, batch: Batch, kl_weight: float = 1.0, step: int = 0) -> dict[str, Tensor]:
         x, masks, observed = self.groups(batch)
