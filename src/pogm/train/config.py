@@ -16,7 +16,9 @@ class TrainConfig:
     lr_decay: float = 1.0  # multiply the learning rate by this every `lr_decay_every` epochs
     lr_decay_every: int = 1
     lr_min: float = 0.0  # the decay stops at this learning rate (the ADGM recipe: 0.75 every 200 epochs, down to 3e-5)
+    optimizer: str = "adam"  # "adam", or "sgd" (with `momentum`; the Hybrid VAE paper's: lr 0.01, momentum 0.9)
     adam_betas: tuple[float, float] = (0.9, 0.999)
+    momentum: float = 0.0  # SGD's momentum (heavy ball, as torch.optim.SGD)
     kl_warmup_steps: int = 0  # KL weight rises linearly from 0 to 1 over these optimizer steps
     grad_clip: float | None = None  # max global gradient norm; None = no clipping
     eval_every: int = 1  # epochs between evaluations and checkpoints
@@ -47,6 +49,7 @@ class TrainConfig:
     schedule: str = "simultaneous"  # or "alternating": discriminator_steps D updates, then one of the rest
     discriminator_steps: int = 1  # D updates per generator update in the alternating schedule
     group_lr: dict[str, float] | None = None  # learning rates per parameter group, e.g. {discriminator: 2e-4}
+    group_optimizer: dict[str, str] | None = None  # optimizers per parameter group, e.g. {discriminator: sgd}
     # A batch whose loss or gradient is not finite makes no update; then "stop" the run, or "skip"
     # the batch (and stop anyway after max_nonfinite_skips bad batches in a row).
     on_nonfinite: str = "stop"
@@ -54,5 +57,6 @@ class TrainConfig:
 
 
 SCHEDULES = ("simultaneous", "alternating")
+OPTIMIZERS = ("adam", "sgd")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 NONFINITE_POLICIES = ("stop", "skip")

@@ -1,11 +1,12 @@
-"""Optimisers and schedules: one Adam per parameter group (checked disjoint and complete), the
-step decay of the learning rate and the linear KL warm-up."""
+"""Optimisers and schedules: one optimiser per parameter group (checked disjoint and complete;
+Adam, or SGD with momentum, `train.optimizer` / `train.group_optimizer`), the step decay of the
+learning rate and the linear KL warm-up."""
 
 from __future__ import annotations
 
 import torch
 
-from pogm.train.config import TrainConfig
+from pogm.train.config import OPTIMIZERS, TrainConfig
 
 SINGLE_GROUP = "model"  # the name of the only optimizer of a single-loss model
 
@@ -18,6 +19,36 @@ def adam(params: list[torch.nn.Parameter], lr: float, betas: tuple[float, float]
         return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
     except (RuntimeError, ValueError):  # a device or dtype without a fused kernel
         return torch.optim.Adam(params, lr=lr, betas=betas)
+
+
+def sgd(params: list[torch.nn.Parameter], lr: float, momentum: float) -> torch.optim.SGD:
+    """SGD with heavy-ball momentum (v = momentum * v + g; p -= lr * v), fused where PyTorch can."""
+    try:
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, fused=True)
+    except (RuntimeError, ValueError):
+        return torch.optim.SGD(params, lr=lr, momentum=momentum)
+
+
+def make_optimizer(kind: str, params: list[torch.nn.Parameter], lr: float, config: TrainConfig) -> torch.optim.Optimizer:
+    """The optimiser ``kind`` (`OPTIMIZERS`) over ``params`` at learning rate ``lr``."""
+    if kind == "adam":
+        return adam(params, lr, config.adam_betas)
+    if kind == "sgd":
+        if not 0 <= config.momentum < 1:
+            raise ValueError(f"train.momentum must be in [0, 1), got {config.momentum}")
+        return sgd(params, lr, config.momentum)
+    raise ValueError(f"unknown optimizer {kind!r}; choose one of {list(OPTIMIZERS)} (train.optimizer, train.group_optimizer)")
+
+
+def group_optimizers(groups: dict[str, list[torch.nn.Parameter]], config: TrainConfig) -> dict[str, torch.optim.Optimizer]:
+    """One optimiser per parameter group: ``train.optimizer`` unless ``train.group_optimizer`` names
+    the group, at ``train.lr`` unless ``train.group_lr`` does."""
+    group_lr, kinds = dict(config.group_lr or {}), dict(config.group_optimizer or {})
+    for setting, named in (("group_lr", group_lr), ("group_optimizer", kinds)):
+        unknown = sorted(set(named) - set(groups))
+        if unknown:
+            raise ValueError(f"train.{setting} names {unknown}, but the model has the parameter groups {sorted(groups)}")
+    return {name: make_optimizer(kinds.get(name, config.optimizer), params, group_lr.get(name, config.lr), config) for name, params in groups.items()}
 
 
 def parameter_groups(model: torch.nn.Module, proximal_ids: set[int]) -> dict[str, list[torch.nn.Parameter]]:

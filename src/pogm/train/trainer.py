@@ -1,4 +1,4 @@
-"""The Trainer: Adam, KL warm-up by optimizer step, gradient clipping, evaluation on the
+"""The Trainer: Adam or SGD with momentum, KL warm-up by optimizer step, gradient clipping, evaluation on the
 validation split for model selection, progress bars, ``metrics.jsonl``, atomic checkpoints and
 exact resume.
 
@@ -60,7 +60,7 @@ from pogm.train.distributed import (
     resume_command,
 )
 from pogm.train.guards import NonFiniteStep, flushes_denormals, nonfinite_gradients, nonfinite_terms
-from pogm.train.optimizers import SINGLE_GROUP, adam, kl_weight, lr_factor, parameter_groups
+from pogm.train.optimizers import SINGLE_GROUP, group_optimizers, kl_weight, lr_factor, parameter_groups
 from pogm.train.signals import StopSignals, TrainingInterrupted
 from pogm.train.sync_free import PendingSteps, conditional_adam_step, finite_flag, supports_conditional_step
 
@@ -110,10 +110,6 @@ class Trainer:
         proximal = list(model.proximal_parameters())
         proximal_ids = {id(p) for p in proximal}
         self.groups = parameter_groups(model, proximal_ids)
-        group_lr = dict(config.group_lr or {})
-        unknown = sorted(set(group_lr) - set(self.groups))
-        if unknown:
-            raise ValueError(f"train.group_lr names {unknown}, but {type(model).__name__} has the parameter groups {sorted(self.groups)}")
         if config.schedule not in SCHEDULES:
             raise ValueError(f"train.schedule must be one of {list(SCHEDULES)}, got {config.schedule!r}")
         if config.compile_mode not in COMPILE_MODES:
@@ -127,7 +123,7 @@ class Trainer:
         self.discriminator_groups = tuple(model.discriminator_groups)
         if config.schedule == "alternating" and not self.discriminator_groups:
             raise ValueError(f"train.schedule=alternating needs a model with a discriminator; {type(model).__name__} has none (use simultaneous)")
-        self.optimizers = {name: adam(params, group_lr.get(name, config.lr), config.adam_betas) for name, params in self.groups.items()}
+        self.optimizers = group_optimizers(self.groups, config)
         self.optimizer = next(iter(self.optimizers.values()))  # the first group's (the only one for most models)
         self.proximal_optimizer = torch.optim.SGD(proximal, lr=model.proximal_lr) if proximal else None
         if config.lr_decay_every < 1 or not 0 < config.lr_decay <= 1:

@@ -1,0 +1,63 @@
+"""The optimiser a paper uses, as a setting: Adam or SGD with momentum (``train.optimizer``,
+``train.momentum``), also per parameter group (``train.group_optimizer``)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pogm.train.config import TrainConfig
+from pogm.train.optimizers import make_optimizer
+from tests.test_adversarial import _trainer, build
+from tests.test_sync_free import records, train, weights
+
+
+def test_sgd_with_momentum_follows_the_heavy_ball_rule():
+    p = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    optimizer = make_optimizer("sgd", [p], 0.01, TrainConfig(optimizer="sgd", momentum=0.9))
+    g1, g2 = torch.tensor([0.5, 1.0]), torch.tensor([-1.0, 2.0])
+    p.grad = g1.clone()
+    optimizer.step()
+    p.grad = g2.clone()
+    optimizer.step()
+    v1 = g1  # the first step's velocity is the gradient
+    v2 = 0.9 * v1 + g2
+    expected = torch.tensor([1.0, -2.0]) - 0.01 * v1 - 0.01 * v2
+    torch.testing.assert_close(p.detach(), expected)
+
+
+def test_unknown_optimizer_and_bad_momentum_are_one_line_errors():
+    p = [torch.nn.Parameter(torch.zeros(2))]
+    with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'; choose one of \\['adam', 'sgd'\\]"):
+        make_optimizer("rmsprop", p, 0.1, TrainConfig())
+    with pytest.raises(ValueError, match="train.momentum must be in \\[0, 1\\)"):
+        make_optimizer("sgd", p, 0.1, TrainConfig(momentum=1.5))
+
+
+def test_each_parameter_group_gets_its_own_optimizer(tmp_path):
+    trainer = _trainer(build("vaegan"), tmp_path, group_optimizer={"discriminator": "sgd"}, momentum=0.9)
+    kinds = {g: type(opt).__name__ for g, opt in trainer.optimizers.items()}
+    assert kinds == {"encoder": "Adam", "decoder": "Adam", "discriminator": "SGD"}
+    assert trainer.optimizers["discriminator"].param_groups[0]["momentum"] == 0.9
+    before = [p.detach().clone() for p in trainer.groups["discriminator"]]
+    trainer.train_step(trainer.stream.next_batch())
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.groups["discriminator"]))  # SGD stepped it
+    with pytest.raises(ValueError, match="group_optimizer names \\['critic'\\]"):
+        _trainer(build("vaegan"), tmp_path, group_optimizer={"critic": "sgd"})
+
+
+def test_a_run_with_sgd_resumes_exactly(tmp_path):
+    from pogm.models.base import config_from_dict
+    from pogm.runs import rebuild_run
+    from pogm.train.launch import _make_trainer
+
+    options = {"optimizer": "sgd", "momentum": 0.9, "lr": 0.01}
+    continuous = train("m2", tmp_path / "continuous", steps=20, sync_free=False, **options).dir
+    stopped = train("m2", tmp_path / "stopped", steps=7, sync_free=False, **options).dir
+    config, net, splits, labelled_index, _ = rebuild_run(stopped)
+    trainer = _make_trainer(net, splits, labelled_index, config_from_dict(TrainConfig, {**config["train"], "max_steps": 20, "progress": False}), config["seed"], stopped)
+    assert type(trainer.optimizer).__name__ == "SGD"
+    trainer.resume()  # the momentum buffers come back
+    trainer.fit()
+    assert weights(stopped) == weights(continuous)
+    assert records(stopped)[-1] == records(continuous)[-1]
