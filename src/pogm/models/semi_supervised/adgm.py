@@ -29,12 +29,20 @@ Choices where the poster and paper are silent, each tested in tests/test_auxilia
   (the public code uses 100 for its reported error); 0 uses the mean of q(a|x) instead.
 - Every network has the hidden layers ``hidden`` (500, 500 in the paper) with ReLU; several inputs
   enter the first layer as a sum of linear maps (one pass gives all K classes).
+- ``network="conv"`` (for images; ours, as the convolutional M2 of Chen, Fang & Ju (2016) that
+  `pogm.models.semi_supervised.m2` describes): every network that reads x (q(a|x), q(y|a,x),
+  q(z|a,y,x) and the ADGM's p(a|x,y,z)) starts with stride-2 convolutions of x (``conv_channels``
+  filters each) followed by one hidden layer of ``hidden[-1]`` units that a, y and z join; p(x|.)
+  is one hidden layer then transposed convolutions to the image (`pogm.nn.x_networks`). The
+  convolutions run once on x ``[B, C, H, W]``, shared by every sample of a and every class.
+  Maaløe et al. use fully connected networks only; ``conv_channels=(32, 64)`` is our size.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -42,9 +50,9 @@ from torch import Tensor
 from pogm.data.batch import Batch
 from pogm.latents import DiagonalGaussian, standard_normal_log_prob
 from pogm.likelihoods import make_likelihood
-from pogm.models.base import ImportanceWeighted, ImputesByReconstruction, Model, SemiSupervised, as_batch, rows
+from pogm.models.base import ImportanceWeighted, ImputesByReconstruction, Model, SemiSupervised, as_batch, flat_x_shape_fields, rows
 from pogm.models.registry import register_model
-from pogm.nn import MLP, GaussianHead, MultiInputMLP
+from pogm.nn import GaussianHead, MultiInputMLP, x_decoder, x_encoder
 from pogm.objectives import (
     classification_loss,
     semi_supervised_loss,
@@ -68,6 +76,9 @@ class ADGMConfig:
     num_unlabelled: int = 50000
     a_samples: int = 1  # samples of a per example in training (the MNIST recipe uses 5)
     classify_a_samples: int = 10  # samples of a averaged in q(y|x) at test time; 0 = mean of q(a|x)
+    network: str = "mlp"  # or "conv": convolutions on x wherever a network reads it, for images only
+    conv_channels: tuple[int, ...] = (32, 64)  # "conv": filters per stride-2 convolution (our sizes)
+    image_shape: tuple[int, ...] = (1, 28, 28)  # x's [C, H, W] for "conv", filled in from the data
 
 
 @register_model("adgm", paper="Maaløe et al. 2016, Auxiliary deep generative models", summary="Auxiliary deep generative model (semi-supervised)")
@@ -85,23 +96,44 @@ class ADGM(SemiSupervised, ImportanceWeighted, ImputesByReconstruction, Model):
         K, A, Z, D = c.num_classes, c.a_dim, c.z_dim, c.x_dim
         up, down = c.hidden, tuple(reversed(c.hidden))
         self.p_x = make_likelihood(c.likelihood, D)
-        self.q_a_x = GaussianHead(MLP(D, up, 2 * A, c.activation, c.batch_norm))
-        self.q_y_ax = MultiInputMLP([D, A], up, K, c.activation, c.batch_norm)
-        self.q_z_axy = GaussianHead(MultiInputMLP([D, A, K], up, 2 * Z, c.activation, c.batch_norm))
+        self.q_a_x = GaussianHead(self.x_network([], up, 2 * A))
+        self.q_y_ax = self.x_network([A], up, K)
+        self.q_z_axy = GaussianHead(self.x_network([A, K], up, 2 * Z))
         if self.skip:
             self.p_a_yz = GaussianHead(MultiInputMLP([Z, K], down, 2 * A, c.activation, c.batch_norm))
-            self.p_x_ayz = MultiInputMLP([Z, K, A], down, self.p_x.num_params(D), c.activation, c.batch_norm)
+            self.p_x_ayz = self.x_decoder([Z, K, A], down)
         else:
-            self.p_a_xyz = GaussianHead(MultiInputMLP([Z, K, D], down, 2 * A, c.activation, c.batch_norm))
-            self.p_x_yz = MultiInputMLP([Z, K], down, self.p_x.num_params(D), c.activation, c.batch_norm)
+            if c.network == "mlp":  # x enters last, as before the setting
+                p_a_xyz = MultiInputMLP([Z, K, D], down, 2 * A, c.activation, c.batch_norm)
+            else:  # a convolutional network takes the image first (`p_a`)
+                p_a_xyz = self.x_network([Z, K], down, 2 * A)
+            self.p_a_xyz = GaussianHead(p_a_xyz)
+            self.p_x_yz = self.x_decoder([Z, K], down)
         self.register_buffer("every_class", torch.eye(K).reshape(K, 1, 1, K), persistent=False)  # [K, 1, 1, K]
         self.log_p_y = -math.log(K)  # uniform prior p(y)
+
+    def x_network(self, side_dims: list[int], hidden: tuple[int, ...], out_dim: int) -> torch.nn.Module:
+        """A network of (x, *side) -> ``out_dim``, fully connected or convolutional (``network``)."""
+        c = self.config
+        return x_encoder(c.network, c.x_dim, c.image_shape, side_dims, hidden, out_dim, c.conv_channels, c.activation, c.batch_norm)
+
+    def x_decoder(self, in_dims: list[int], hidden: tuple[int, ...]) -> torch.nn.Module:
+        """The parameters of p(x | inputs), fully connected or transposed convolutions (``network``)."""
+        c = self.config
+        return x_decoder(c.network, in_dims, c.x_dim, c.image_shape, self.p_x.num_params(c.x_dim), hidden, c.conv_channels, c.activation, c.batch_norm)
+
+    @classmethod
+    def data_fields(cls, x_dim: int, num_classes: int | None, num_train: int, num_labelled: int, train: Any = None) -> dict[str, Any]:
+        """The semi-supervised fields and the images' ``image_shape`` (for ``network="conv"``)."""
+        return {**super().data_fields(x_dim, num_classes, num_train, num_labelled, train), **flat_x_shape_fields(x_dim, train)}
 
     # ------------------------------------------------------------------ the two generative variants
     def p_a(self, x: Tensor, y_one_hot: Tensor, z: Tensor) -> DiagonalGaussian:
         """p(a | x, y, z) (ADGM) or p(a | y, z) (SDGM)."""
         if self.skip:
             return DiagonalGaussian(*self.p_a_yz(z, y_one_hot))
+        if self.config.network == "conv":  # the image comes first in a convolutional network
+            return DiagonalGaussian(*self.p_a_xyz(x, z, y_one_hot))
         return DiagonalGaussian(*self.p_a_xyz(z, y_one_hot, x))
 
     def p_x_params(self, a: Tensor, y_one_hot: Tensor, z: Tensor) -> Tensor:

@@ -19,12 +19,26 @@ makes the labelled part about N / N_l times heavier (`pogm.objectives.semi_super
 The sum over y in eq. 7 is exact and vectorised: the one-hot y of every class enters the first
 layer of q(z|x,y) and p(x|y,z) as a ``[K, 1, K]`` tensor, so one pass gives all ``[K, B]`` bounds.
 Networks follow section 4.1: one hidden layer of 500 softplus units, 50 latent dimensions.
+
+Convolutional M2 (``network="conv"``): Chen, Fang & Ju (2016, "When VAEs meet GANs") report M2
+with fully connected and with convolutional networks in their semi-supervised table. With
+``"conv"`` the networks that read x (q(y|x) and q(z|x,y)) start with stride-2 4x4 convolutions of
+x (``conv_channels`` filters each, the model's activation), then one hidden layer of
+``hidden[-1]`` units that y joins; p(x|y,z) is one hidden layer, a linear map to the smallest
+feature map, then transposed convolutions back to the image, giving the likelihood's parameters
+per pixel (`pogm.nn.x_networks`). The convolutions run once on x ``[B, C, H, W]``; their features
+are shared by every enumerated class. The poster gives no sizes: ``conv_channels=(32, 64)`` is
+ours, the DCGAN layout of pogm's other image models (28 -> 14 -> 7 on MNIST, 8 -> 4 -> 2 on the
+8x8 digits), two layers because they already cover a 28x28 digit with 7x7 maps and keep a CPU
+step cheap. ``"conv"`` needs images: flat data are a one-line error.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -32,9 +46,9 @@ from torch import Tensor
 from pogm.data.batch import Batch
 from pogm.latents import DiagonalGaussian, standard_normal_log_prob
 from pogm.likelihoods import make_likelihood
-from pogm.models.base import ImportanceWeighted, ImputesByReconstruction, Model, SemiSupervised, as_batch, rows
+from pogm.models.base import ImportanceWeighted, ImputesByReconstruction, Model, SemiSupervised, as_batch, flat_x_shape_fields, rows
 from pogm.models.registry import register_model
-from pogm.nn import MLP, GaussianHead, MultiInputMLP
+from pogm.nn import GaussianHead, x_decoder, x_encoder
 from pogm.objectives import (
     classification_loss,
     semi_supervised_loss,
@@ -55,6 +69,9 @@ class M2Config:
     alpha: float | None = None  # the classifier's weight; None = the weighting's paper default (0.1 N / N_l or 0.1 N)
     num_labelled: int = 100  # N_l and N_u, the data set's sizes: filled in from the data by `data_fields`
     num_unlabelled: int = 50000
+    network: str = "mlp"  # or "conv": convolutions on x (Chen, Fang & Ju 2016), for images only
+    conv_channels: tuple[int, ...] = (32, 64)  # "conv": filters per stride-2 convolution (our sizes; see the module docstring)
+    image_shape: tuple[int, ...] = (1, 28, 28)  # x's [C, H, W] for "conv", filled in from the data
 
 
 @register_model("m2", paper="Kingma et al. 2014, Semi-supervised learning with deep generative models; Chen, Fang & Ju 2016", summary="Semi-supervised generative model M2")
@@ -68,11 +85,25 @@ class M2(SemiSupervised, ImportanceWeighted, ImputesByReconstruction, Model):
         c = config
         K = c.num_classes
         self.p_x = make_likelihood(c.likelihood, c.x_dim)
-        self.q_y_x = MLP(c.x_dim, c.hidden, K, c.activation, c.batch_norm)
-        self.q_z_xy = GaussianHead(MultiInputMLP([c.x_dim, K], c.hidden, 2 * c.z_dim, c.activation, c.batch_norm))
-        self.p_x_yz = MultiInputMLP([c.z_dim, K], tuple(reversed(c.hidden)), self.p_x.num_params(c.x_dim), c.activation, c.batch_norm)
+        self.q_y_x = self.x_network([], K)
+        self.q_z_xy = GaussianHead(self.x_network([K], 2 * c.z_dim))
+        self.p_x_yz = x_decoder(c.network, [c.z_dim, K], c.x_dim, c.image_shape, self.p_x.num_params(c.x_dim), tuple(reversed(c.hidden)), c.conv_channels, c.activation, c.batch_norm)
         self.register_buffer("every_class", torch.eye(K).unsqueeze(1), persistent=False)  # [K, 1, K]
         self.log_p_y = -math.log(K)  # uniform prior p(y)
+
+    def x_network(self, side_dims: list[int], out_dim: int) -> torch.nn.Module:
+        """A network of (x, *side) -> ``out_dim``, fully connected or convolutional (``network``)."""
+        c = self.config
+        return x_encoder(c.network, c.x_dim, c.image_shape, side_dims, c.hidden, out_dim, c.conv_channels, c.activation, c.batch_norm)
+
+    @classmethod
+    def data_fields(cls, x_dim: int, num_classes: int | None, num_train: int, num_labelled: int, train: Any = None) -> dict[str, Any]:
+        """The semi-supervised fields and, for configs that have it, the images' ``image_shape``
+        (M1+M2 borrows this method for a config without it)."""
+        fields = SemiSupervised.data_fields.__func__(cls, x_dim, num_classes, num_train, num_labelled, train)
+        if "image_shape" in {f.name for f in dataclasses.fields(cls.Config)}:
+            fields.update(flat_x_shape_fields(x_dim, train))
+        return fields
 
     def labelled_bound(self, x: Tensor, mask: Tensor, y_one_hot: Tensor, kl_weight: float = 1.0) -> Tensor:
         """-L(x, y) of eq. 6 with one sample of z; ``y_one_hot`` ``[B, K]`` or ``[K, 1, K]`` (all classes)."""
