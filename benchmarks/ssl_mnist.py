@@ -227,9 +227,12 @@ def main(argv: list[str] | None = None) -> None:
                     if "test_error" in row:
                         per_seed.append({**row, "seed": run["seed"], "run_dir": run["run_dir"]})
             rows.append(seed_summary(budget, per_seed))
-        first = max((r for r in runs if r["model"] == model and r["seed"] == args.seeds[0]), key=lambda r: r["budget_minutes"])
+        mine = [r for r in runs if r["model"] == model and r["records"]]
+        if not mine:
+            continue
+        first = max(mine, key=lambda r: (-r["seed"], r["budget_minutes"]))  # the longest run of the lowest seed that has one
         curve = [{k: r[k] for k in ("step", "epoch", "train_cpu_seconds", "train_wall_seconds", "valid_error", "test_error")} for r in first["records"]]
-        results[model] = {"budgets": rows, "curve_longest_run": curve, "curve_seed": args.seeds[0], "paper": PAPER[model], "public_reference": PUBLIC_REFERENCE.get(model)}
+        results[model] = {"budgets": rows, "curve_longest_run": curve, "curve_seed": first["seed"], "paper": PAPER[model], "public_reference": PUBLIC_REFERENCE.get(model)}
     kept = {}  # models measured by an earlier invocation into the same file stay
     if Path(args.out).exists():
         earlier = json.loads(Path(args.out).read_text())
