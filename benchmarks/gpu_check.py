@@ -49,6 +49,16 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize(device)
 
 
+def timed_steps(trainer, steps: int, device: str) -> float:
+    """Wall seconds of ``steps`` training steps, up to the device finishing them."""
+    start = time.perf_counter()
+    for _ in range(steps):
+        trainer._timed_step()
+    trainer.read_pending()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
 def throughput(splits, labelled_index, name: str, recipe: str, batch: int, device: str, sync_free: bool, compile: bool, steps: int, warmup: int, tiny: bool, compile_mode: str = "default") -> dict:
     """Steps per second of one setting, timed between two synchronisations after a warm-up."""
     model_options = dict(load_recipe(recipe)["model"])
@@ -59,18 +69,8 @@ def throughput(splits, labelled_index, name: str, recipe: str, batch: int, devic
     config = TrainConfig(device=device, batch_size=batch, labelled_batch_size=100, lr=3e-4, sync_free=sync_free, compile=compile, compile_mode=compile_mode, progress=False, sync_every=100, epochs=10**6)
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = _make_trainer(net, splits, labelled_index, config, 0, Path(run_dir))
-        start = time.perf_counter()
-        for _ in range(warmup):
-            trainer._timed_step()
-        trainer.read_pending()
-        synchronize(device)
-        warm = time.perf_counter() - start
-        start = time.perf_counter()
-        for _ in range(steps):
-            trainer._timed_step()
-        trainer.read_pending()
-        synchronize(device)
-        seconds = time.perf_counter() - start
+        warm = timed_steps(trainer, warmup, device)
+        seconds = timed_steps(trainer, steps, device)
     return {
         "model": name, "recipe": recipe, "unlabelled_per_step": batch, "labelled_per_step": 100, "sync_free": trainer.sync_free, "compile": compile,
         "step": f"compiled ({compile_mode})" if compile else ("default" if sync_free is None else "synchronous"),

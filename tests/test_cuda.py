@@ -13,12 +13,10 @@ import torch
 import pogm
 from pogm.checkpoint import load_weights, save_weights
 from pogm.models import list_models
-from pogm.models.base import config_from_dict
-from pogm.runs import rebuild_run
-from pogm.train.launch import _make_trainer
-from pogm.train.trainer import TrainConfig, Trainer
+from pogm.train.trainer import Trainer
 from tests.test_contract import build, make_batch, phases
 from tests.test_sync_free import records, weights
+from tests.test_train import fresh_trainer
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; PyTorch sees none here")
 CUDA = torch.device("cuda")
@@ -60,11 +58,8 @@ def train_on_cuda(name: str, out: Path, steps: int, **train) -> Path:
 def test_a_cuda_run_resumes_exactly(name, tmp_path):
     continuous = train_on_cuda(name, tmp_path / "continuous", 20)
     stopped = train_on_cuda(name, tmp_path / "stopped", 7)
-    config, net, splits, labelled_index, _ = rebuild_run(stopped)
-    train_config = config_from_dict(TrainConfig, {**config["train"], "max_steps": 20, "progress": False})
-    trainer = _make_trainer(net, splits, labelled_index, train_config, config["seed"], stopped)
+    trainer = fresh_trainer(stopped, max_steps=20)
     assert trainer.sync_free  # the default on CUDA
-    trainer.resume()
     trainer.fit()
     assert weights(stopped) == weights(continuous)
     assert records(stopped)[-1] == records(continuous)[-1]

@@ -10,6 +10,7 @@ from pogm.train.config import TrainConfig
 from pogm.train.optimizers import make_optimizer
 from tests.test_adversarial import _trainer, build
 from tests.test_sync_free import records, train, weights
+from tests.test_train import fresh_trainer
 
 
 def test_sgd_with_momentum_follows_the_heavy_ball_rule():
@@ -47,17 +48,11 @@ def test_each_parameter_group_gets_its_own_optimizer(tmp_path):
 
 
 def test_a_run_with_sgd_resumes_exactly(tmp_path):
-    from pogm.models.base import config_from_dict
-    from pogm.runs import rebuild_run
-    from pogm.train.launch import _make_trainer
-
     options = {"optimizer": "sgd", "momentum": 0.9, "lr": 0.01}
     continuous = train("m2", tmp_path / "continuous", steps=20, sync_free=False, **options).dir
     stopped = train("m2", tmp_path / "stopped", steps=7, sync_free=False, **options).dir
-    config, net, splits, labelled_index, _ = rebuild_run(stopped)
-    trainer = _make_trainer(net, splits, labelled_index, config_from_dict(TrainConfig, {**config["train"], "max_steps": 20, "progress": False}), config["seed"], stopped)
+    trainer = fresh_trainer(stopped, max_steps=20)  # resumed: the momentum buffers come back
     assert type(trainer.optimizer).__name__ == "SGD"
-    trainer.resume()  # the momentum buffers come back
     trainer.fit()
     assert weights(stopped) == weights(continuous)
     assert records(stopped)[-1] == records(continuous)[-1]

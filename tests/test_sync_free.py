@@ -14,12 +14,10 @@ from safetensors.torch import load_file
 
 import pogm
 from pogm import checkpoint
-from pogm.models.base import config_from_dict
 from pogm.models.semi_supervised.m2 import M2
-from pogm.runs import rebuild_run
 from pogm.train.host_sync import HostSync, NoHostSync
-from pogm.train.launch import _make_trainer
 from pogm.train.trainer import TrainConfig, Trainer
+from tests.test_train import fresh_trainer
 
 SMALL = {"hidden": [16], "z_dim": 4, "a_dim": 4}
 TIMING = {"train_cpu_seconds", "train_wall_seconds"}
@@ -109,10 +107,7 @@ def test_a_non_finite_step_stops_the_run_at_the_next_read_naming_its_step(tmp_pa
 def test_resume_of_a_sync_free_run_is_exact(tmp_path):
     continuous = train("m2", tmp_path / "continuous", steps=20, sync_free=True).dir
     stopped = train("m2", tmp_path / "stopped", steps=7, sync_free=True).dir  # 7: between two reads
-    config, net, splits, labelled_index, _ = rebuild_run(stopped)
-    train_config = config_from_dict(TrainConfig, {**config["train"], "max_steps": 20, "progress": False})
-    trainer = _make_trainer(net, splits, labelled_index, train_config, config["seed"], stopped)
-    trainer.resume()
+    trainer = fresh_trainer(stopped, max_steps=20)
     trainer.fit()
     assert trainer.step == 20
     assert weights(stopped) == weights(continuous)

@@ -59,10 +59,11 @@ def without_timing(records: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in records]
 
 
-def fresh_trainer(run_dir: Path, resume: bool = True) -> Trainer:
-    """What `pogm train --resume` builds, stopped before fit()."""
+def fresh_trainer(run_dir: Path, resume: bool = True, **train) -> Trainer:
+    """What `pogm train --resume` builds, stopped before fit(); ``train`` overrides the stored
+    settings (e.g. a higher ``max_steps``, which `resume` itself keeps as stored)."""
     config, net, splits, labelled_index, _ = rebuild_run(run_dir)
-    train_config = config_from_dict(TrainConfig, {**config["train"], "progress": False})
+    train_config = config_from_dict(TrainConfig, {**config["train"], "progress": False, **train})
     trainer = _make_trainer(net, splits, labelled_index, train_config, config["seed"], run_dir)
     if resume:
         trainer.resume()
@@ -132,10 +133,7 @@ def test_resume_from_a_mid_epoch_checkpoint_is_exact(tmp_path):
 
     continuous, stopped = run("continuous", 20), run("stopped", 7)
     # `resume` keeps the stored max_steps, so continue with a Trainer whose limit is raised.
-    config, net, splits, labelled_index, _ = rebuild_run(stopped)
-    train_config = config_from_dict(TrainConfig, {**config["train"], "max_steps": 20, "progress": False})
-    trainer = _make_trainer(net, splits, labelled_index, train_config, config["seed"], stopped)
-    trainer.resume()
+    trainer = fresh_trainer(stopped, max_steps=20)
     trainer.fit()
     assert trainer.step == 20
     tensors_bitwise_equal(continuous / "model.safetensors", stopped / "model.safetensors")

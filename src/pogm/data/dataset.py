@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any, Union
 
 import numpy as np
@@ -523,14 +524,10 @@ class PartialDataset(LabelledRows):
             return Batch(x=x, x_mask=x_mask, observed=observed)
         return Batch(x=x, x_mask=x_mask, y=self.y[index], y_mask=self.y_mask[index], observed=observed)
 
-    @property
+    @cached_property
     def fully_observed_groups(self) -> frozenset[str]:
         """The groups whose mask is one shared row of True (every value observed), read once."""
-        known = self.__dict__.get("_fully_observed")
-        if known is None:
-            known = frozenset(k for k, m in self.x_mask.items() if m.shape[0] == 1 and bool(m.all()))
-            object.__setattr__(self, "_fully_observed", known)
-        return known
+        return frozenset(k for k, m in self.x_mask.items() if m.shape[0] == 1 and bool(m.all()))
 
     # ------------------------------------------------------------------ derived datasets
     def subset(self, index: Tensor) -> "PartialDataset":
