@@ -92,7 +92,7 @@ def test_group_soft_threshold_shrinks_columns_and_zeroes_the_short_ones():
 
 @pytest.mark.parametrize("features", [32, 4])  # 4 = z_dim: V^(g) is square, W and V must not be mixed up
 def test_the_models_proximal_step_thresholds_w_columns_and_v_rows_together(features):
-    model = build("factvae", sparsity=2.0, prox_lr=0.1, encoder_features=features)  # threshold eta * lambda = 0.2
+    model = build("factvae", sparsity=2.0, prox_lr=0.1, encoder_features=features, prior_scale="per-example")  # threshold eta * lambda = 0.2
     with torch.no_grad():
         W, V = model.generators["a"].W, model.experts["a"].V  # [p, K], [K, H]
         W.normal_()
@@ -110,6 +110,71 @@ def test_the_models_proximal_step_thresholds_w_columns_and_v_rows_together(featu
     before = [p.clone() for p in unpenalised.proximal_parameters()]
     unpenalised.proximal_step()
     assert all(torch.equal(a, b) for a, b in zip(before, unpenalised.proximal_parameters()))
+
+
+def test_the_shrinkage_is_eta_lambda_whatever_the_kl_warmup_unless_asked():
+    algorithm_1 = build("factvae", sparsity=2.0, prox_lr=0.1, prior_scale="per-example")  # eta * lambda = 0.2
+    warmed = build("factvae", sparsity=2.0, prox_lr=0.1, lasso_warmup=True, prior_scale="per-example")
+    warmed.load_state_dict(algorithm_1.state_dict())
+    norms = algorithm_1.sparsity_pattern()  # [G, K]
+    algorithm_1.proximal_step(0.0)  # the Trainer passes the KL weight: 0 at the start of a warm-up
+    warmed.proximal_step(0.0)
+    assert torch.allclose(algorithm_1.sparsity_pattern(), torch.clamp(norms - 0.2, min=0), atol=1e-6)
+    assert torch.allclose(warmed.sparsity_pattern(), norms)  # scaled by the KL weight: no shrinkage yet
+    warmed.proximal_step(0.5)
+    assert torch.allclose(warmed.sparsity_pattern(), torch.clamp(norms - 0.1, min=0), atol=1e-6)
+
+
+def test_the_data_set_scale_counts_both_priors_once_per_data_set():
+    per_example = build("factvae", sparsity=2.4, prox_lr=0.1, prior_scale="per-example")
+    data_set = build("factvae", sparsity=2.4, prox_lr=0.1)  # the default; N = 12 training rows
+    assert data_set.config.num_train == 12
+    data_set.load_state_dict(per_example.state_dict())
+    batch = grouped_data().batch(torch.arange(12))
+    torch.manual_seed(1)
+    a = per_example.loss(batch)
+    torch.manual_seed(1)
+    b = data_set.loss(batch)
+    log_p_theta = per_example.log_p_theta().detach()
+    assert torch.allclose(a["loss"] - b["loss"], -(1 - 1 / 12) * log_p_theta, atol=1e-4)  # log p(theta) / N per example
+    assert torch.allclose(b["group_lasso"], a["group_lasso"] / 12)
+    norms = data_set.sparsity_pattern()
+    data_set.proximal_step()
+    assert torch.allclose(data_set.sparsity_pattern(), torch.clamp(norms - 0.1 * 2.4 / 12, min=0), atol=1e-6)  # eta * lambda / N
+    with pytest.raises(ValueError, match="num_train"):
+        build("factvae", num_train=None)
+
+
+def test_phi_starts_with_unit_variance_entries_unless_fan_in_is_asked():
+    torch.manual_seed(0)
+    unit = build("factvae", z_dim=16, group_input_dim=64, encoder_features=64)
+    fan_in = build("factvae", z_dim=16, group_input_dim=64, encoder_features=64, phi_init="fan-in")
+    rows = 64 + 64  # W's rows and V's columns make up a column of Phi
+    assert unit.sparsity_pattern().mean() == pytest.approx(math.sqrt(rows), rel=0.1)  # N(0, 1) entries
+    assert fan_in.sparsity_pattern().mean() < 0.5 * math.sqrt(rows) / math.sqrt(3)  # U(+-1/sqrt(fan_in)): far shorter
+    with pytest.raises(ValueError, match="phi_init"):
+        build("factvae", phi_init="xavier")
+
+
+@pytest.mark.parametrize("name", ["factvae", "jmvae-plus", "oivae"])
+def test_the_theta_prior_covers_encoders_and_generators_but_not_phi(name):
+    model = build(name)
+    generators_only = build(name, theta_prior_covers="generators")
+    generators_only.load_state_dict(model.state_dict())
+    before, before_gen = model.log_p_theta(), generators_only.log_p_theta()
+    with torch.no_grad():
+        for m in (model, generators_only):
+            m.encoder_parameters()[0].add_(1.0)  # an encoder weight moves away from 0
+    assert model.log_p_theta() < before - 1.0  # eq. 9's theta: the prior charges the encoder too
+    assert torch.equal(generators_only.log_p_theta(), before_gen)  # the oi-VAE code's prior: generators only
+    with torch.no_grad():
+        moved = model.log_p_theta()
+        for p in model.proximal_parameters():
+            p.mul_(10.0)
+    assert torch.equal(model.log_p_theta(), moved)  # Phi has the group lasso, not the Gaussian prior
+    theta = {id(p) for p in model.theta_parameters()}
+    assert not theta & {id(p) for p in model.p_x.parameters()}  # nor have the likelihoods' scales
+    assert theta | {id(p) for p in model.proximal_parameters()} | {id(p) for p in model.p_x.parameters()} == {id(p) for p in model.parameters()}
 
 
 def test_the_oivae_penalises_w_only():
@@ -200,8 +265,8 @@ def test_jmvae_kl_bound_lies_below_the_stratified_mixture_elbo_on_average():
     assert b <= ll + 0.05  # and both lie below log p(x)
 
 
-def test_jmvae_components_are_the_single_group_posteriors():
-    model = build("jmvae-plus")
+def test_jmvae_prior_expert_components_are_the_single_group_factvae_posteriors():
+    model = build("jmvae-plus", components="prior-expert")
     batch = grouped_data().batch(torch.arange(12))
     x, _, observed = model.groups(batch)
     q = model.posterior(x, observed)
@@ -213,6 +278,24 @@ def test_jmvae_components_are_the_single_group_posteriors():
         alone = single.posterior(x, only)
         assert torch.allclose(q.components.mean[:, g], alone.mean, atol=1e-6)
     assert torch.allclose(torch.exp(q.log_weights), torch.full((12, 3), 1 / 3))
+
+
+def test_jmvae_free_components_are_each_groups_own_gaussian_and_may_be_wider_than_the_prior():
+    model = build("jmvae-plus")  # components="free", the paper's
+    assert not any("V" in name.split(".")[-1] for name, _ in model.named_parameters())  # no precision weights
+    batch = grouped_data().batch(torch.arange(12))
+    x, _, observed = model.groups(batch)
+    with torch.no_grad():
+        model.experts["b"].log_var.bias.fill_(3.0)  # group b is unsure: variance about e^3
+        model.experts["b"].log_var.weight.zero_()
+    q = model.posterior(x, observed)
+    mu_b, log_var_b = model.experts["b"](x["b"])  # [B, K] each
+    assert torch.allclose(q.components.mean[:, 1], mu_b) and torch.allclose(q.components.log_var[:, 1], log_var_b)
+    assert (q.components.log_var[:, 1] > 2.9).all()  # above the prior's variance: a prior x expert component cannot be
+    capped = build("jmvae-plus", components="prior-expert")
+    assert (capped.posterior(x, observed).components.log_var <= 1e-6).all()
+    with pytest.raises(ValueError, match="components"):
+        build("jmvae-plus", components="mixture")
 
 
 @pytest.mark.parametrize("kl_estimate", ["bound", "stratified"])

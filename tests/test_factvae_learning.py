@@ -24,6 +24,8 @@ CROSS = [(0, 2), (1, 3), (0, 3), (1, 2)]  # a top and a bottom quadrant
 
 @pytest.fixture(scope="module")
 def bars_runs(tmp_path_factory):
+    """lambda = 1 and lambda = 0 with the model's defaults: Algorithm 1's shrinkage eta * lambda at
+    every step (no warm-up scaling), Phi drawn with unit-variance entries."""
     runs = {}
     for sparsity in (1.0, 0.0):
         settings = {"model": {**BARS["model"], "sparsity": sparsity}, "train": dict(BARS["train"])}
@@ -41,8 +43,8 @@ def test_group_lasso_recovers_the_bars_structure_and_lambda_zero_does_not(bars_r
         print(f"lambda={sparsity:g}: column norms\n{pattern}\nsharing\n{sharing[sparsity]}")
     sparse, dense = sharing[1.0], sharing[0.0]
     assert sparse[0, 1] > 0.8 and sparse[2, 3] > 0.8  # the two halves of a bar use the same dimensions
-    assert max(sparse[a, b] for a, b in CROSS) < 0.3  # top and bottom rows are independent: little shared (measured 0.18-0.22)
-    assert min(dense[a, b] for a, b in CROSS) > 0.3  # without the penalty the pattern is not there (measured 0.39-0.42)
+    assert max(sparse[a, b] for a, b in CROSS) < 0.3  # top and bottom rows are independent: little shared (measured 0.11-0.12)
+    assert min(dense[a, b] for a, b in CROSS) > 0.3  # without the penalty the pattern is not there (measured 0.71-0.77)
 
 
 @pytest.mark.slow

@@ -213,6 +213,27 @@ def test_the_budget_covers_every_seed(tmp_path, fake_table):
     assert sorted(TRAINED)[:2] == [("a-1min-seed0", 1.0, 0), ("a-1min-seed1", 1.0, 1)] and len(TRAINED) == 8
 
 
+def test_rows_and_scale_train_only_what_the_rows_read_for_longer_and_reuse_the_rest(tmp_path, fake_table):
+    out = tmp_path / "reproduce"
+    run_cli([FAKE.name, "--out", str(out), "--jobs", "1", "--seeds", "0", "1", "--rows", "A"])
+    assert sorted(TRAINED) == [("a-1min-seed0", 1.0, 0), ("a-1min-seed1", 1.0, 1)]  # b is not read by row A; a keeps its length
+    report = json.loads((out / "fake-seeds-rows.json").read_text())
+    assert [r["name"] for r in report["rows"]] == ["A"] and report["budget_cpu_minutes"] == pytest.approx(2.0)
+    assert not (out / "fake-seeds.json").exists()  # the whole table's report is not overwritten
+    TRAINED.clear()
+    run_cli([FAKE.name, "--out", str(out), "--jobs", "1", "--seeds", "0", "1", "--rows", "A beats B", "--scale", "2"])
+    assert sorted(TRAINED) == [("a-2min-seed0", 2.0, 0), ("a-2min-seed1", 2.0, 1), ("b-6min-seed0", 6.0, 0), ("b-6min-seed1", 6.0, 1)]
+    doubled = json.loads((out / "fake-seeds-rows-x2.json").read_text())
+    assert [r["name"] for r in doubled["rows"]] == ["A beats B"] and doubled["budget_cpu_minutes"] == pytest.approx(16.0)
+    TRAINED.clear()
+    run_cli([FAKE.name, "--out", str(out), "--jobs", "1", "--seeds", "0", "1", "--rows", "A"])
+    assert TRAINED == []  # the first call's runs are reused
+    with pytest.raises(ValueError, match="no row 'C'.*'A'; 'A and B'"):
+        rp.reproduce(FAKE.name, out=out, rows=["C"])
+    with pytest.raises(ValueError, match="--scale"):
+        rp.reproduce(FAKE.name, out=out, scale=0)
+
+
 def test_a_claim_holding_for_every_seed_is_reproduced_and_for_some_is_not():
     claim = next(row for row in FAKE.rows if row.unit == "claim")
     assert rp.row_verdict(claim, [1.0, 1.0, 1.0]) == "reproduced"

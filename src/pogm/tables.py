@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -220,6 +220,18 @@ class Table:
             raise ValueError(f"table {self.name}: a budget is split over at least one seed, got {seeds}")
         total = sum(run.share for run in self.runs)
         return {run.name: budget * run.share / total / seeds for run in self.runs}
+
+
+    def only(self, row_names: Sequence[str]) -> Table:
+        """This table cut down to the rows ``row_names`` and the runs they read (same run names, so
+        their run directories are shared with the whole table's); named ``NAME-rows``."""
+        unknown = sorted(set(row_names) - {row.name for row in self.rows})
+        if unknown:
+            known = "; ".join(repr(row.name) for row in self.rows)
+            raise ValueError(f"table {self.name} has no row {unknown[0]!r}; its rows are: {known}")
+        rows = tuple(row for row in self.rows if row.name in row_names)
+        used = {name for row in rows for name in row.ours.runs}
+        return replace(self, name=f"{self.name}-rows", rows=rows, runs=tuple(run for run in self.runs if run.name in used))
 
 
 def check_seeds(seeds: Sequence[int], what: str = "seeds") -> tuple[int, ...]:

@@ -33,6 +33,15 @@ def add_reproduce_parser(subparsers) -> argparse.ArgumentParser:
         "and n; a claim row is reproduced only if it holds for every seed (default: the table's, 0 1 2)",
     )
     seeds.add_argument("--seed", type=int, default=None, metavar="S", help="one seed: the same as --seeds S")
+    p.add_argument(
+        "--rows", nargs="+", default=None, metavar="ROW",
+        help="only these rows (their names as the table prints them) and the runs they read, as long as in the whole "
+        "table; writes OUT/TABLE-rows.md",
+    )
+    p.add_argument(
+        "--scale", type=float, default=1.0, metavar="F",
+        help="train every run F times its length (e.g. 2: does a doubled budget flip a verdict?); the report's name ends in -xF",
+    )
     p.set_defaults(func=cmd_reproduce)
     return p
 
@@ -45,11 +54,11 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         for name in names:
             table = get_table(name)
             print(f"{name:{width}s}  {table.default_budget:4g} CPU-min, {len(table.seeds)} seeds  {table.description}")
-        print("\nuse: pogm reproduce TABLE [--budget CPU_MINUTES] [--seeds S ...] [--jobs 1|2] [--out DIR]")
+        print("\nuse: pogm reproduce TABLE [--budget CPU_MINUTES] [--seeds S ...] [--jobs 1|2] [--out DIR] [--rows ROW ...] [--scale F]")
         print("the budget covers the whole table, all seeds together")
         return 0
     if args.table is None:
         raise ValueError(f"name a table: {', '.join(list_tables())} (`pogm reproduce --list` describes them)")
     seeds = [args.seed] if args.seed is not None else args.seeds
-    reproduce(args.table, out=args.out, budget=args.budget, jobs=args.jobs, seeds=seeds)
+    reproduce(args.table, out=args.out, budget=args.budget, jobs=args.jobs, seeds=seeds, rows=args.rows, scale=args.scale)
     return 0

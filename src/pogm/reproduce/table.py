@@ -10,6 +10,7 @@ computes every row per seed, reports its mean, sample sd and n over the seeds wi
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import time
@@ -291,6 +292,8 @@ def reproduce(
     budget: float | None = None,
     jobs: int = 2,
     seeds: Sequence[int] | int | None = None,
+    rows: Sequence[str] | None = None,
+    scale: float = 1.0,
 ) -> dict[str, Any]:
     """Run the table ``name`` once per seed of ``seeds`` (default: the table's, `Table.seeds`; an
     int is one seed) and write ``OUT/NAME.md`` and ``OUT/NAME.json``; returns the report.
@@ -305,6 +308,11 @@ def reproduce(
     resumes. Every row is computed from each seed's runs apart and reported as the mean, sample sd
     and n over the seeds, with the per-seed values in the JSON; its verdict compares the mean with
     the paper's, and a claim row is reproduced only when it holds for every seed (`row_verdict`).
+
+    ``rows`` keeps only those rows and the runs they read (`Table.only`; written as
+    ``OUT/NAME-rows.md``), each run as long as in the whole table; ``scale`` multiplies every run's
+    length (``scale=2`` checks that a doubled budget does not flip a verdict: the longer runs get
+    directories of their own, and the report's name ends in ``-x2``).
     """
     table = get_table(name)
     seeds = table.seeds if seeds is None else check_seeds((seeds,) if isinstance(seeds, int) else seeds, "--seeds")
@@ -316,10 +324,18 @@ def reproduce(
         )
     if jobs not in range(1, MAX_JOBS + 1):
         raise ValueError(f"--jobs {jobs}: a table trains 1 or {MAX_JOBS} runs at a time")
+    if not scale > 0:
+        raise ValueError(f"--scale must be a positive factor on every run's length, got {scale:g}")
     out = Path(out)
-    minutes = table.budgets(budget, len(seeds))
+    minutes = {run: length * scale for run, length in table.budgets(budget, len(seeds)).items()}
+    if rows:
+        table = table.only(rows)
+    if scale != 1:
+        table = dataclasses.replace(table, name=f"{table.name}-x{scale:g}")
+    budget = sum(minutes[spec.name] for spec in table.runs) * len(seeds)
+    runs_dir = out / "runs" / name  # the whole table's: a selection reuses its runs
     work = [
-        _Job(table.name, spec, out / "runs" / table.name / f"{spec.name}-{minutes[spec.name]:.4g}min-seed{seed}", minutes[spec.name], seed)
+        _Job(name, spec, runs_dir / f"{spec.name}-{minutes[spec.name]:.4g}min-seed{seed}", minutes[spec.name], seed)
         for seed in seeds
         for spec in table.runs
     ]

@@ -16,8 +16,11 @@ Inference models:
   The group lasso acts on the columns of Phi^(g) = [W^(g)T, V^(g)]^T (eqs. 7-8): column j joins
   W^(g)'s column j and V^(g)'s row j, so a latent dimension is cut from a group on both sides at once.
 * JMVAE+ (sec. 3; Suzuki et al. 2016 as read by Vedantam et al. 2017): a uniform mixture of the
-  observed groups' posteriors, q(z | x_O) = 1/|O| sum_{g in O} q(z | x^(g)), each component being
-  the single-group posterior p(z) q_g(z | x^(g)) of the same expert networks as the factVAE.
+  observed groups' posteriors, q(z | x_O) = 1/|O| sum_{g in O} q_g(z | x^(g)). The paper's
+  components are free Gaussians, q_g = N(mu_g(x^(g)), diag exp(log_var_g(x^(g)))), one encoder per
+  group (``components="free"``, the default). ``components="prior-expert"`` (pogm's former model)
+  makes each the single-group factVAE posterior p(z) q_g(z | x^(g)) instead, whose variance cannot
+  exceed 1.
 * oi-VAE (Ainsworth et al. 2018a): one joint Gaussian encoder q(z | x) over the concatenation of all
   groups. It cannot tell a missing group from a group of zeros: missing groups are zero-filled
   before the encoder (the only way it can take them), and only the likelihood skips them.
@@ -29,6 +32,27 @@ I of them during training (group dropout, sec. 2.1). The penalty is not differen
 updated by plain gradient steps of size eta and then by the group soft-threshold with eta * lambda
 (`pogm.objectives.group_lasso`); the Trainer does this through ``proximal_parameters`` /
 ``proximal_step``. lambda = 0 gives the unpenalised factorised model.
+
+Three readings of eq. 9 and Algorithm 1, each a setting:
+
+* The scale of the priors (``prior_scale``). Phi's group lasso and theta's N(0, I) are priors on
+  parameters that all examples share: in log p(x_1..N) = log int prod_i p(x_i | z_i, Phi, theta)
+  p(z_i) dz p(Phi) p(theta) they appear once, against N likelihood terms, and eq. 9, written for
+  one x, is the case N = 1. pogm's loss is a per-example mean, so ``"data-set"`` (the default)
+  divides lambda and log p(theta) by N = ``num_train``: each step shrinks Phi by eta * lambda / N.
+  Table 1 agrees: the gain of lambda = 1 falls as trials are added and turns into a small loss at
+  10 trials, as a prior's weight falls against more data; a per-example penalty would weigh the
+  same at every size. ``"per-example"`` is Algorithm 1 read literally (shrink by eta * lambda per
+  example step); on motion capture it cuts all 80 columns of Phi and the N(0, I) prior on theta
+  collapses z (`benchmarks/factvae_lasso.py`).
+* The shrinkage is eta * lambda at every step (``lasso_warmup=False``, Algorithm 1).
+  ``lasso_warmup=True`` (pogm's former default) multiplies it by the KL warm-up weight.
+* theta, the weights with the N(0, I) prior, are every network weight that is not in Phi: the
+  encoders (q_theta in eq. 9) and the generators (``theta_prior_covers="networks"``, the paper's).
+  ``"generators"`` puts the prior on the f_g only, as Ainsworth et al.'s published oi-VAE code
+  does. The likelihoods' learned scales are not network weights and have no prior.
+* Phi starts as ``phi_init`` says (`pogm.nn.grouped.PHI_INITS`): ``"unit"`` N(0, 1) entries, the
+  authors' published choice, so that early shrinkage does not cut columns that carry no signal yet.
 
 JMVAE+'s KL to the prior has no closed form (sec. 3). ``kl_estimate="bound"`` (the default, the
 paper's "additional lower bound") uses convexity, KL(sum_g w_g q_g || p) <= sum_g w_g KL(q_g || p),
@@ -57,8 +81,12 @@ from pogm.likelihoods import make_likelihood
 from pogm.models.base import ImportanceWeighted, Model, flat_mask, zero_fill
 from pogm.models.registry import register_model
 from pogm.nn import MLP, GaussianHead
-from pogm.nn.grouped import GroupExpert, GroupGenerator
+from pogm.nn.grouped import PHI_INITS, GaussianGroupExpert, GroupExpert, GroupGenerator
 from pogm.objectives import column_norms, elbo, group_soft_threshold
+
+THETA_PRIOR_COVERS = ("networks", "generators")
+PRIOR_SCALES = ("data-set", "per-example")
+JMVAE_COMPONENTS = ("free", "prior-expert")
 
 
 @dataclass(frozen=True)
@@ -71,9 +99,14 @@ class GroupedVAEConfig:
     encoder_hidden: tuple[int, ...] = (64,)
     activation: str = "tanh"
     likelihood: str = "gaussian-learned"  # every group's p(x^(g) | .); `make_likelihood` names
-    sparsity: float = 1.0  # lambda of the group lasso (eq. 9); 0 = none
+    sparsity: float = 1.0  # lambda of the group lasso (eq. 9), against the per-example objective; 0 = none
     prox_lr: float = 1e-4  # eta: plain gradient step on Phi, then the soft-threshold eta * lambda (Algorithm 1)
-    theta_prior: float = 1.0  # weight of log p(theta) = log N(theta; 0, I) of the generators, per example as in eq. (9)
+    lasso_warmup: bool = False  # True: scale eta * lambda by the KL warm-up weight (pogm's former departure)
+    phi_init: str = "unit"  # "unit": N(0, 1) entries of W and V (the authors' code); "fan-in": U(+-1/sqrt(fan_in))
+    theta_prior: float = 1.0  # weight of log p(theta) = log N(theta; 0, I) (eq. 9), scaled as prior_scale says
+    theta_prior_covers: str = "networks"  # "networks": every encoder and generator weight outside Phi (eq. 9); "generators": the f_g only
+    prior_scale: str = "data-set"  # "data-set": lambda and log p(theta) count once per data set (/ num_train per example); "per-example"
+    num_train: int | None = None  # N, the training examples (filled from the data)
     group_dropout: float = 0.25  # chance that the encoder does not see an observed group during training
 
 
@@ -86,6 +119,7 @@ class FactVAEConfig(GroupedVAEConfig):
 class JMVAEPlusConfig(FactVAEConfig):
     sparsity: float = 0.0
     kl_estimate: str = "bound"  # "bound" (convexity, the paper's) or "stratified" (exact mixture ELBO)
+    components: str = "free"  # "free": q_g = N(mu_g, exp(log_var_g)) (the paper's); "prior-expert": p(z) q_g (variance <= 1)
 
 
 @dataclass(frozen=True)
@@ -115,9 +149,17 @@ class GroupedVAE(ImportanceWeighted, Model):
             raise ValueError(f"group_names {c.group_names} and group_dims {c.group_dims} must be non-empty and of equal length")
         if c.sparsity < 0 or c.prox_lr <= 0 or not 0 <= c.group_dropout < 1:
             raise ValueError(f"need sparsity >= 0, prox_lr > 0 and 0 <= group_dropout < 1; got {c.sparsity}, {c.prox_lr}, {c.group_dropout}")
+        if c.phi_init not in PHI_INITS:
+            raise ValueError(f"phi_init must be one of {list(PHI_INITS)}, got {c.phi_init!r}")
+        if c.prior_scale not in PRIOR_SCALES:
+            raise ValueError(f"prior_scale must be one of {list(PRIOR_SCALES)}, got {c.prior_scale!r}")
+        if c.prior_scale == "data-set" and not (c.num_train or 0) >= 1:
+            raise ValueError(f"prior_scale='data-set' divides the priors by the number of training examples: set num_train (got {c.num_train}) or use prior_scale='per-example'")
+        if c.theta_prior_covers not in THETA_PRIOR_COVERS:
+            raise ValueError(f"theta_prior_covers must be one of {list(THETA_PRIOR_COVERS)}, got {c.theta_prior_covers!r}")
         self.p_x = nn.ModuleDict({g: make_likelihood(c.likelihood, d) for g, d in zip(c.group_names, c.group_dims)})
         self.generators = nn.ModuleDict(
-            {g: GroupGenerator(c.z_dim, c.group_input_dim, c.decoder_hidden, self.p_x[g].num_params(d), c.activation) for g, d in zip(c.group_names, c.group_dims)}
+            {g: GroupGenerator(c.z_dim, c.group_input_dim, c.decoder_hidden, self.p_x[g].num_params(d), c.activation, c.phi_init) for g, d in zip(c.group_names, c.group_dims)}
         )
 
     @classmethod
@@ -125,7 +167,7 @@ class GroupedVAE(ImportanceWeighted, Model):
         if train is None:
             raise ValueError(f"{cls.__name__} needs the training set to read its groups")
         shapes = train.shapes
-        return {"group_names": tuple(shapes), "group_dims": tuple(math.prod(shape) for shape in shapes.values())}
+        return {"group_names": tuple(shapes), "group_dims": tuple(math.prod(shape) for shape in shapes.values()), "num_train": num_train}
 
     # ------------------------------------------------------------------ reading a batch
     def groups(self, batch: Batch) -> tuple[dict[str, Tensor], dict[str, Tensor], Tensor]:
@@ -172,9 +214,21 @@ class GroupedVAE(ImportanceWeighted, Model):
         return {g: self.p_x[g].mean(self.generators[g](z)) for g in self.config.group_names}
 
     def log_p_theta(self) -> Tensor:
-        """log N(theta; 0, I) of the group generators' networks f_g, up to its constant (the W^(g)
-        have the group-lasso prior instead; the likelihoods' scales have none, as in the oi-VAE)."""
-        return -0.5 * sum((p**2).sum() for gen in self.generators.values() for p in gen.f.parameters())
+        """log N(theta; 0, I) up to its constant, over the weights ``theta_prior_covers`` names:
+        every network weight outside Phi (the group lasso is Phi's prior), or the generators' f_g
+        only. The likelihoods' scales are not network weights and have none."""
+        return -0.5 * sum((p**2).sum() for p in self.theta_parameters())
+
+    def theta_parameters(self) -> list[nn.Parameter]:
+        """The weights under the N(0, I) prior of eq. 9 (see `log_p_theta`)."""
+        generators = [p for gen in self.generators.values() for p in gen.f.parameters()]
+        if self.config.theta_prior_covers == "generators":
+            return generators
+        return generators + self.encoder_parameters()
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        """The inference networks' weights outside Phi (q_theta of eq. 9)."""
+        raise NotImplementedError
 
     # ------------------------------------------------------------------ group sparsity
     def sparse_blocks(self, g: str) -> list[Tensor]:
@@ -191,9 +245,14 @@ class GroupedVAE(ImportanceWeighted, Model):
         with torch.no_grad():
             return torch.stack([column_norms(self.phi(g)) for g in self.config.group_names])
 
+    @property
+    def prior_weight(self) -> float:
+        """What a prior on the shared parameters weighs per example: 1 / N, or 1 (``prior_scale``)."""
+        return 1.0 / self.config.num_train if self.config.prior_scale == "data-set" else 1.0
+
     def group_lasso(self) -> Tensor:
-        """lambda * sum_{g,j} ||Phi^(g)_{:, j}|| (for reporting; never differentiated)."""
-        return self.config.sparsity * self.sparsity_pattern().sum()
+        """lambda * sum_{g,j} ||Phi^(g)_{:, j}||, per example (for reporting; never differentiated)."""
+        return self.prior_weight * self.config.sparsity * self.sparsity_pattern().sum()
 
     def proximal_parameters(self) -> list[nn.Parameter]:
         """Phi's parameters: stepped by plain gradient descent with ``prox_lr`` (Algorithm 1)."""
@@ -208,14 +267,16 @@ class GroupedVAE(ImportanceWeighted, Model):
 
     @torch.no_grad()
     def proximal_step(self, scale: float = 1.0) -> None:
-        """Phi^(g)_{:,j} <- Phi^(g)_{:,j} / ||.|| (||.|| - eta lambda)_+ for every group and column.
+        """Phi^(g)_{:,j} <- Phi^(g)_{:,j} / ||.|| (||.|| - eta lambda)_+ for every group and column
+        (Algorithm 1), eta = ``prox_lr``, the step size of Phi's own gradient step, and lambda per
+        example (divided by N with ``prior_scale="data-set"``).
 
-        ``scale`` multiplies lambda; the Trainer passes the KL weight, so that the group-lasso prior
-        comes in with the KL prior during warm-up. Without it a column can be cut before z carries
-        any information, and a zero column is a trap: with V^(g)'s row at zero the group says
+        ``scale`` is the step's KL weight (the Trainer passes it); it multiplies lambda only with
+        ``lasso_warmup=True``, a departure from Algorithm 1 that lets the group lasso come in with
+        the KL during warm-up. A zero column is a trap: with V^(g)'s row at zero the group says
         nothing about z_j, so W^(g)'s column gets no signal to grow back.
         """
-        threshold = self.config.prox_lr * self.config.sparsity * scale
+        threshold = self.config.prox_lr * self.config.sparsity * self.prior_weight * (scale if self.config.lasso_warmup else 1.0)
         if threshold == 0:
             return
         for g in self.config.group_names:
@@ -238,7 +299,7 @@ class GroupedVAE(ImportanceWeighted, Model):
     def _terms(self, bound: Tensor, reported: Tensor, kl: Tensor) -> dict[str, Tensor]:
         log_p_theta = self.log_p_theta()
         return {
-            "loss": -bound.mean() - self.config.theta_prior * log_p_theta,
+            "loss": -bound.mean() - self.prior_weight * self.config.theta_prior * log_p_theta,
             "elbo": reported.mean().detach(),
             "kl": kl.mean().detach(),
             "log_p_theta": log_p_theta.detach(),
@@ -287,19 +348,27 @@ def _mean(q_z: DiagonalGaussian | GaussianMixture) -> Tensor:
 
 
 class _ExpertEncoders(GroupedVAE):
-    """Models whose inference side is one Gaussian expert per group (factVAE, JMVAE+): V^(g) joins
-    W^(g) in Phi^(g)."""
+    """Models whose inference side is one Gaussian expert per group (factVAE, JMVAE+): with a
+    precision expert (`GroupExpert`), V^(g) joins W^(g) in Phi^(g)."""
 
     def __init__(self, config: FactVAEConfig) -> None:
         super().__init__(config)
-        c = config
-        self.experts = nn.ModuleDict({g: GroupExpert(d, c.encoder_hidden, c.encoder_features, c.z_dim, c.activation) for g, d in zip(c.group_names, c.group_dims)})
+        self.experts = nn.ModuleDict({g: self.make_expert(d) for g, d in zip(config.group_names, config.group_dims)})
+
+    def make_expert(self, dim: int) -> nn.Module:
+        """One group's expert: mean and diagonal precision, Lambda_g = |V^(g) phi_g(x^(g))| (sec. 2)."""
+        c = self.config
+        return GroupExpert(dim, c.encoder_hidden, c.encoder_features, c.z_dim, c.activation, c.phi_init)
 
     def expert_parameters(self, x: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-        """``(mu [B, G, K], Lambda [B, G, K])`` of every group's expert (unobserved groups included;
-        the aggregation leaves them out)."""
+        """Every group's expert's two outputs, stacked: ``(mu [B, G, K], Lambda or log_var [B, G, K])``
+        (unobserved groups included; the aggregation leaves them out)."""
         outputs = [self.experts[g](x[g]) for g in self.config.group_names]
         return torch.stack([m for m, _ in outputs], -2), torch.stack([p for _, p in outputs], -2)
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        phi = {id(p) for p in self.proximal_parameters()}
+        return [p for p in self.experts.parameters() if id(p) not in phi]
 
     def sparse_blocks(self, g: str) -> list[Tensor]:
         return [self.generators[g].W, self.experts[g].V.T]  # [p, K] over [H, K]: Phi^(g) of sec. 2
@@ -328,15 +397,33 @@ class JMVAEPlus(_ExpertEncoders):
     def __init__(self, config: JMVAEPlusConfig) -> None:
         if config.kl_estimate not in ("bound", "stratified"):
             raise ValueError(f"kl_estimate must be 'bound' or 'stratified', got {config.kl_estimate!r}")
+        if config.components not in JMVAE_COMPONENTS:
+            raise ValueError(f"components must be one of {list(JMVAE_COMPONENTS)}, got {config.components!r}")
         super().__init__(config)
+
+    def make_expert(self, dim: int) -> nn.Module:
+        """A free Gaussian q_g(z | x^(g)) per group (the paper's), or the factVAE's precision expert."""
+        c = self.config
+        if c.components == "free":
+            return GaussianGroupExpert(dim, c.encoder_hidden, c.encoder_features, c.z_dim, c.activation)
+        return super().make_expert(dim)
+
+    def sparse_blocks(self, g: str) -> list[Tensor]:
+        return [self.generators[g].W] if self.config.components == "free" else super().sparse_blocks(g)  # free experts have no V
+
+    def _phi_parameters(self, g: str) -> list[nn.Parameter]:
+        return [self.generators[g].W] if self.config.components == "free" else super()._phi_parameters(g)
 
     def posterior(self, x: dict[str, Tensor], observed: Tensor) -> GaussianMixture:
         """The uniform mixture of the observed groups' posteriors; a row with no observed group
         gets the prior p(z) (as the factVAE's product of no experts does), in the first
         component's place, so that its loss and log-likelihood are those of observing nothing."""
-        mu, precision = self.expert_parameters(x)  # [B, G, K]
-        alone = torch.ones(*mu.shape[:-1], 1, dtype=torch.bool, device=mu.device)  # [B, G, 1]
-        single = product_of_experts(mu.unsqueeze(-2), precision.unsqueeze(-2), alone)  # [B, G, K]: p(z) q_g(z | x^(g)) for each g
+        mu, second = self.expert_parameters(x)  # [B, G, K]
+        if self.config.components == "free":
+            single = DiagonalGaussian(mu, second)  # [B, G, K]: q_g(z | x^(g)), second = log_var
+        else:
+            alone = torch.ones(*mu.shape[:-1], 1, dtype=torch.bool, device=mu.device)  # [B, G, 1]
+            single = product_of_experts(mu.unsqueeze(-2), second.unsqueeze(-2), alone)  # [B, G, K]: p(z) q_g(z | x^(g)), second = Lambda
         prior = ~observed.any(-1, keepdim=True) & (torch.arange(observed.shape[-1], device=observed.device) == 0)  # [B, G]
         zero = torch.zeros((), dtype=mu.dtype, device=mu.device)
         components = DiagonalGaussian(torch.where(prior[..., None], zero, single.mean), torch.where(prior[..., None], zero, single.log_var))
@@ -367,6 +454,9 @@ class OIVAE(GroupedVAE):
         super().__init__(config)
         c = config
         self.q_z_x = GaussianHead(MLP(sum(c.group_dims), c.encoder_hidden, 2 * c.z_dim, c.activation))
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        return list(self.q_z_x.parameters())
 
     def posterior(self, x: dict[str, Tensor], observed: Tensor) -> DiagonalGaussian:
         hidden = [torch.where(observed[:, i : i + 1], x[g], torch.zeros((), dtype=x[g].dtype, device=x[g].device)) for i, g in enumerate(self.config.group_names)]
