@@ -107,6 +107,49 @@ SSL_MNIST100 = Table(
 )
 
 
+# ----------------------------------------------------------------------------- M2 with more labels (Chen, Fang & Ju 2016)
+# The poster's semi-supervised table: M2 on MNIST with 55,000 training images, validation / test
+# error with 1000 and 600 labels, fully connected and convolutional networks.
+POSTER_SSL = {
+    ("mlp", 1000): {"valid_error": 0.047, "test_error": 0.051},
+    ("mlp", 600): {"valid_error": 0.115, "test_error": 0.120},
+    ("conv", 1000): {"valid_error": 0.042, "test_error": 0.048},
+    ("conv", 600): {"valid_error": 0.060, "test_error": 0.062},
+}
+POSTER_SSL_SOURCE = "Chen, Fang & Ju 2016 (poster), semi-supervised table: M2 on MNIST, 55,000 training examples"
+POSTER_NETWORKS = {"mlp": "fully connected", "conv": "convolutional"}
+
+
+def poster_run(network: str, labels: int) -> RunSpec:
+    """M2 with ``labels`` labels (balanced) among MNIST's first 55,000 training images, by the M2
+    CPU recipe, fully connected (``network="mlp"``) or with convolutions on x (``"conv"``)."""
+    return RunSpec(
+        f"m2-{network}-{labels}", model="m2", source="mnist", labels=labels // 10, recipe=SSL_RECIPES["m2"],
+        model_options={"network": network}, data_options={"n_valid": 5000},
+    )
+
+
+POSTER_SSL_TABLE = Table(
+    name="ssl-poster",
+    description="M2 on MNIST with 1000 and 600 labels, fully connected and convolutional (Chen, Fang & Ju's table)",
+    paper=POSTER_SSL_SOURCE,
+    runs=tuple(poster_run(network, labels) for network, labels in POSTER_SSL),
+    rows=tuple(
+        Row(f"M2, {POSTER_NETWORKS[network]}, {labels} labels", f"test error, {labels} labels {SELECTED}", numbers["test_error"],
+            Metric(f"m2-{network}-{labels}", "test_error"), paper_detail=f"validation {numbers['valid_error']:.1%}, test {numbers['test_error']:.1%}")
+        for (network, labels), numbers in POSTER_SSL.items()
+    ),
+    default_budget=120.0,  # CPU-minutes for all 3 seeds: 10 per run and seed
+    notes=(
+        "The poster gives neither its networks' sizes nor its training length. Here: the M2 CPU recipe (Kingma et al.'s "
+        "networks plus batch normalisation, Adam 1e-3 decayed x0.98 per epoch, per-batch weighting of the objective), "
+        "with network=conv for the convolutional rows (two stride-2 4x4 convolutions of 32 and 64 filters before the "
+        "hidden layer of q(y|x) and q(z|x,y), and their transposes in p(x|y,z)). Split: the first 55,000 training "
+        "images for training (labels class-balanced among them), the last 5,000 for validation, the 10,000 test images."
+    ),
+)
+
+
 # ----------------------------------------------------------------------------- auxiliary VAE
 AVAE_EVALUATION = {"iw_samples": 5000, "test_examples": 500, "batch_size": 20}  # options of the "likelihoods" evaluation
 AUXILIARY_VAE = Table(
