@@ -13,7 +13,10 @@ paper against the one before it:
 * ``theta-networks``: and the N(0, I) prior on every network weight outside Phi (eq. 9's theta);
 * ``lambda-per-data-set``: and lambda (not theta's prior) divided by the number of training frames;
 * ``paper``: both priors counted once per data set (``prior_scale="data-set"``) — the defaults;
-* ``lambda=0``: the defaults without the group lasso, for reference.
+* ``lambda=0``: the defaults without the group lasso, for reference;
+* ``literal-eta=1e-3``, ``literal-eta=1e-4``: Algorithm 1 read literally (``theta-networks``) with
+  smaller gradient and proximal steps on Phi (the authors' oi-VAE code steps W by 1e-4), and
+  ``literal-lambda=0`` its reference.
 
 Reported per run: the columns of Phi (groups x latent dimensions) that the lasso zeroed and the
 held-out log-likelihood per frame (IW bound).
@@ -28,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import time
@@ -47,7 +51,19 @@ VARIANTS = {
     "lambda-per-data-set": LITERAL,  # lambda / N_frames, set in run_one
     "paper": PAPER,
     "lambda=0": {**PAPER, "sparsity": 0.0},
+    "literal-eta=1e-3": {**LITERAL, "prox_lr": 1e-3},  # Algorithm 1 read literally, with smaller steps on Phi
+    "literal-eta=1e-4": {**LITERAL, "prox_lr": 1e-4},  # the authors' oi-VAE step on W
+    "literal-lambda=0": {**LITERAL, "sparsity": 0.0},
 }
+
+
+def _finished(out: Path, steps: int) -> bool:
+    from pogm.checkpoint import read_metrics
+
+    try:
+        return read_metrics(out)[-1]["step"] >= steps
+    except (FileNotFoundError, IndexError, KeyError, ValueError):
+        return False
 
 
 def run_one(variant: str, train: list[str], held_out: str, seed: int, args: argparse.Namespace) -> dict:
@@ -59,17 +75,19 @@ def run_one(variant: str, train: list[str], held_out: str, seed: int, args: argp
     frames = len(load_source("mocap", train_trials=train, test_trials=[held_out]).train)
     if variant == "lambda-per-data-set":
         settings["sparsity"] = 1.0 / frames
+    prox_lr = settings.pop("prox_lr", args.prox_lr)
     out = Path(args.runs) / f"{variant.replace('=', '')}-train{'+'.join(t[-2:] for t in train)}-test{held_out[-2:]}-seed{seed}"
     overrides = {
-        "model": {**FACTVAE_MODEL_SETTINGS, **settings, "prox_lr": args.prox_lr},
+        "model": {**FACTVAE_MODEL_SETTINGS, **settings, "prox_lr": prox_lr},
         "train": {**FACTVAE_TRAIN_SETTINGS, "max_steps": args.steps, "threads": 1, "progress": False, "eval_every": 10**6},
         "data": {"train_trials": train, "test_trials": [held_out]},
     }
-    if not (out / "config.yaml").exists():
+    if not _finished(out, args.steps):
+        shutil.rmtree(out, ignore_errors=True)  # an interrupted run starts again (it is a minute long)
         pogm.train("factvae", data="mocap", out=out, seed=seed, overrides=overrides, progress=False)
     last = read_metrics(out)[-1]
     result = {"variant": variant, "train_trials": train, "held_out": held_out, "seed": seed, "train_frames": frames,
-              "sparsity": settings["sparsity"], "steps": last["step"], "train_cpu_seconds": last["train_cpu_seconds"],
+              "sparsity": settings["sparsity"], "prox_lr": prox_lr, "steps": last["step"], "train_cpu_seconds": last["train_cpu_seconds"],
               **factvae_metrics(out, args.iw_samples)}
     result["columns"] = 5 * FACTVAE_MODEL_SETTINGS["z_dim"]
     print(json.dumps(result), flush=True)

@@ -15,8 +15,10 @@ from pogm.cli import main
 from pogm.models.factvae.figures import hide_groups, latent_sharing
 
 # Small, fast settings; twelve latent dimensions for the eight independent rows of an 8 x 8 image.
+# lambda per example (Algorithm 1 read literally): at the default data-set scale, lambda / N = 1 / 2000
+# shrinks the columns by 1.5e-2 in all of 3,000 steps and cuts none (cross overlaps 0.82-0.89).
 BARS = {
-    "model": {"z_dim": 12, "group_input_dim": 4, "prox_lr": 1e-2},
+    "model": {"z_dim": 12, "group_input_dim": 4, "prox_lr": 1e-2, "prior_scale": "per-example"},
     "train": {"lr": 3e-3, "max_steps": 3000, "batch_size": 100, "eval_every": 10**6},
 }
 CROSS = [(0, 2), (1, 3), (0, 3), (1, 2)]  # a top and a bottom quadrant
@@ -24,8 +26,8 @@ CROSS = [(0, 2), (1, 3), (0, 3), (1, 2)]  # a top and a bottom quadrant
 
 @pytest.fixture(scope="module")
 def bars_runs(tmp_path_factory):
-    """lambda = 1 and lambda = 0 with the model's defaults: Algorithm 1's shrinkage eta * lambda at
-    every step (no warm-up scaling), Phi drawn with unit-variance entries."""
+    """lambda = 1 and lambda = 0 with Algorithm 1's shrinkage eta * lambda at every step (no warm-up
+    scaling), lambda per example, Phi drawn with unit-variance entries."""
     runs = {}
     for sparsity in (1.0, 0.0):
         settings = {"model": {**BARS["model"], "sparsity": sparsity}, "train": dict(BARS["train"])}

@@ -33,8 +33,11 @@ FACTVAE_MODELS = {
     "lambda=1": ("factvae", {"sparsity": 1.0}),
     "lambda=0.1": ("factvae", {"sparsity": 0.1}),  # not in the paper: a milder penalty for this data's scale
 }
-# The generators are act -> linear per group, as the oi-VAE's mocap generator: with a hidden layer
-# the N(0, I) prior on theta (weight 1 per example, eq. 9) pulled the decoder to zero and z collapsed.
+# The generators are act -> linear per group, as the oi-VAE's mocap generator. The models' defaults
+# are the paper's reading (`pogm.models.factvae.factvae`): Algorithm 1's shrinkage, unit-variance
+# Phi, the N(0, I) prior on every network weight outside Phi, both priors once per data set.
+# benchmarks/factvae_lasso.py measures the per-example reading: lambda = 1 cuts all 80 columns, and
+# the prior on the encoders collapses z.
 FACTVAE_MODEL_SETTINGS = {"z_dim": 16, "group_input_dim": 8, "encoder_hidden": [64], "encoder_features": 32, "decoder_hidden": []}
 FACTVAE_TRAIN_SETTINGS = {"lr": 1e-3, "batch_size": 100, "kl_warmup_steps": 2000}
 
@@ -50,7 +53,7 @@ def mocap_choices(size: int, count: int, seed: int) -> list[tuple[list[str], str
 # ----------------------------------------------------------------------------- the table
 FACTVAE_ROWS = ("JMVAE+", "lambda=0", "lambda=1")
 FACTVAE_SIZES = (1, 2, 5)
-FACTVAE_CHOICES = 3
+FACTVAE_CHOICES = 2
 
 
 def _factvae_name(row: str, train: list[str], held_out: str) -> str:
@@ -89,11 +92,13 @@ FACTVAE_MOCAP = Table(
     paper=FACTVAE_SOURCE,
     runs=tuple(_factvae_run(row, train, held) for size in FACTVAE_SIZES for train, held in mocap_choices(size, FACTVAE_CHOICES, 0) for row in FACTVAE_ROWS),
     rows=tuple(row for size in FACTVAE_SIZES for row in _factvae_rows(size)),
-    default_budget=45.0,  # CPU-minutes for all 3 seeds (Table.seeds): 15 per seed
+    default_budget=54.0,  # CPU-minutes for all 3 seeds (Table.seeds): 1 per run and seed, about 10,000 steps
     notes=(
         "The paper's normalisation, network sizes and run lengths are not stated, so its log-likelihoods are on a "
         "scale of their own; the rows check the orderings its claims rest on (sec. 4.2). Each mean is over "
         f"{FACTVAE_CHOICES} choices of (training trials, held-out trial) among the six walking trials of subject 07 on "
-        "disk (the 10-trial column cannot be run); every frame of the held-out trial is scored with all groups observed."
+        "disk (the 10-trial column cannot be run); every frame of the held-out trial is scored with all groups observed. "
+        "lambda counts once per data set (prior_scale=data-set: eta * lambda / N per step): read per example, as "
+        "Algorithm 1 writes it, lambda = 1 cuts every column of Phi on these data (benchmarks/factvae_lasso.py)."
     ),
 )
