@@ -1,9 +1,17 @@
 """The MNIST experiments of the Chen, Fang & Ju (2016) poster: semi-supervised M2 against M2 + conditional GAN on 100
-and 1000 labels, the CVAE's conditional log-likelihood of missing quadrants, and VAE against
-VAE-GAN samples.
+and 1000 labels, the CVAE's conditional log-likelihood of missing quadrants, VAE against
+VAE-GAN samples, and the poster's "adding GANs" generalisation: cvae-gan, m2-gan and draw-gan
+with the pixel likelihood against the same models with reconstruction on the discriminator's
+features (Larsen et al. 2016), each pair at the same CPU budget.
 
     POGM_DATA=../shared/data python benchmarks/gan_mnist.py ssl --models m2 m2-gan --labels 10 100 --budget-minutes 20
+    POGM_DATA=../shared/data python benchmarks/gan_mnist.py features --budget-minutes 2
     POGM_DATA=../shared/data python benchmarks/gan_mnist.py summarise
+
+``features`` writes benchmarks/results/figures/gan-feature-vs-pixel.png (samples of each model,
+pixels beside features) and the numbers into the ``feature_vs_pixel`` entry of
+benchmarks/results/gan_mnist.json (for m2-gan the test error of the encoder, the discriminator
+and their ensemble); ``summarise`` keeps that entry.
 
 Every run lives in ``--runs/<name>`` and is reused when it has finished (its ``metrics.jsonl``
 ends with a record at or past the budget), so an interrupted benchmark continues where it was.
@@ -71,11 +79,133 @@ def run_generative(name: str, budget_minutes: float, args) -> dict:
     return {"name": name, "model": model, "budget_minutes": budget_minutes, "run_dir": str(out), "wall_seconds_this_call": time.time() - start, "records": read_metrics(out)}
 
 
+# The "adding GANs" comparison: (model, data options, model options, train options, labels per
+# class). Each model runs twice at the same CPU budget, with model.reconstruction = pixels and =
+# features; everything else is shared. m2-gan: 100 labels, as the poster's SSL table, M2's settings
+# above. draw-gan: a small DRAW (T = 8, no attention, 128 LSTM units) so a short run takes steps.
+FEATURE_MODELS = {
+    "cvae-gan": ("cvae-gan", {"binarize": False}, {}, {"lr": 1e-3, "adam_betas": [0.5, 0.999]}, None),
+    "m2-gan": ("m2-gan", {"binarize": False}, {"batch_norm": True}, {"lr": 1e-3}, 10),
+    "draw-gan": ("draw-gan", {"binarize": False}, {"steps": 8, "attention": False, "lstm_units": 128, "z_dim": 10}, {"lr": 1e-3, "adam_betas": [0.5, 0.999], "grad_clip": 10.0}, None),
+}
+RECONSTRUCTIONS = ("pixels", "features")
+CLASSIFIERS = ("encoder", "discriminator", "ensemble")
+
+
+def _feature_run_dir(args, name: str, reconstruction: str) -> Path:
+    return _run_dir(args, f"{name}-{reconstruction}-{args.budget_minutes:g}min-seed{args.seed}")
+
+
+def _is_feature_run(name: str) -> bool:
+    return any(name.startswith(f"{model}-{reconstruction}-") for model in FEATURE_MODELS for reconstruction in RECONSTRUCTIONS)
+
+
+def run_feature_pair_member(name: str, reconstruction: str, args) -> dict:
+    """Train ``name`` with ``model.reconstruction = reconstruction`` for the shared budget (reused when finished)."""
+    from pogm.checkpoint import read_metrics
+
+    model, data, model_options, train_options, labels = FEATURE_MODELS[name]
+    out = _feature_run_dir(args, name, reconstruction)
+    start = time.time()
+    train_for_budget(model, out, args.budget_minutes, args.seed, data, {**model_options, "reconstruction": reconstruction}, train_options, labels=labels)
+    return {"name": name, "reconstruction": reconstruction, "run_dir": str(out), "wall_seconds_this_call": time.time() - start, "records": read_metrics(out)}
+
+
 def _run(job):
     kind, name, labels, budget, args = job
     if kind == "ssl":
         return run_ssl(name, labels, budget, args)
+    if kind == "features":
+        return run_feature_pair_member(name, labels, args)  # ``labels`` carries the reconstruction
     return run_generative(name, budget, args)
+
+
+def feature_samples(run_dir: str, n: int = 20, seed: int = 0):
+    """``[n, 1, 28, 28]`` samples of a run's latest weights (class-conditional models: the classes in turn)."""
+    import torch
+
+    from pogm.runs import load_run
+
+    run = load_run(run_dir, weights="latest")
+    torch.manual_seed(seed)
+    y = torch.arange(n) % run.model.sampled_classes() if run.model.sampled_classes() else None
+    return run.model.sample(n, y).reshape(n, 1, 28, 28)
+
+
+def feature_comparison(runs: list[dict], args) -> dict:
+    """The ``feature_vs_pixel`` entry of the report and the side-by-side sample figure."""
+    from pogm.plotting import image_grid, pyplot, save_figure
+
+    entry = {
+        "budget_cpu_minutes_per_run": args.budget_minutes,
+        "seed": args.seed,
+        "settings": {name: {"data": d, "model": m, "train": t, "labels_per_class": lab} for name, (_, d, m, t, lab) in FEATURE_MODELS.items()},
+        "discriminator_sees_reconstructions": "with reconstruction=features D's loss also has the reconstructions as fakes (Larsen et al. eq. 8); the generator's GAN loss is on prior samples in both",
+        "runs": [],
+    }
+    names = sorted({r["name"] for r in runs}, key=list(FEATURE_MODELS).index)
+    plt = pyplot()
+    fig, axes = plt.subplots(len(names), 2, figsize=(10, 1.35 * len(names) + 0.4), squeeze=False)
+    for row, name in enumerate(names):
+        for col, reconstruction in enumerate(RECONSTRUCTIONS):
+            run = next((r for r in runs if r["name"] == name and r["reconstruction"] == reconstruction), None)
+            ax = axes[row, col]
+            ax.set_xticks([]), ax.set_yticks([])
+            if run is None:
+                continue
+            last = run["records"][-1]
+            summary = {
+                "name": name, "reconstruction": reconstruction, "run_dir": run["run_dir"], "steps": last["step"], "epochs": last["epoch"],
+                "train_cpu_seconds": last["train_cpu_seconds"], "valid_elbo_pixels": last.get("valid_elbo"),
+            }
+            if name == "m2-gan":
+                best = selected_record(run["records"])  # lowest validation error of the trained classifier (the encoder)
+                summary["selected_step"] = best["step"]
+                for classifier in CLASSIFIERS:
+                    own = min(run["records"], key=lambda r, c=classifier: (r[f"valid_error_{c}"], r["step"]))  # selected by its own validation error
+                    summary[f"test_error_{classifier}"] = own[f"test_error_{classifier}"]
+                    summary[f"test_error_{classifier}_selected_step"] = own["step"]
+                    summary[f"test_error_{classifier}_last"] = last[f"test_error_{classifier}"]
+            entry["runs"].append(summary)
+            ax.imshow(image_grid(feature_samples(run["run_dir"], seed=args.seed), nrow=10), cmap="gray", vmin=0, vmax=1)
+            ax.set_title(f"{name}, reconstruction={reconstruction}: {last['step']} steps in {last['train_cpu_seconds'] / 60:.1f} CPU-min", fontsize=8)
+    entry["figure"] = str(save_figure(fig, Path(args.figure)))
+    return entry
+
+
+def feature_lines(entry: dict | None) -> list[str]:
+    """The Markdown section of the ``feature_vs_pixel`` entry."""
+    if not entry:
+        return []
+    lines = [
+        "",
+        f"Reconstruction on pixels against discriminator features, {entry['budget_cpu_minutes_per_run']:g} CPU-min per run, seed {entry['seed']} "
+        f"(samples: `{entry['figure']}`):",
+        "",
+        "| model | reconstruction | steps | valid ELBO (pixels) | test error: encoder | discriminator | ensemble |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in entry["runs"]:
+        elbo = "-" if r["valid_elbo_pixels"] is None else f"{r['valid_elbo_pixels']:.1f}"
+        errors = [f"{r[f'test_error_{c}']:.2%}" if f"test_error_{c}" in r else "-" for c in CLASSIFIERS]
+        lines.append(f"| {r['name']} | {r['reconstruction']} | {r['steps']} | {elbo} | " + " | ".join(errors) + " |")
+    return lines
+
+
+def features(args) -> dict:
+    """Train the pixel and the feature version of each model, then write the figure and the report entry."""
+    jobs = [("features", name, reconstruction, args.budget_minutes, args) for name in args.models for reconstruction in RECONSTRUCTIONS]
+    if args.jobs > 1:
+        with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+            runs = list(pool.map(_run, jobs))
+    else:
+        runs = [_run(job) for job in jobs]
+    entry = feature_comparison(runs, args)
+    out = Path(args.out)
+    report = json.loads(out.read_text()) if out.is_file() else {"benchmark": "gan_mnist", "machine": machine()}
+    report["feature_vs_pixel"] = entry
+    write_report(out, report, report_lines(report))
+    return entry
 
 
 def evaluate_completion(run_dir: str, k: int, limit: int) -> dict:
@@ -119,6 +249,7 @@ def summarise(args) -> dict:
             step = max(common)
             equal_steps.append({"labels": labels, "step": step, **{r["model"]: r["test_error_by_step"][step] for r in rows}})
     completion_file = Path(args.runs) / "completion.json"
+    previous = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {}
     report = {
         "benchmark": "gan_mnist",
         "machine": machine(),
@@ -126,24 +257,31 @@ def summarise(args) -> dict:
         "ssl_at_equal_steps": equal_steps,
         "poster_ssl": POSTER_SSL,
         "completion": json.loads(completion_file.read_text()) if completion_file.is_file() else None,
-        "generative_runs": {d.name: {"steps": read_metrics(d)[-1]["step"], "train_cpu_seconds": read_metrics(d)[-1]["train_cpu_seconds"]} for d in sorted(Path(args.runs).glob("*")) if d.is_dir() and not d.name.startswith("m2") and read_metrics(d)},
+        "generative_runs": {d.name: {"steps": read_metrics(d)[-1]["step"], "train_cpu_seconds": read_metrics(d)[-1]["train_cpu_seconds"]} for d in sorted(Path(args.runs).glob("*")) if d.is_dir() and not d.name.startswith("m2") and not _is_feature_run(d.name) and read_metrics(d)},
+        "feature_vs_pixel": previous.get("feature_vs_pixel"),  # written by the ``features`` part
     }
-    lines = ["| model | labels | test error | CPU-min | steps (epochs) | selected at step |", "|---|---|---|---|---|---|"]
-    for r in report["ssl"]:
+    write_report(args.out, report, report_lines(report))
+    return report
+
+
+def report_lines(report: dict) -> list[str]:
+    """The Markdown tables of a gan_mnist report."""
+    equal_steps = report.get("ssl_at_equal_steps") or []
+    lines = ["| model | labels | test error | CPU-min | steps (epochs) | selected at step |", "|---|---|---|---|---|---|"] if report.get("ssl") else []
+    for r in report.get("ssl") or []:
         lines.append(f"| {r['model']} | {r['labels']} | {r['test_error']:.2%} | {r['train_cpu_seconds'] / 60:.1f} | {r['steps']} ({r['epochs']}) | {r['selected_step']} |")
     if equal_steps:
-        models = sorted({r["model"] for r in ssl})
+        models = sorted({r["model"] for r in report["ssl"]})
         lines += ["", "Test error at equal steps (the last evaluation every model reached):", "", "| labels | step | " + " | ".join(models) + " |", "|---|---|" + "---|" * len(models)]
         for row in equal_steps:
             lines.append(f"| {row['labels']} | {row['step']} | " + " | ".join(f"{row[m]:.2%}" if m in row else "-" for m in models) + " |")
-    if report["completion"]:
+    if report.get("completion"):
         c = report["completion"]
         lines += ["", f"CVAE log p(missing | shown), {c['images']} test images, k = {c['k']} ({c['wall_seconds']} s):", "", "| shown | nats per image | per missing pixel | ELBO per image |", "|---|---|---|---|"]
         for setting, v in c.items():
             if isinstance(v, dict) and "nats_per_image" in v:
                 lines.append(f"| {setting} | {v['nats_per_image']:.2f} | {v['nats_per_missing_pixel']:.4f} | {v['elbo_per_image']:.2f} |")
-    write_report(args.out, report, lines)
-    return report
+    return lines + feature_lines(report.get("feature_vs_pixel"))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -160,8 +298,13 @@ def main(argv: list[str] | None = None) -> None:
     q2.add_argument("--limit", type=int, default=1000)
     q2.add_argument("--run", default=None, help="the CVAE run (default: the cvae-partial run in --runs)")
     q3 = sub.add_parser("summarise", help="write the JSON and Markdown summary")
-    q3.add_argument("--out", default="benchmarks/results/gan_mnist.json")
-    for q in (p, q2, q3):
+    q4 = sub.add_parser("features", help="cvae-gan, m2-gan and draw-gan with reconstruction=pixels and =features at one CPU budget")
+    q4.add_argument("--models", nargs="+", default=list(FEATURE_MODELS), choices=list(FEATURE_MODELS))
+    q4.add_argument("--budget-minutes", type=float, default=2, help="CPU-minutes of training per run (each model trains twice)")
+    q4.add_argument("--figure", default="benchmarks/results/figures/gan-feature-vs-pixel.png")
+    for q in (q3, q4):
+        q.add_argument("--out", default="benchmarks/results/gan_mnist.json")
+    for q in (p, q2, q3, q4):
         q.add_argument("--jobs", type=int, default=2)
         q.add_argument("--seed", type=int, default=0)
         q.add_argument("--runs", default="benchmarks/runs-gan")
@@ -192,6 +335,8 @@ def main(argv: list[str] | None = None) -> None:
         results = {"run_dir": run_dir, **evaluate_completion(run_dir, args.k, args.limit)}
         (Path(args.runs) / "completion.json").write_text(json.dumps(results, indent=2))
         print(json.dumps(results, indent=2))
+    elif args.part == "features":
+        features(args)
     else:
         summarise(args)
 

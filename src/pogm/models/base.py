@@ -124,8 +124,9 @@ class Model(nn.Module):
 
     **Hooks** have defaults here and are overridden where a model needs them: the Trainer calls
     `parameter_groups` / ``discriminator_groups`` (several optimisers), `proximal_parameters` /
-    `proximal_lr` / `proximal_step` (a proximal step after each gradient step) and
-    `validation_metrics`; the figures and the report call `figures` and `sampled_classes`.
+    `proximal_lr` / `proximal_step` (a proximal step after each gradient step),
+    `validation_metrics` and `evaluation_metrics`; the figures and the report call `figures` and
+    `sampled_classes`.
     """
 
     Config: ClassVar[type]
@@ -192,10 +193,16 @@ class Model(nn.Module):
         return 0.0
 
     def proximal_step(self, scale: float = 1.0) -> None:
-        """The proximal operator, applied after each gradient step of the `proximal_parameters`."""
+        """The proximal operator, applied after each gradient step of the `proximal_parameters`;
+        ``scale`` is the step's KL weight, which the model may use or ignore."""
 
     def validation_metrics(self, dataset: Any) -> dict[str, float]:
         """Extra numbers the Trainer logs at every evaluation on the validation split (logged as ``valid_<name>``)."""
+        return {}
+
+    def evaluation_metrics(self, dataset: Any) -> dict[str, float]:
+        """Extra numbers the Trainer logs at every evaluation on the validation and the test split
+        (logged as ``valid_<name>`` and ``test_<name>``)."""
         return {}
 
     def sampled_classes(self) -> int:

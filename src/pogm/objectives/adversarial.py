@@ -56,12 +56,13 @@ def generator_loss(fake_logits: Tensor, form: str = "non-saturating") -> Tensor:
     raise ValueError(f"unknown generator loss {form!r}; choose one of {list(GENERATOR_FORMS)}")
 
 
-def class_discriminator_loss(real_logits: Tensor, real_labels: Tensor | None, real_labelled: Tensor | None, fake_logits: Tensor) -> Tensor:
+def class_discriminator_loss(real_logits: Tensor, real_labels: Tensor | None, real_labelled: Tensor | None, *fake_logits: Tensor) -> Tensor:
     """The K + 1-class discriminator's loss.
 
     ``real_logits`` ``[B, K + 1]``; rows with ``real_labelled`` True must be their class
-    (cross-entropy), the others any real class: -log sum_{k<K} p(k|x). ``fake_logits``
-    ``[B_f, K + 1]`` must be class K.
+    (cross-entropy), the others any real class: -log sum_{k<K} p(k|x). Each of ``fake_logits``
+    ``[B_f, K + 1]`` must be class K: -E log p(K | x_f), one mean per kind of fake (prior
+    samples; reconstructions too where Larsen et al. show D those), as in `discriminator_loss`.
     """
     log_p = torch.log_softmax(real_logits, dim=-1)  # [B, K+1]
     log_p_real = torch.logsumexp(log_p[..., :-1], dim=-1)  # [B]: log (1 - p(fake | x))
@@ -71,8 +72,10 @@ def class_discriminator_loss(real_logits: Tensor, real_labels: Tensor | None, re
         per_example = torch.where(real_labelled, log_p_class, log_p_real)
     else:
         per_example = log_p_real
-    fake = -torch.log_softmax(fake_logits, dim=-1)[..., -1]  # [B_f]: -log p(fake | G(z))
-    return -per_example.mean() + fake.mean()
+    loss = -per_example.mean()
+    for logits in fake_logits:
+        loss = loss - torch.log_softmax(logits, dim=-1)[..., -1].mean()  # -E log p(fake | x_f)
+    return loss
 
 
 def class_generator_loss(fake_logits: Tensor, labels: Tensor) -> Tensor:

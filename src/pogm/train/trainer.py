@@ -291,7 +291,7 @@ class Trainer:
         self.optimizer.step()
         if self.proximal_optimizer is not None:
             self.proximal_optimizer.step()
-            self.model.proximal_step(self.kl_weight())  # the sparsity prior warms up with the KL
+            self.model.proximal_step(self.kl_weight())  # the model decides whether the KL weight scales it
         return terms
 
     def _sync_free_step(self, batch) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -543,6 +543,7 @@ class Trainer:
                     metrics["valid_elbo"] = mean_elbo(self.model, data, self.config.eval_batch_size, self.config.eval_elbo_limit)
                 if split == "valid":
                     metrics.update({f"valid_{name}": value for name, value in self.model.validation_metrics(data).items()})
+                metrics.update({f"{split}_{name}": value for name, value in self.model.evaluation_metrics(data).items()})
         return metrics
 
     def selection_score(self, metrics: dict[str, float]) -> float | None:

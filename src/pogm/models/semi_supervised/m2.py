@@ -109,9 +109,14 @@ class M2(SemiSupervised, ImportanceWeighted, ImputesByReconstruction, Model):
         """-L(x, y) of eq. 6 with one sample of z; ``y_one_hot`` ``[B, K]`` or ``[K, 1, K]`` (all classes)."""
         q_z_xy = DiagonalGaussian(*self.q_z_xy(x, y_one_hot))  # [B, Z] or [K, B, Z]
         z = q_z_xy.rsample()
-        log_p_x_yz = self.p_x.log_prob(self.p_x_yz(z, y_one_hot), x, mask)  # [B] or [K, B]
+        log_p_x_yz = self.reconstruction_log_prob(self.p_x_yz(z, y_one_hot), x, mask, y_one_hot)  # [B] or [K, B]
         kl_z = q_z_xy.kl_standard_normal()
         return log_p_x_yz + self.log_p_y - kl_weight * kl_z
+
+    def reconstruction_log_prob(self, params: Tensor, x: Tensor, mask: Tensor | None, y_one_hot: Tensor | None = None) -> Tensor:
+        """The reconstruction term of the trained bound, ``[..., B]``: log p(x | y, z) of the pixel
+        likelihood (M2 + GAN may score it on a discriminator's features instead)."""
+        return self.p_x.log_prob(params, x, mask)
 
     def loss(self, batch: Batch, kl_weight: float = 1.0, step: int = 0) -> dict[str, Tensor]:
         x, mask = self.flat_x(batch)  # [B, D]

@@ -231,15 +231,26 @@ class CVAE(SemiSupervised, Model):
         return (chosen[:, :, None, None, None] & self.quadrants).any(1)  # [B, 1, H, W]
 
     # ------------------------------------------------------------------ objective
-    def _bound(self, x: Tensor, observed: Tensor, shown: Tensor, target: Tensor, y_one_hot: Tensor | None) -> tuple[Tensor, Tensor]:
+    def reconstruction_log_prob(self, params: Tensor, x: Tensor, mask: Tensor | None, y_one_hot: Tensor | None = None) -> Tensor:
+        """The reconstruction term of the bound that `loss` trains, ``[..., B]``: log p(x_T | c, z)
+        of the pixel likelihood (a GAN variant may score it on a discriminator's features, `ConditionalGAN`)."""
+        return self.p_x.log_prob(params, x, mask)
+
+    def _bound(self, x: Tensor, observed: Tensor, shown: Tensor, target: Tensor, y_one_hot: Tensor | None, pixels: bool = False) -> tuple[Tensor, Tensor]:
         """``(log p(x_T | c, z) [B], KL(q(z|x,c) || p(z|c)) [B])`` with one z ~ q(z | x, c): the
-        condition sees ``shown`` (and the label), q sees x where ``observed``, T = ``target`` (all ``[B, C, H, W]`` bool)."""
+        condition sees ``shown`` (and the label), q sees x where ``observed``, T = ``target`` (all
+        ``[B, C, H, W]`` bool). The first term is the trained reconstruction term
+        (`reconstruction_log_prob`), or the pixel likelihood whatever the model trains (``pixels``)."""
         B = x.shape[0]
         c = self.condition_inputs(x, shown, y_one_hot)
         p_z_c = DiagonalGaussian(*self.p_z_c(*c))
         q_z_xc = self.posterior(x, observed, c)
         z = q_z_xc.rsample()  # [B, Z]
-        log_p_x_cz = self.p_x.log_prob(self.generator(z, c), x.reshape(B, -1), target.reshape(B, -1))  # [B]
+        params, x_flat, target_flat = self.generator(z, c), x.reshape(B, -1), target.reshape(B, -1)  # [B, P * D], [B, D], [B, D]
+        if pixels:
+            log_p_x_cz = self.p_x.log_prob(params, x_flat, target_flat)  # [B]
+        else:
+            log_p_x_cz = self.reconstruction_log_prob(params, x_flat, target_flat, y_one_hot)  # [B]
         return log_p_x_cz, q_z_xc.kl(p_z_c)
 
     def loss(self, batch: Batch, kl_weight: float = 1.0, step: int = 0) -> dict[str, Tensor]:
@@ -302,7 +313,7 @@ class CVAE(SemiSupervised, Model):
     def conditional_elbo(self, batch: Batch, observed: Tensor) -> Tensor:
         """``[B]`` one-sample ELBO of log p(x_T | c) (analytic KL), with ``observed`` as in `conditional_log_likelihood`."""
         x, data_mask, shown, target, y_one_hot = self.conditional_split(batch, observed)
-        log_p_x_cz, kl = self._bound(x, data_mask, shown, target, y_one_hot)
+        log_p_x_cz, kl = self._bound(x, data_mask, shown, target, y_one_hot, pixels=True)
         return log_p_x_cz - kl
 
     # ------------------------------------------------------------------ completion and sampling

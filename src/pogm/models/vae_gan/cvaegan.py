@@ -15,6 +15,11 @@ Losses, one per parameter group:
                     so the GAN shapes the generator, not the prior network)
     discriminator:  real labelled (x, y) against (x_p, y)
 
+``reconstruction="features"`` (the poster's "adding GANs", Larsen et al. 2016): the bound's
+log p(x | y, z) becomes log N(Dis_l(x) | Dis_l(x~), I), x~ = Dec(y, z), z ~ q(z | x, y), on the
+frozen discriminator's last hidden layer, and D also sees (x~, y), x~ from z ~ q(z | x, y) with
+nothing of the image shown, as fakes (`pogm.models.vae_gan.conditional_gan`).
+
 The discriminator is called frozen inside the VAE's loss and sees detached fakes in its own, so
 each loss reaches only its own group. With ``condition="both"`` the fakes are drawn with nothing
 of the image shown, p(x | y) alone.
@@ -29,7 +34,7 @@ import torch
 from torch import Tensor
 
 from pogm.data.batch import Batch
-from pogm.models.vae_gan.conditional_gan import ConditionalGAN
+from pogm.models.vae_gan.conditional_gan import ConditionalGAN, fill_holes
 from pogm.models.vae_gan.cvae import CVAE, CVAEConfig
 from pogm.models.registry import register_model
 
@@ -42,6 +47,7 @@ class CVAEGANConfig(CVAEConfig):
     discriminator_batch_norm: bool = True  # DCGAN discriminator only
     gan_weight: float = 1.0
     gan_loss: str = "non-saturating"  # for "pair"; "classes" uses -log p(y | x_p)
+    reconstruction: str = "pixels"  # or "features": log N(Dis_l(x) | Dis_l(x~), I) replaces log p(x | y, z)
 
 
 @register_model("cvae-gan", paper="Sohn et al. 2015 (CVAE) + Mirza & Osindero 2014 (conditional GAN); Chen, Fang & Ju 2016", summary="CVAE with a conditional GAN on (image, label) pairs")
@@ -66,6 +72,13 @@ class CVAEGAN(ConditionalGAN, CVAE):
         super().__init__(config)
         self.build_discriminator()
 
+    @torch.no_grad()
+    def reconstructions(self, x: Tensor, observed: Tensor, c: list[Tensor]) -> Tensor:
+        """x~ = E p(x | c, z), z ~ q(z | x, c), for the condition inputs ``c``: ``[B, D]``, the
+        fakes that D also sees with ``reconstruction="features"`` (no gradient)."""
+        z = self.posterior(x, observed, c).rsample()  # [B, Z]
+        return self.p_x.mean(self.generator(z, c))
+
     def loss(self, batch: Batch, kl_weight: float = 1.0, step: int = 0) -> dict[str, Tensor]:
         terms = super().loss(batch, kl_weight, step)  # the CVAE bound on the labelled rows
         x, observed = self.image(batch)  # [B, C, H, W]
@@ -80,9 +93,10 @@ class CVAEGAN(ConditionalGAN, CVAE):
         c = self.condition_inputs(x, nothing_shown, y_one_hot)
         z_p = self.prior(x, nothing_shown, y_one_hot).rsample().detach()  # [B, Z], z_p ~ p(z | y)
         x_p = self.p_x.mean(self.generator(z_p, c))  # [B, D]
-        x_real = torch.where(observed, x, x_p.detach().reshape(x.shape)).reshape(B, -1)  # holes show no tell-tale zeros
+        x_real = fill_holes(x.reshape(B, -1), observed.reshape(B, -1), x_p)  # [B, D], holes show no tell-tale zeros
+        x_tilde = self.reconstructions(x, observed, c) if self.reconstructs_features else None  # [B, D]
 
-        loss_d, loss_g = self.conditional_gan_losses(x_real, y, torch.ones_like(y, dtype=torch.bool), x_p, y)
+        loss_d, loss_g = self.conditional_gan_losses(x_real, y, torch.ones_like(y, dtype=torch.bool), x_p, y, x_tilde, y)
 
         loss_vae = terms["loss"] + self.config.gan_weight * loss_g
         return {

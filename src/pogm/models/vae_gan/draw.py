@@ -208,13 +208,19 @@ class DRAW(ImportanceWeighted, ImputesByReconstruction, Model):
 
     # ----- objectives -----------------------------------------------------------------------
 
-    def bound_terms(self, batch: Batch, kl_weight: float = 1.0) -> tuple[Tensor, dict[str, Tensor], Tensor, Tensor | None, Tensor | None]:
-        """``(-bound per row [B'], logged terms, x [B', D], its mask, labels)`` on the rows the model learns from."""
+    def reconstruction_log_prob(self, params: Tensor, x: Tensor, mask: Tensor | None, y_one_hot: Tensor | None = None) -> Tensor:
+        """The reconstruction term of the bound that `loss` trains, ``[B]``: log p(x | z_{1:T}) of the
+        pixel likelihood, -L^x (a GAN variant may score it on a discriminator's features, `ConditionalGAN`)."""
+        return self.p_x.log_prob(params, x, mask)
+
+    def bound_terms(self, batch: Batch, kl_weight: float = 1.0) -> tuple[Tensor, dict[str, Tensor], Tensor, Tensor | None, Tensor | None, Tensor]:
+        """``(-bound per row [B'], logged terms, x [B', D], its mask, labels, canvas logits c_T [B', D])``
+        on the rows the model learns from."""
         x, mask, y_one_hot, labels = self.rows_and_labels(batch)
         unrolled = self.unroll(x, mask, y_one_hot)
-        log_p_x_z = self.p_x.log_prob(unrolled.canvas, x, mask)  # [B'], -L^x (eq. 9)
+        log_p_x_z = self.reconstruction_log_prob(unrolled.canvas, x, mask, y_one_hot)  # [B'], -L^x (eq. 9)
         terms = {"elbo": elbo(log_p_x_z, unrolled.kl).mean().detach(), "kl": unrolled.kl.mean().detach(), "reconstruction": -log_p_x_z.mean().detach()}
-        return -elbo(log_p_x_z, unrolled.kl, kl_weight), terms, x, mask, labels
+        return -elbo(log_p_x_z, unrolled.kl, kl_weight), terms, x, mask, labels, unrolled.canvas
 
     def loss(self, batch: Batch, kl_weight: float = 1.0, step: int = 0) -> dict[str, Tensor]:
         negative_bound, terms, *_ = self.bound_terms(batch, kl_weight)

@@ -13,6 +13,11 @@ The discriminator is called frozen in the generator's loss and sees x_p detached
 loss reaches the other group. D sees DRAW's samples from the prior (what the GAN sharpens); the
 reconstructions are already pulled towards x by the bound. Missing pixels of a real image are shown
 to D with the sample's values, so a hole never tells D which image is real.
+
+``reconstruction="features"`` (the poster's "adding GANs" applied to DRAW as a black-box VAE;
+Larsen et al. 2016): L^x = -log p(x | z_{1:T}) becomes -log N(Dis_l(x) | Dis_l(sigmoid(c_T)), I) on
+the frozen discriminator's last hidden layer, and D also sees the reconstructions sigmoid(c_T) as
+fakes (`pogm.models.vae_gan.conditional_gan`); the generator's GAN loss stays on prior samples.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import torch
 from torch import Tensor
 
 from pogm.data.batch import Batch
-from pogm.models.vae_gan.conditional_gan import ConditionalGAN
+from pogm.models.vae_gan.conditional_gan import ConditionalGAN, fill_holes
 from pogm.models.vae_gan.draw import DRAW, DRAWConfig
 from pogm.models.registry import register_model
 
@@ -38,6 +43,7 @@ class DRAWGANConfig(DRAWConfig):
     discriminator_batch_norm: bool = True  # DCGAN discriminator only
     gan_weight: float = 1.0
     gan_loss: str = "non-saturating"  # or "minimax"
+    reconstruction: str = "pixels"  # or "features": log N(Dis_l(x) | Dis_l(x~), I) replaces log p(x | z_{1:T})
 
 
 @dataclass(frozen=True)
@@ -57,16 +63,17 @@ class DRAWGAN(ConditionalGAN, DRAW):
         self.build_discriminator()
 
     def loss(self, batch: Batch, kl_weight: float = 1.0, step: int = 0) -> dict[str, Tensor]:
-        negative_bound, terms, x, mask, labels = self.bound_terms(batch, kl_weight)
+        negative_bound, terms, x, mask, labels, reconstruction = self.bound_terms(batch, kl_weight)
         B = x.shape[0]
         if B == 0:  # cdraw-gan on a batch without labelled rows: a zero that every group accepts
             zero = sum(p.sum() for p in self.parameters()) * 0.0
             return {"loss": zero, "loss/vae": zero, "loss/discriminator": zero}
         canvas, _ = self.generate(B, None if labels is None else self.one_hot(labels))
         x_p = torch.sigmoid(canvas)  # [B, D], samples for the same labels as the real rows
-        x_real = x if mask is None else torch.where(mask, x, x_p.detach())
+        x_real = fill_holes(x, mask, x_p)  # [B, D], holes show no tell-tale zeros
+        x_tilde = torch.sigmoid(reconstruction).detach() if self.reconstructs_features else None  # [B, D]
         labelled = None if labels is None else torch.ones_like(labels, dtype=torch.bool)
-        loss_d, loss_g = self.conditional_gan_losses(x_real, labels, labelled, x_p, labels)
+        loss_d, loss_g = self.conditional_gan_losses(x_real, labels, labelled, x_p, labels, x_tilde, labels)
         loss_vae = negative_bound.mean() + self.config.gan_weight * loss_g
         return {
             **terms,

@@ -14,13 +14,31 @@ Losses, one per parameter group:
                     class", x_p as fake ("classes"); or real (x, y) pairs against (x_p, y_p)
                     ("pair", with the unlabelled images paired with q(y|x)'s guess, detached).
 
-q(y|x) stays the classifier (the poster used the encoder, not the discriminator). The GAN reaches
-the encoder nowhere: the fakes are decoded from the prior, and the discriminator is called
-frozen inside the VAE's loss (`pogm.nn.call_frozen`).
+The GAN reaches the encoder nowhere: the fakes are decoded from the prior, and the discriminator
+is called frozen inside the VAE's loss (`pogm.nn.call_frozen`).
+
+``reconstruction="features"`` (the poster's "adding GANs", Larsen et al. 2016): log p(x | y, z) in
+both bounds becomes log N(Dis_l(x) | Dis_l(x~), I), x~ = E p(x | y, z), on the frozen
+discriminator's last hidden layer (for every enumerated y of an unlabelled row), and D also sees
+reconstructions as fakes: x~ from z ~ q(z | x, y) with y the label, or q(y|x)'s guess for
+unlabelled rows (`pogm.models.vae_gan.conditional_gan`).
+
+The classifier (``classifier``; the poster: "both the discriminator of CGAN and the encoder of SSL
+VAE can be used as a classifier. We used the latter", and its future direction "encoder,
+discriminator, or some ensemble?"):
+    encoder:        q(y | x)
+    discriminator:  p_D(y | x, real) = softmax over the K class logits of D's K + 1
+                    (``discriminator="classes"`` only)
+    ensemble:       (q(y | x) + p_D(y | x, real)) / 2, the mean of the two probability vectors
+`classify` returns the chosen one's log-probabilities, which the Trainer's ``valid_error`` /
+``test_error`` (and model selection) read; `evaluation_metrics` gives the error of all three
+(``valid_error_encoder``, ``test_error_discriminator``, ...). D reads an image with missing pixels
+with its holes filled by the model's reconstruction.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,10 +46,13 @@ import torch
 from torch import Tensor
 
 from pogm.data.batch import Batch
-from pogm.models.base import flat_x_shape_fields
-from pogm.models.vae_gan.conditional_gan import ConditionalGAN
+from pogm.latents import DiagonalGaussian
+from pogm.models.base import as_batch, flat_x_shape_fields
+from pogm.models.vae_gan.conditional_gan import ConditionalGAN, fill_holes
 from pogm.models.semi_supervised.m2 import M2, M2Config
 from pogm.models.registry import register_model
+
+CLASSIFIERS = ("encoder", "discriminator", "ensemble")
 
 
 @dataclass(frozen=True)
@@ -44,15 +65,21 @@ class M2GANConfig(M2Config):
     discriminator_batch_norm: bool = True  # DCGAN discriminator only
     gan_weight: float = 1.0  # weight of the generator's GAN loss beside J^alpha
     gan_loss: str = "non-saturating"  # for "pair"; "classes" uses -log p(y | x_p)
+    reconstruction: str = "pixels"  # or "features": log N(Dis_l(x) | Dis_l(x~), I) replaces log p(x | y, z)
+    classifier: str = "encoder"  # or "discriminator" or "ensemble" (both need discriminator="classes")
 
 
-@register_model("m2-gan", paper="Kingma et al. 2014 (M2) + Mirza & Osindero 2014 (conditional GAN); Chen, Fang & Ju 2016", summary="M2 with a conditional GAN on its generator; q(y|x) classifies")
+@register_model("m2-gan", paper="Kingma et al. 2014 (M2) + Mirza & Osindero 2014 (conditional GAN); Chen, Fang & Ju 2016", summary="M2 with a conditional GAN on its generator; q(y|x), D or their ensemble classifies")
 class M2GAN(ConditionalGAN, M2):
     """M2 whose generator also fools a conditional discriminator."""
 
     Config = M2GANConfig
 
     def __init__(self, config: M2GANConfig) -> None:
+        if config.classifier not in CLASSIFIERS:
+            raise ValueError(f"unknown classifier {config.classifier!r}; choose one of {list(CLASSIFIERS)}")
+        if config.classifier != "encoder" and config.discriminator != "classes":
+            raise ValueError(f"classifier={config.classifier!r} reads the class logits of the K + 1-class discriminator; set discriminator='classes' (this one is {config.discriminator!r})")
         super().__init__(config)
         self.build_discriminator()
 
@@ -66,6 +93,14 @@ class M2GAN(ConditionalGAN, M2):
         z_p = torch.randn(n, self.config.z_dim, device=self.device)
         return self.p_x.mean(self.p_x_yz(z_p, self.one_hot(y_p))), y_p
 
+    @torch.no_grad()
+    def reconstructions(self, x: Tensor, labels: Tensor) -> Tensor:
+        """x~ = E p(x | y, z), z ~ q(z | x, y), for images ``x`` ``[B, D]`` and ``labels`` ``[B]``:
+        ``[B, D]``, the fakes that D also sees with ``reconstruction="features"`` (no gradient)."""
+        y = self.one_hot(labels)  # [B, K]
+        z = DiagonalGaussian(*self.q_z_xy(x, y)).rsample()  # [B, Z]
+        return self.p_x.mean(self.p_x_yz(z, y))
+
     def loss(self, batch: Batch, kl_weight: float = 1.0, step: int = 0) -> dict[str, Tensor]:
         terms = super().loss(batch, kl_weight, step)  # M2's J^alpha and its parts
         x, mask = self.flat_x(batch)  # [B, D]
@@ -73,14 +108,15 @@ class M2GAN(ConditionalGAN, M2):
         is_labelled = torch.zeros(len(batch), dtype=torch.bool, device=x.device)  # [B]
         is_labelled[labelled] = True
         x_p, y_p = self.generate(len(batch))  # [B, D], [B]
-        x_real = x if mask is None else torch.where(mask, x, x_p.detach())  # holes show no tell-tale zeros
+        x_real = fill_holes(x, mask, x_p)  # [B, D], holes show no tell-tale zeros
 
-        if self.config.discriminator == "pair":  # D(x, y) needs a label for every real image
+        if self.config.discriminator == "pair" or self.reconstructs_features:  # a label for every real image
             labels = self.q_y_x(x).argmax(-1).detach()  # q(y|x)'s guess for the unlabelled images
         else:
             labels = torch.zeros(len(batch), dtype=torch.long, device=x.device)
         labels[labelled] = y_l
-        loss_d, loss_g = self.conditional_gan_losses(x_real, labels, is_labelled, x_p, y_p)
+        x_tilde = self.reconstructions(x, labels) if self.reconstructs_features else None  # [B, D]
+        loss_d, loss_g = self.conditional_gan_losses(x_real, labels, is_labelled, x_p, y_p, x_tilde, labels)
 
         loss_vae = terms["loss"] + self.config.gan_weight * loss_g
         return {
@@ -91,3 +127,49 @@ class M2GAN(ConditionalGAN, M2):
             "m2_loss": terms["loss"].detach(),
             "gan_generator": loss_g.detach(),
         }
+
+    # ------------------------------------------------------------------ the classifiers
+    @torch.no_grad()
+    def class_log_probabilities(self, batch: Tensor | Batch, classifiers: tuple[str, ...] = CLASSIFIERS) -> dict[str, Tensor]:
+        """``{classifier: log p(y | x) [B, K]}`` for each of ``classifiers`` (those this model has:
+        the discriminator's and the ensemble need ``discriminator="classes"``)."""
+        batch = as_batch(batch)
+        x, mask = self.flat_x(batch)  # [B, D]
+        K = self.config.num_classes
+        out = {"encoder": torch.log_softmax(self.q_y_x(x), -1)}  # [B, K], log q(y | x)
+        if self.config.discriminator == "classes" and set(classifiers) - {"encoder"}:
+            x_shown = x if mask is None else fill_holes(x, mask, self.reconstruct(batch).reshape(x.shape))  # [B, D]
+            logits, _ = self.discriminator(x_shown)  # [B, K + 1]
+            out["discriminator"] = torch.log_softmax(logits[..., :K], -1)  # [B, K], log p_D(y | x, real)
+            both = torch.stack([out["encoder"], out["discriminator"]])  # [2, B, K]
+            out["ensemble"] = torch.logsumexp(both, 0) - math.log(2)  # [B, K], log of the mean probability
+        return {name: out[name] for name in classifiers if name in out}
+
+    @torch.no_grad()
+    def classify(self, x: Tensor | Batch) -> Tensor:
+        """log p(y | x) ``[B, K]`` of the configured ``classifier``: q(y|x), D's K class logits, or their ensemble."""
+        return self.class_log_probabilities(x, (self.config.classifier,))[self.config.classifier]
+
+    @torch.no_grad()
+    def classifier_errors(self, dataset: Any, batch_size: int = 1000) -> dict[str, float]:
+        """``{"error_<classifier>": error rate}`` on the labelled rows of ``dataset`` for every
+        classifier the model has (empty when it has only the encoder, or the data no labels)."""
+        from pogm.data.dataset import evaluation_view
+        from pogm.data.streams import iterate_batches
+
+        if self.config.discriminator != "classes" or dataset.y is None or dataset.num_labelled == 0:
+            return {}
+        wrong, labelled = dict.fromkeys(CLASSIFIERS, 0), 0
+        for batch in iterate_batches(evaluation_view(dataset), batch_size, self.device):
+            scored = torch.ones_like(batch.y, dtype=torch.bool) if batch.y_mask is None else batch.y_mask  # [B], unlabelled rows are not scored
+            for name, log_p in self.class_log_probabilities(batch).items():
+                wrong[name] += int(((log_p.argmax(-1) != batch.y) & scored).sum())
+            labelled += int(scored.sum())
+        return {f"error_{name}": wrong[name] / labelled for name in CLASSIFIERS}
+
+    def evaluation_metrics(self, dataset: Any) -> dict[str, float]:
+        """The error of each classifier, logged by the Trainer as ``valid_error_<classifier>`` and ``test_error_<classifier>``."""
+        return self.classifier_errors(dataset)
+
+
+__all__ = ["CLASSIFIERS", "M2GAN", "M2GANConfig"]
