@@ -26,9 +26,9 @@ from pogm.models.hali.paper_table import HALI as PAPER
 
 # (model, labels per class or None, data options, model options, train options, share of the budget)
 RUNS = {
-    "hali-ssl": ("hali-ssl", 10, {}, {}, GAN_TRAIN, 1.0),
+    "hali-ssl": ("hali-ssl", 10, {}, {"architecture": "mlp"}, GAN_TRAIN, 1.0),
     "hali-ssl-conv": ("hali-ssl", 10, {}, {"architecture": "dcgan", "channels": [32, 64]}, GAN_TRAIN, 1.5),
-    "hali": ("hali", None, {}, {}, GAN_TRAIN, 0.6),
+    "hali": ("hali", None, {}, {"architecture": "mlp"}, GAN_TRAIN, 0.6),  # the flat hierarchy these results were measured with
     "ali": ("ali", None, {}, {}, GAN_TRAIN, 0.6),
     "vae": ("vae", None, {"binarize": False}, {"z_dim": 64, "hidden": [500, 500], "activation": "relu"}, {"lr": 1e-3}, 0.3),
 }

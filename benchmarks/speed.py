@@ -109,7 +109,7 @@ def measure_training(setting: str, threads: int, precision: str, args, sources: 
         if setting == "factvae":
             data, model_name, overrides, extra = sources["mocap"], "factvae", FACTVAE_MODEL_SETTINGS, {"kl_warmup_steps": FACTVAE_TRAIN_SETTINGS["kl_warmup_steps"]}
         else:
-            data, model_name, overrides, extra = sources["mnist"], "hali", {}, {"lr": GAN_TRAIN["lr"], "adam_betas": tuple(GAN_TRAIN["adam_betas"])}
+            data, model_name, overrides, extra = sources["mnist"], "hali", {"architecture": "mlp"}, {"lr": GAN_TRAIN["lr"], "adam_betas": tuple(GAN_TRAIN["adam_betas"])}
         trainer = make_trainer(model_name, overrides, data, None, threads, precision, run_dir, train_extra={**extra, "compile": args.compile})
         counter = FlopCounterMode(display=False)
         batch = trainer.stream.next_batch()

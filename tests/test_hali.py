@@ -13,7 +13,7 @@ from pogm.models.base import config_from_dict
 from pogm.models.hali.hali import ALI, HALI, SemiSupervisedHALI
 from pogm.objectives.adversarial import discriminator_loss, joint_generator_loss
 
-SMALL = {"x_dim": 16, "image_shape": (1, 4, 4), "hidden": (12,), "discriminator_hidden": (10,), "discriminator_joint_hidden": (8,)}
+SMALL = {"x_dim": 16, "image_shape": (1, 4, 4), "architecture": "mlp", "hidden": (12,), "discriminator_hidden": (10,), "discriminator_joint_hidden": (8,)}  # a vector z_1 (tests/test_hali_spatial.py: a feature map)
 
 
 def tiny(cls=HALI, **overrides):
@@ -104,8 +104,8 @@ def test_innovation_with_alpha_one_is_the_first_level_reconstruction_from_means(
     torch.manual_seed(1)
     model = tiny().eval()
     x = torch.rand(4, 1, 4, 4)
-    torch.testing.assert_close(model.innovate(x, coordinate=1, alpha=1.0), model.reconstruct(x, level=1, sample=False))
-    assert not torch.allclose(model.innovate(x, coordinate=1, alpha=3.0), model.reconstruct(x, level=1, sample=False))
+    torch.testing.assert_close(model.innovate(x, coordinate=1, alpha=1.0, sample=False), model.reconstruct(x, level=1, sample=False))
+    assert not torch.allclose(model.innovate(x, coordinate=1, alpha=3.0, sample=False), model.reconstruct(x, level=1, sample=False))
 
 
 def test_traversal_changes_one_coordinate_and_keeps_the_draw():
@@ -201,7 +201,7 @@ def test_hali_learns_reconstructions_that_carry_their_input(tmp_path):
 
     overrides = {
         "train": {"lr": 1e-3, "adam_betas": [0.5, 0.999], "progress": False},
-        "model": {"hidden": [128, 128], "z_dims": [16, 8], "discriminator_hidden": [128], "discriminator_joint_hidden": [128]},
+        "model": {"architecture": "mlp", "hidden": [128, 128], "z_dims": [16, 8], "discriminator_hidden": [128], "discriminator_joint_hidden": [128]},
     }
     run = pogm.load_run(pogm.train("hali", data="digits", epochs=40, out=tmp_path / "hali", seed=0, overrides=overrides, progress=False), weights="latest")
     x = evaluation_view(run.data.test).x["x"].reshape(len(run.data.test), -1)

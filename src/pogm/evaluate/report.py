@@ -325,7 +325,7 @@ def write_report(run_dir: str | Path, weights: str = "best", seed: int = 0, comp
     figures = write_run_figures(run, out)
     if compare:
         figures.append(compare_samples(run, compare, out, weights, seed))
-    report: dict = {"model": run.config["model"], "weights": weights, "figures": [str(p) for p in figures]}
+    report: dict = {"model": run.config["model"], "model_config": run.config.get("model_config"), "weights": weights, "figures": [str(p) for p in figures]}
     if run.model.offers("sparsity_pattern"):
         report.update(sparsity_summary(run.model))
     (run_dir / "report.json").write_text(json.dumps(report, indent=2))

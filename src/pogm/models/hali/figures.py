@@ -1,6 +1,7 @@
 """Figures of ALI and HALI (Belghazi et al. 2018): reconstructions through each level (Fig. 1), their errors
-over training (Fig. 3), inpainting (Fig. 4), coordinate traversals of z_2 and z_1 (Fig. 6) and
-latent semantic innovation (Fig. 5)."""
+over training (Fig. 3), inpainting (Fig. 4), coordinate traversals of z_2 and z_1 (Fig. 6; of a
+spatial z_1, whole feature maps) and latent semantic innovation (Fig. 5). Each works for a vector
+z_1 and for Table 4's feature-map z_1 alike; rows name each level's shape."""
 
 from __future__ import annotations
 
@@ -26,6 +27,11 @@ def centre_mask(image_shape, fraction: float = 0.5) -> torch.Tensor:
     return mask
 
 
+def shape_label(shape) -> str:
+    """``(16, 14, 14)`` -> ``"16x14x14"``."""
+    return "x".join(str(int(s)) for s in shape)
+
+
 def _test_images(model, data, n: int) -> torch.Tensor:
     test = evaluation_view(data.test)
     return test.x["x"][:n].to(model.device)  # [n, C, H, W]
@@ -35,8 +41,9 @@ def _test_images(model, data, n: int) -> torch.Tensor:
 def hierarchical_reconstructions(model, data, path, n: int = 10) -> Path:
     """Test images and their reconstructions x^_l through each level l (section 3.2, Fig. 1)."""
     x = _test_images(model, data, n)
-    rows = [x] + [model.reconstruct(x, level=level) for level in range(1, model.levels + 1)]
-    return draw_rows(rows, ["x"] + [f"x^ via z{level}" for level in range(1, model.levels + 1)], path)
+    levels = range(1, model.levels + 1)
+    rows = [x] + [model.reconstruct(x, level=level) for level in levels]
+    return draw_rows(rows, ["x"] + [f"x^ via z{level}\n[{shape_label(model.z_shapes[level - 1])}]" for level in levels], path)
 
 
 @torch.no_grad()
@@ -51,26 +58,38 @@ def inpainting(model, data, path, n: int = 10) -> Path:
 
 @torch.no_grad()
 def traversals(model, level: int, path, coordinates: int = 6, seed: int = 0) -> Path:
-    """One row per coordinate of z_level: the coordinate multiplied by -3..3 and decoded (section 6.2, Fig. 6)."""
+    """One row per coordinate of z_level (an entry of a vector, a feature map of a spatial z_1):
+    the coordinate multiplied by -3..3 and decoded (section 6.2, Fig. 6)."""
     shape = tuple(model.config.image_shape)
     rows = []
-    for coordinate in range(min(coordinates, model.config.z_dims[level - 1])):
+    for coordinate in range(min(coordinates, model.coordinates(level))):
         torch.manual_seed(seed)  # the same prior draw in every row: only the coordinate changes
         images = model.traverse(level, coordinate, torch.tensor(SCALES), n=1)  # [S, 1, D]
         rows.append(images[:, 0].reshape(len(SCALES), *shape))
-    return draw_rows(rows, [f"z{level}[{c}]" for c in range(len(rows))], path, column_titles=[f"x{s:g}" for s in SCALES])
+    spatial = len(model.z_shapes[level - 1]) == 3
+    labels = [f"z{level}[{c}" + (", :, :]" if spatial else "]") for c in range(len(rows))]
+    return draw_rows(rows, labels, path, column_titles=[f"x{s:g}" for s in SCALES])
 
 
 @torch.no_grad()
-def innovations(model, data, path, n: int = 6, alphas=SCALES) -> Path:
+def innovations(model, data, path, n: int = 6, alphas=SCALES, seed: int = 0) -> Path:
     """Latent semantic innovation (section 6.3, Fig. 5) on test images: the top-level coordinate
-    whose encoded values vary most is scaled by each alpha, and the change it makes to z_{L-1} is
-    carried into the image's own z_{L-1}."""
+    whose encoded values vary most is scaled by each alpha, and the change it makes to z_{L-1} (the
+    innovation tensor, a feature map for a spatial z_1) is carried into the image's own z_{L-1}.
+    With the model's ``innovation="sample"`` every alpha sees the same draws (one seed), so a row
+    changes with alpha only."""
     x = _test_images(model, data, 500)
     coordinate = int(model.encode(x, level=model.levels).var(0).argmax())
     x = x[:n]
-    rows = [torch.stack([x[i]] + [model.innovate(x[i:i + 1], coordinate, alpha)[0] for alpha in alphas]) for i in range(n)]
-    return draw_rows(rows, [f"image {i}" for i in range(n)], path, column_titles=["x"] + [f"a={a:g}" for a in alphas])
+
+    def innovated(alpha):
+        torch.manual_seed(seed)
+        return model.innovate(x, coordinate, alpha)  # [n, C, H, W]
+
+    columns = [x] + [innovated(alpha) for alpha in alphas]
+    rows = [torch.stack([column[i] for column in columns]) for i in range(n)]
+    mode = model.config.innovation
+    return draw_rows(rows, [f"image {i}" for i in range(n)], path, column_titles=[f"x ({mode})"] + [f"a={a:g}" for a in alphas])
 
 
 def reconstruction_curves(run_dir, path) -> Path | None:
@@ -112,4 +131,4 @@ def hali_figures(model, data, out, run_dir=None) -> list[Path]:
     return paths
 
 
-__all__ = ["SCALES", "centre_mask", "hali_figures", "hierarchical_reconstructions", "innovations", "inpainting", "reconstruction_curves", "traversals"]
+__all__ = ["SCALES", "centre_mask", "shape_label", "hali_figures", "hierarchical_reconstructions", "innovations", "inpainting", "reconstruction_curves", "traversals"]

@@ -8,22 +8,47 @@ chains of conditional Gaussians (eqs. 1-4):
 p(x | z_1) is the generator's image G_x(z_1) (a sigmoid image, as GANs use), the other kernels
 are reparameterised diagonal Gaussians. The decoder of z_{l-1} reads z_l only.
 
-A discriminator D(x, z_1, ..., z_L) (`pogm.nn.joint.JointDiscriminator`) tells the two joints
-apart (Algorithm 1):
+A discriminator D(x, z_1, ..., z_L) tells the two joints apart (Algorithm 1):
     L_d = -E log D(x, z^_1..L) - E log(1 - D(x~, z_1..L))
     L_g = -E log(1 - D(x, z^_1..L)) - E log D(x~, z_1..L)     (or the minimax -L_d)
 L_g trains encoder and decoder together (group "generator"), L_d the discriminator (group
 "discriminator"); each loss reaches its own group only (D frozen in L_g, inputs detached in L_d).
-Section 4's regularisers: Gaussian noise (std ``input_noise``) on the encoder's and the
-discriminator's inputs, dropout in D, optional weight normalisation of D.
+
+Two layouts of z_1 (``architecture``):
+
+* ``"spatial"`` (the default on images): Table 4's network (`pogm.nn.spatial`). z_1 is a feature
+  map ``z1_shape`` = C x h x w, z_2, ..., z_L are vectors (``z_dims[1:]``; ``z_dims[0]`` is not
+  read). q(z_1 | x) = G_{z_1}(x) and G_x(z_1) are residual blocks with batch norm, stride-2
+  convolutions going down and bilinear upsampling going up; q(z_2 | z_1) and p(z_1 | z_2) go
+  between the map and the vector (stride-2 convolutions, a residual block and a valid
+  convolution; a linear map to 4 x 4, a residual block and bilinear upsamplings). D(x, z_1, z_2)
+  convolves x, joins z_1 along the channel axis, convolves down to 1 x 1, joins z_2 and ends in
+  fully connected layers. Scaled to MNIST: Table 4 maps 32 x 32 SVHN and CIFAR-10 images to z_1 of
+  64 x 16 x 16 (one halving; 128 x 128 images to 32 x 32, two); the 28 x 28 digits get one
+  halving too, z_1 = 16 x 14 x 14 (16 channels instead of 64: a 1-channel image needs less, and
+  3,136 values already exceed the 784 pixels), and widths of 16-128 instead of 32-512
+  (``spatial_width``) so that a step fits a CPU. Section 4's regularisers as the text places
+  them: Gaussian noise of std ``input_noise`` on the encoder's input and on D's data input (not on
+  its latent inputs, unless ``spatial_latent_noise``), and dropout after every 3rd layer of D
+  keeping units with probability 0.2 (``spatial_dropout_every``, ``spatial_retention``; Table 4's
+  per-layer column of 0.2 and 0.5 reads as drop probabilities after every layer instead, which
+  these two settings also express approximately), weight normalisation of D's convolutions
+  (``spatial_weight_norm``).
+* ``"mlp"`` or ``"dcgan"``: z_1 a vector of ``z_dims[0]``, every kernel a fully connected
+  network (``hidden``) or, with ``"dcgan"``, convolutional q(z_1 | x), G_x(z_1) and D(x)
+  (`pogm.nn.joint.JointDiscriminator`: noise on every input of D, dropout
+  ``discriminator_dropout`` after every layer, optional weight normalisation ``weight_norm``).
+  This is pogm's earlier HALI, built exactly as before.
 
 Semi-supervised HALI (section 7.2, eqs. 9-10): x -> z -> y with z inferred from the noisy input
-and q(y | z) a softmax on it; its cross-entropy on the labelled rows joins the generator's loss.
+and q(y | z) a softmax on it (on the flattened, or with ``classifier_pooling="mean"`` channel-averaged,
+feature map of a spatial z_1); its cross-entropy on the labelled rows joins the generator's loss.
 
 What the hierarchy offers (sections 3.2, 6): reconstructions through each level
 x^_l ~ T_{x|z_l} o T_{z_l|x} (eq. 5) with their Euclidean and discriminator-feature errors
-(eq. 8), inpainting from the top level down, traversals of single coordinates and the latent
-semantic innovation of section 6.3.
+(eq. 8), inpainting from the top level down, traversals of single coordinates (of a spatial z_1:
+whole feature maps, as section 6.2 varies them) and the latent semantic innovation of section 6.3
+on draws of the kernels (``innovation="sample"``, the paper's) or their means.
 """
 
 from __future__ import annotations
@@ -43,29 +68,46 @@ from pogm.models.registry import register_model
 from pogm.nn import MLP, GaussianHead, ImageDecoder, ImageEncoder, call_frozen
 from pogm.nn.images import check_architecture
 from pogm.nn.joint import JointDiscriminator
+from pogm.nn.spatial import (
+    ChannelGaussianHead, MapToVector, SpatialEncoder, SpatialImageDecoder, SpatialJointDiscriminator, VectorToMap, halvings,
+)
 from pogm.objectives.adversarial import discriminator_loss, joint_generator_loss
 from pogm.objectives.semi_supervised import classification_loss
+
+ARCHITECTURES = ("spatial", "mlp", "dcgan")  # "spatial": z_1 a feature map (Table 4); the others: z_1 a vector
+INNOVATIONS = ("sample", "mean")
+POOLINGS = ("flatten", "mean")
 
 
 @dataclass(frozen=True)
 class HALIConfig:
     x_dim: int = 784
     image_shape: tuple[int, ...] = (1, 28, 28)
-    z_dims: tuple[int, ...] = (64, 32)  # z_1, ..., z_L
+    z_dims: tuple[int, ...] = (64, 32)  # z_1, ..., z_L (with architecture="spatial", z_1 is z1_shape and z_dims[0] is not read)
+    architecture: str = "spatial"  # "spatial" (Table 4: z_1 a feature map), or z_1 a vector: "mlp" kernels, "dcgan" convolutions
+    # architecture="spatial":
+    z1_shape: tuple[int, ...] = (16, 14, 14)  # z_1's C x h x w, h x w the image halved k >= 0 times (Table 4: 64 x 16 x 16 on 32 x 32 images)
+    spatial_width: int = 16  # channels at the image's resolution, doubled with every stride-2 step (Table 4: 32-512)
+    spatial_retention: float = 0.2  # D's dropout keeps a unit with this probability (section 4) ...
+    spatial_dropout_every: int = 3  # ... after every 3rd layer of D (section 4)
+    spatial_weight_norm: bool = True  # weight normalisation of D's convolutions (Table 4)
+    spatial_latent_noise: bool = False  # input_noise on D's latent inputs too, not only on x
+    # architecture="mlp" / "dcgan":
     hidden: tuple[int, ...] = (500, 500)  # every kernel's MLP
-    architecture: str = "mlp"  # or "dcgan": convolutional q(z_1 | x), G_x(z_1) and D(x) (Table 4's pattern)
     channels: tuple[int, ...] = (64, 128)  # the convolutions of "dcgan"
     activation: str = "leaky_relu"
     batch_norm: bool = True  # in the encoder's and decoder's kernels (HALI, section 4)
-    discriminator_hidden: tuple[int, ...] = (500,)  # D(x) stage
-    discriminator_joint_hidden: tuple[int, ...] = (500,)  # each stage where a level joins
-    discriminator_dropout: float = 0.2
-    weight_norm: bool = False
+    discriminator_hidden: tuple[int, ...] = (500,)  # D(x) stage (flat z_1)
+    discriminator_joint_hidden: tuple[int, ...] = (500,)  # each stage where a vector level joins (spatial: z_2, ..., z_L)
+    discriminator_dropout: float = 0.2  # drop probability after every layer of D (flat z_1)
+    weight_norm: bool = False  # of D (flat z_1)
     input_noise: float = 0.2  # std of the noise on the encoder's and D's inputs (section 4)
     gan_loss: str = "non-saturating"  # Algorithm 1; or "minimax"
+    innovation: str = "sample"  # section 6.3 on draws of the kernels, as the paper writes it; or "mean"
     num_classes: int = 0  # semi-supervised HALI: the classes of the softmax on z
     supervised_weight: float = 1.0  # weight of eq. 10's cost in the generator's loss
     classifier_levels: tuple[int, ...] = ()  # levels whose z the softmax reads; () = all
+    classifier_pooling: str = "flatten"  # a spatial z_1 as the softmax reads it: every value, or "mean" per channel
 
 
 def _gaussian_kernel(in_dim: int, out_dim: int, c: HALIConfig) -> GaussianHead:
@@ -73,18 +115,44 @@ def _gaussian_kernel(in_dim: int, out_dim: int, c: HALIConfig) -> GaussianHead:
 
 
 def _image_kernel(c: HALIConfig) -> GaussianHead:
-    """q(z_1 | x): on the image, fully connected or convolutional."""
+    """q(z_1 | x) of a vector z_1: on the image, fully connected or convolutional."""
     if c.architecture == "mlp":
         return _gaussian_kernel(c.x_dim, c.z_dims[0], c)
     return GaussianHead(ImageEncoder(c.architecture, c.image_shape, (), c.hidden, 2 * c.z_dims[0], c.channels, c.activation, c.batch_norm))
 
 
 def _image_generator(c: HALIConfig) -> nn.Module:
-    """G_x(z_1): image logits ``[..., D]``."""
+    """G_x(z_1) of a vector z_1: image logits ``[..., D]``."""
     hidden = tuple(reversed(c.hidden))
     if c.architecture == "mlp":
         return MLP(c.z_dims[0], hidden, c.x_dim, c.activation, c.batch_norm)
     return ImageDecoder(c.architecture, (c.z_dims[0],), c.image_shape, 1, hidden, c.channels, c.activation, c.batch_norm)
+
+
+def _spatial_networks(c: HALIConfig) -> tuple[nn.ModuleList, nn.ModuleList, nn.Module, nn.Module]:
+    """Table 4's encoder kernels, decoder kernels, G_x(z_1) and D(x, z_1, ..., z_L) for a feature map z_1."""
+    C = c.z1_shape[0]
+    steps = halvings(c.image_shape[1:], c.z1_shape[1:])
+    latent_width = c.spatial_width * 2 ** (steps + 1)  # q(z_2 | z_1) and p(z_1 | z_2) work one halving below z_1
+    vectors = tuple(c.z_dims[1:])
+    encoder = [ChannelGaussianHead(SpatialEncoder(c.image_shape, c.z1_shape[1:], 2 * C, c.spatial_width, c.batch_norm))]  # q(z_1 | x)
+    decoder = []
+    if vectors:
+        encoder.append(GaussianHead(MapToVector(c.z1_shape, 2 * vectors[0], latent_width, c.batch_norm)))  # q(z_2 | z_1)
+        decoder.append(ChannelGaussianHead(VectorToMap(vectors[0], c.z1_shape, 2 * C, latent_width, c.batch_norm)))  # p(z_1 | z_2)
+        encoder += [_gaussian_kernel(d_in, d_out, c) for d_in, d_out in zip(vectors[:-1], vectors[1:])]
+        decoder += [_gaussian_kernel(d_out, d_in, c) for d_in, d_out in zip(vectors[:-1], vectors[1:])]
+    generator = SpatialImageDecoder(c.z1_shape, c.image_shape, c.spatial_width, c.batch_norm)
+    discriminator = SpatialJointDiscriminator(
+        c.image_shape, c.z1_shape, vectors, c.spatial_width, c.discriminator_joint_hidden, c.spatial_retention, c.spatial_dropout_every,
+        c.input_noise, c.spatial_weight_norm, c.spatial_latent_noise,
+    )
+    return nn.ModuleList(encoder), nn.ModuleList(decoder), generator, discriminator
+
+
+def image_like(shape) -> bool:
+    """Whether ``image_shape`` describes images a convolution can read (flat data come as ``(1, 1, D)``)."""
+    return len(shape) == 3 and min(int(s) for s in shape[1:]) >= 2
 
 
 class HierarchicalALI(Model):
@@ -109,33 +177,67 @@ class HierarchicalALI(Model):
             raise ValueError("z_dims must list at least one latent level")
         if math.prod(c.image_shape) != c.x_dim:
             raise ValueError(f"image_shape {tuple(c.image_shape)} has {math.prod(c.image_shape)} values but x_dim={c.x_dim}")
-        check_architecture(c.architecture)
+        if c.architecture not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {c.architecture!r}; choose one of {list(ARCHITECTURES)}")
+        for name, value, choices in (("innovation", c.innovation, INNOVATIONS), ("classifier_pooling", c.classifier_pooling, POOLINGS)):
+            if value not in choices:
+                raise ValueError(f"unknown {name} {value!r}; choose one of {list(choices)}")
         L = len(c.z_dims)
         bad = [level for level in c.classifier_levels if not 1 <= level <= L]
         if bad:
             raise ValueError(f"classifier_levels must be in 1..{L}, got {bad}")
-        self.encoder = nn.ModuleList(
-            [_image_kernel(c), *(_gaussian_kernel(d_in, d_out, c) for d_in, d_out in zip(c.z_dims[:-1], c.z_dims[1:]))]
-        )  # q(z_1 | x), then q(z_l | z_{l-1})
-        self.decoder = nn.ModuleList(_gaussian_kernel(c.z_dims[l], c.z_dims[l - 1], c) for l in range(1, L))  # p(z_l | z_{l+1}), [l-1]
-        self.generator = _image_generator(c)  # G_x(z_1): logits
-        self.discriminator = JointDiscriminator(
-            c.x_dim, c.z_dims, c.discriminator_hidden, c.discriminator_joint_hidden, c.discriminator_dropout, c.input_noise, c.weight_norm,
-            c.architecture, c.image_shape, c.channels,
-        )
-        self.classifier = nn.Linear(sum(c.z_dims[l - 1] for l in self.classifier_levels), c.num_classes) if c.num_classes else None
+        if c.architecture == "spatial":
+            if not image_like(c.image_shape):
+                raise ValueError(
+                    f"architecture='spatial' needs images [C, H, W], but x holds flat vectors (image_shape {tuple(c.image_shape)}); "
+                    "use architecture='mlp', or give the images' shape with --set data.image_shape=[C,H,W]"
+                )
+            if len(c.z1_shape) != 3:
+                raise ValueError(f"z1_shape must be [C, h, w], got {list(c.z1_shape)}")
+            self.encoder, self.decoder, self.generator, self.discriminator = _spatial_networks(c)
+        else:
+            check_architecture(c.architecture)
+            self.encoder = nn.ModuleList(
+                [_image_kernel(c), *(_gaussian_kernel(d_in, d_out, c) for d_in, d_out in zip(c.z_dims[:-1], c.z_dims[1:]))]
+            )  # q(z_1 | x), then q(z_l | z_{l-1})
+            self.decoder = nn.ModuleList(_gaussian_kernel(c.z_dims[l], c.z_dims[l - 1], c) for l in range(1, L))  # p(z_l | z_{l+1}), [l-1]
+            self.generator = _image_generator(c)  # G_x(z_1): logits
+            self.discriminator = JointDiscriminator(
+                c.x_dim, c.z_dims, c.discriminator_hidden, c.discriminator_joint_hidden, c.discriminator_dropout, c.input_noise, c.weight_norm,
+                c.architecture, c.image_shape, c.channels,
+            )
+        self.classifier = nn.Linear(sum(self.classifier_width(level) for level in self.classifier_levels), c.num_classes) if c.num_classes else None
 
     @classmethod
     def data_fields(cls, x_dim: int, num_classes: int | None, num_train: int, num_labelled: int, train: Any = None) -> dict[str, Any]:
-        return {"x_dim": x_dim, **flat_x_shape_fields(x_dim, train)}
+        """The images' shape; on images a spatial z_1 of the default channels at half the image's
+        height and width (Table 4 on 32 x 32 images), on flat vectors a vector z_1 ("mlp")."""
+        fields = {"x_dim": x_dim, **flat_x_shape_fields(x_dim, train)}
+        shape = fields["image_shape"]
+        if not image_like(shape):
+            return {**fields, "architecture": "mlp"}
+        return {**fields, "z1_shape": (cls.Config.z1_shape[0], (int(shape[1]) + 1) // 2, (int(shape[2]) + 1) // 2)}
 
     @property
     def levels(self) -> int:
         return len(self.config.z_dims)
 
     @property
+    def z_shapes(self) -> list[tuple[int, ...]]:
+        """Each level's shape without the batch: ``[(C, h, w), (d_2,), ...]`` (spatial) or ``[(d_1,), ...]``."""
+        c = self.config
+        if c.architecture == "spatial":
+            return [tuple(int(s) for s in c.z1_shape), *((int(d),) for d in c.z_dims[1:])]
+        return [(int(d),) for d in c.z_dims]
+
+    @property
     def classifier_levels(self) -> tuple[int, ...]:
         return tuple(self.config.classifier_levels) or tuple(range(1, self.levels + 1))
+
+    def classifier_width(self, level: int) -> int:
+        """How many values of z_level the softmax reads: all of them, or one per channel of a pooled feature map."""
+        shape = self.z_shapes[level - 1]
+        return shape[0] if len(shape) == 3 and self.config.classifier_pooling == "mean" else math.prod(shape)
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         discriminator = list(self.discriminator.parameters())
@@ -151,7 +253,7 @@ class HierarchicalALI(Model):
         return x
 
     def encode_chain(self, x: Tensor, levels: int | None = None, sample: bool = True) -> list[Tensor]:
-        """``[z^_1, ..., z^_l]`` from q(z_1 | x) then q(z_l | z_{l-1}) (eq. 1), each ``[B, d_l]``;
+        """``[z^_1, ..., z^_l]`` from q(z_1 | x) then q(z_l | z_{l-1}) (eq. 1), each ``[B, *z_shapes[l]]``;
         ``sample=False`` follows the means."""
         zs, h = [], x
         for kernel in self.encoder[: levels or self.levels]:
@@ -170,7 +272,7 @@ class HierarchicalALI(Model):
 
     def prior_chain(self, n: int) -> tuple[Tensor, list[Tensor]]:
         """``(x~ logits, [z_1, ..., z_L])`` with z_L ~ N(0, I) (eq. 4)."""
-        z_top = torch.randn(n, self.config.z_dims[-1], device=self.device)
+        z_top = torch.randn(n, *self.z_shapes[-1], device=self.device)  # [n, *z_shapes[L]]
         return self.decode_from(z_top, self.levels)
 
     # ----- Algorithm 1 ----------------------------------------------------------------------
@@ -205,7 +307,12 @@ class HierarchicalALI(Model):
     # ----- semi-supervised HALI (section 7.2) ------------------------------------------------
 
     def classifier_input(self, zs: list[Tensor]) -> Tensor:
-        return torch.cat([zs[level - 1] for level in self.classifier_levels], -1)  # [B, sum d_l]
+        """The levels the softmax reads, each flattened (or a spatial one averaged per channel), joined: ``[B, sum d_l]``."""
+        parts = []
+        for level in self.classifier_levels:
+            z = zs[level - 1]
+            parts.append(z.mean((-2, -1)) if z.dim() == 4 and self.config.classifier_pooling == "mean" else z.flatten(1))  # [B, d_l]
+        return torch.cat(parts, -1)
 
     def supervised_cost(self, batch: Batch, z_hat: list[Tensor]) -> Tensor:
         """Eq. 10: the cross-entropy of q(y | z) on the labelled rows, z from the noisy input."""
@@ -221,10 +328,11 @@ class HierarchicalALI(Model):
 
     @torch.no_grad()
     def encode(self, batch: Batch | Tensor, level: int | None = None) -> Tensor:
-        """The encoder's means: every level concatenated ``[B, sum d_l]``, or one ``level``."""
+        """The encoder's means: every level flattened and concatenated ``[B, sum d_l]``, or one
+        ``level`` in its own shape (``[B, C, h, w]`` for a spatial z_1)."""
         x, _ = self.flat_x(as_batch(batch))
         zs = self.encode_chain(x, sample=False)
-        return torch.cat(zs, -1) if level is None else zs[level - 1]
+        return torch.cat([z.flatten(1) for z in zs], -1) if level is None else zs[level - 1]
 
     @torch.no_grad()
     def reconstruct(self, batch: Batch | Tensor, level: int = 1, sample: bool = True) -> Tensor:
@@ -288,11 +396,12 @@ class HierarchicalALI(Model):
     @torch.no_grad()
     def traverse(self, level: int, coordinate: int, scales: Tensor, n: int = 4, sample: bool = False) -> Tensor:
         """Section 6.2: draw ``n`` codes of z_level from the prior chain, multiply one ``coordinate``
-        by each scale in ``scales`` and decode: ``[len(scales), n, D]``."""
-        if not 1 <= level <= self.levels or not 0 <= coordinate < self.config.z_dims[level - 1]:
+        by each scale in ``scales`` and decode: ``[len(scales), n, D]``. A coordinate of a spatial
+        z_1 is a whole feature map (a channel), as the paper varies them."""
+        if not 1 <= level <= self.levels or not 0 <= coordinate < self.coordinates(level):
             raise ValueError(f"level must be in 1..{self.levels} and coordinate in [0, d_level); got level {level}, coordinate {coordinate}")
         _, zs = self.prior_chain(n)
-        z = zs[level - 1]  # [n, d_l]
+        z = zs[level - 1]  # [n, d_l] or [n, C, h, w]
         images = []
         for scale in scales:
             edited = z.clone()
@@ -300,22 +409,38 @@ class HierarchicalALI(Model):
             images.append(torch.sigmoid(self.decode_from(edited, level, sample)[0]))
         return torch.stack(images)
 
+    def coordinates(self, level: int) -> int:
+        """What `traverse` varies one at a time: the entries of a vector level, the channels of a spatial one."""
+        return self.z_shapes[level - 1][0]
+
     @torch.no_grad()
-    def innovate(self, batch: Batch | Tensor, coordinate: int, alpha: float) -> Tensor:
-        """Latent semantic innovation (section 6.3): scale entry ``coordinate`` of z^_L by
-        ``alpha``, take the change it makes to the decoded z_{L-1} (the innovation tensor
-        eta = z~_{L-1} - z~^alpha_{L-1}), subtract it from z^_{L-1} and decode. ``[B, ...]``."""
+    def innovate(self, batch: Batch | Tensor, coordinate: int, alpha: float, sample: bool | None = None) -> Tensor:
+        """Latent semantic innovation (section 6.3): encode x to z^_{L-1}, z^_L; scale entry
+        ``coordinate`` of z^_L by ``alpha``; decode both z^_L and the scaled one to z~_{L-1} and
+        z~^alpha_{L-1}; subtract the innovation tensor eta = z~_{L-1} - z~^alpha_{L-1} from z^_{L-1}
+        and decode that to an image ``[B, ...]``.
+
+        ``sample`` (default: the ``innovation`` setting): True draws every z as the paper writes it
+        (z^ ~ T_{z|x}, z~ ~ T_{z_{L-1}|z_L}), the two decodings of z^_L and of its scaled copy with one
+        shared noise draw, so that eta holds the change alpha makes and no noise of its own (alpha = 1:
+        eta = 0); False follows every kernel's mean."""
         if self.levels < 2:
             raise ValueError("latent innovation needs at least two levels (HALI); ALI has one")
+        sample = self.config.innovation == "sample" if sample is None else sample
         batch = as_batch(batch)
         x, _ = self.flat_x(batch)
-        zs = self.encode_chain(x, sample=False)
-        z_top, z_below = zs[-1], zs[-2]
+        zs = self.encode_chain(x, sample=sample)
+        z_top, z_below = zs[-1], zs[-2]  # [B, d_L], [B, *z_shapes[L-1]]
         edited = z_top.clone()
         edited[:, coordinate] = edited[:, coordinate] * alpha
         below_kernel = self.decoder[self.levels - 2]
-        eta = below_kernel(z_top)[0] - below_kernel(edited)[0]  # innovation tensor, [B, d_{L-1}]
-        logits, _ = self.decode_from(z_below - eta, self.levels - 1, sample=False)
+        p, p_alpha = DiagonalGaussian(*below_kernel(z_top)), DiagonalGaussian(*below_kernel(edited))
+        if sample:
+            eps = torch.randn_like(p.mean)  # one draw for both decodings
+            eta = (p.mean + torch.exp(0.5 * p.log_var) * eps) - (p_alpha.mean + torch.exp(0.5 * p_alpha.log_var) * eps)
+        else:
+            eta = p.mean - p_alpha.mean  # the innovation tensor, [B, *z_shapes[L-1]]
+        logits, _ = self.decode_from(z_below - eta, self.levels - 1, sample=sample)
         return torch.sigmoid(logits).reshape(batch.x[self.group].shape)
 
 
@@ -325,7 +450,8 @@ class ALI(HierarchicalALI):
 
     @classmethod
     def data_fields(cls, x_dim: int, num_classes: int | None, num_train: int, num_labelled: int, train: Any = None) -> dict[str, Any]:
-        return {**super().data_fields(x_dim, num_classes, num_train, num_labelled, train), "z_dims": (64,)}
+        """A vector z of 64 (Dumoulin et al.'s ALI), whatever the data; ``architecture=spatial`` gives it a feature map."""
+        return {**super().data_fields(x_dim, num_classes, num_train, num_labelled, train), "z_dims": (64,), "architecture": "mlp"}
 
 
 @register_model("hali", paper="Hierarchical Adversarially Learned Inference (Belghazi et al. 2018)", summary="HALI: Markov hierarchy x -> z1 -> z2 matched adversarially (Algorithm 1)")
