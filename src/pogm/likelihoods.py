@@ -104,15 +104,27 @@ class Gaussian(nn.Module):
     * ``"learned"``: one free log-variance per dimension, a parameter of this module;
     * ``"predicted"``: the network predicts it; ``params`` is then the pair ``(mean, log_var)``
       and :meth:`num_params` asks the network for twice as many outputs.
+
+    ``min_std > 0`` (predicted scale only) puts a floor under the predicted variance: the network's
+    output ``s`` becomes the variance ``exp(s) + min_std**2`` (``log_var = logaddexp(s, 2 log
+    min_std)``), smooth in ``s`` and never below ``min_std**2``, so that no pixel can buy unbounded
+    likelihood by shrinking its variance (config name ``gaussian-predicted:MIN_STD``). The default
+    0 is the plain predicted variance ``exp(s)``.
     """
 
     support = (-math.inf, math.inf)  # any real value
 
-    def __init__(self, dim: int | None = None, scale: str = "fixed", log_var: float = 0.0) -> None:
+    def __init__(self, dim: int | None = None, scale: str = "fixed", log_var: float = 0.0, min_std: float = 0.0) -> None:
         super().__init__()
         if scale not in ("fixed", "learned", "predicted"):
             raise ValueError(f"Gaussian scale must be 'fixed', 'learned' or 'predicted', got {scale!r}")
+        if min_std < 0 or not math.isfinite(min_std):
+            raise ValueError(f"Gaussian min_std must be a finite number >= 0, got {min_std}")
+        if min_std > 0 and scale != "predicted":
+            raise ValueError(f"Gaussian min_std (a floor under the predicted variance) needs scale='predicted', got scale={scale!r}")
         self.scale = scale
+        self.min_std = float(min_std)
+        self.min_log_var = 2.0 * math.log(min_std) if min_std > 0 else -math.inf
         if scale == "learned":
             if dim is None:
                 raise ValueError("Gaussian(scale='learned') needs the data dimension `dim`")
@@ -126,8 +138,11 @@ class Gaussian(nn.Module):
     def split(self, params: Tensor | tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
         if self.scale == "predicted":
             if isinstance(params, tuple):
-                return params
-            mean, log_var = params.chunk(2, dim=-1)
+                mean, log_var = params
+            else:
+                mean, log_var = params.chunk(2, dim=-1)
+            if self.min_std > 0:
+                log_var = torch.logaddexp(log_var, torch.full((), self.min_log_var, dtype=log_var.dtype, device=log_var.device))
             return mean, log_var
         return params, self.log_var
 
@@ -176,14 +191,14 @@ class ObservedOrNot(nn.Module):
     itself, not a request to ignore entries: ``log_prob(params, x, mask)`` scores ``mask`` with the
     Bernoulli part and ``x`` with the Gaussian part where ``mask`` is True. ``params`` is
     ``[..., 3 D]``: observation logits, means and log-variances (or ``[..., 2 D]`` with a fixed
-    log-variance when ``scale="fixed"``).
+    log-variance when ``scale="fixed"``); ``min_std`` floors the predicted variance as in `Gaussian`.
     """
 
     support = Gaussian.support  # observed depths may be any real value; the mask is the other half of the data
 
-    def __init__(self, dim: int | None = None, scale: str = "predicted", log_var: float = 0.0) -> None:
+    def __init__(self, dim: int | None = None, scale: str = "predicted", log_var: float = 0.0, min_std: float = 0.0) -> None:
         super().__init__()
-        self.value = Gaussian(dim, scale=scale, log_var=log_var)
+        self.value = Gaussian(dim, scale=scale, log_var=log_var, min_std=min_std)
 
     def num_params(self, dim: int) -> int:
         return dim + self.value.num_params(dim)
@@ -219,24 +234,27 @@ class ObservedOrNot(nn.Module):
         return torch.where(observed, depth, torch.zeros((), dtype=depth.dtype, device=depth.device)), observed
 
 
-def _positive_std(name: str) -> float:
-    """The fixed standard deviation in ``"gaussian:0.1"`` or ``"depth:0.05"``."""
+def _positive_std(name: str, what: str = "the fixed standard deviation") -> float:
+    """The standard deviation in ``"gaussian:0.1"``, ``"depth:0.05"`` or ``"gaussian-predicted:0.02"``."""
     kind, _, text = name.partition(":")
     try:
         std = float(text)
     except ValueError:
         std = -1.0
-    if not std > 0:
-        raise ValueError(f"likelihood {name!r}: the fixed standard deviation after '{kind}:' must be a positive number, e.g. {kind}:0.1")
+    if not (std > 0 and math.isfinite(std)):
+        raise ValueError(f"likelihood {name!r}: {what} after '{kind}:' must be a positive number, e.g. {kind}:0.1")
     return std
 
 
 def make_likelihood(name: str, dim: int) -> nn.Module:
     """Likelihood by config name: ``bernoulli``, ``gaussian`` (unit variance), ``gaussian:STD``
     (fixed standard deviation STD, e.g. ``gaussian:0.1``), ``gaussian-learned`` (one learned
-    log-variance per dimension), ``gaussian-predicted`` (heteroscedastic), ``depth`` (each pixel
-    observed or not, and Gaussian where observed: `ObservedOrNot`) or ``depth:STD`` (the same with
-    a fixed standard deviation of the observed values)."""
+    log-variance per dimension), ``gaussian-predicted`` (heteroscedastic),
+    ``gaussian-predicted:MIN_STD`` (heteroscedastic, the predicted standard deviation never below
+    MIN_STD: see `Gaussian`), ``depth`` (each pixel observed or not, and Gaussian where observed:
+    `ObservedOrNot`), ``depth:STD`` (the same with a fixed standard deviation of the observed
+    values) or ``depth-predicted:MIN_STD`` (``depth`` with the floor MIN_STD under the predicted
+    standard deviation)."""
     if name == "bernoulli":
         return Bernoulli()
     if name == "gaussian":
@@ -247,11 +265,18 @@ def make_likelihood(name: str, dim: int) -> nn.Module:
         return Gaussian(dim, scale="learned")
     if name == "gaussian-predicted":
         return Gaussian(dim, scale="predicted")
+    if name.startswith("gaussian-predicted:"):
+        return Gaussian(dim, scale="predicted", min_std=_positive_std(name, "the floor under the predicted standard deviation"))
     if name == "depth":
         return ObservedOrNot(dim, scale="predicted")
     if name.startswith("depth:"):
         return ObservedOrNot(dim, scale="fixed", log_var=2.0 * math.log(_positive_std(name)))
-    raise ValueError(f"unknown likelihood {name!r}: choose bernoulli, gaussian, gaussian:STD, gaussian-learned, gaussian-predicted, depth or depth:STD")
+    if name.startswith("depth-predicted:"):
+        return ObservedOrNot(dim, scale="predicted", min_std=_positive_std(name, "the floor under the predicted standard deviation"))
+    raise ValueError(
+        f"unknown likelihood {name!r}: choose bernoulli, gaussian, gaussian:STD, gaussian-learned, gaussian-predicted, "
+        "gaussian-predicted:MIN_STD, depth, depth:STD or depth-predicted:MIN_STD"
+    )
 
 
 def support(name: str) -> tuple[float, float]:
