@@ -1,4 +1,4 @@
-"""What makes M1+M2 work on MNIST with 100 labels: the hypotheses of issue 22 (item 2), measured.
+"""What makes M1+M2 work on MNIST with 100 labels: the hypotheses about Kingma et al. (2014)'s M1+M2 that ours might miss, measured.
 
 M1 (the slow part) is trained once per M1 variant for ``--m1-seconds`` CPU seconds and cached in
 ``benchmarks/runs-m1m2/`` (git-ignored); then every M2 hypothesis trains the real `M1M2` model
@@ -39,7 +39,7 @@ EVAL_BINARIZATION_SEED = 1234
 M1_VARIANTS = {"plain": {"kl_warmup_steps": 0}, "warmup": {"kl_warmup_steps": 5000}}
 
 # M2 hypotheses: (M1 variant, data ("binary" or "grey"), M1M2Config fields, Adam lr).
-# OLD: the recipe's M2 settings before issue 22, except the weighting, which is M2's default now
+# OLD: the recipe's M2 settings before this diagnosis, except the weighting, which is M2's default now
 # (eq. 9's "data-set"; the old recipe had "per-batch", see the "per-batch" hypothesis).
 OLD = {"active_threshold": 0.0, "features": "sample", "m2_likelihood": "gaussian-learned", "batch_norm": True}
 HYPOTHESES = {
