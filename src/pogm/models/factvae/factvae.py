@@ -232,8 +232,10 @@ class GroupedVAE(ImportanceWeighted, Model):
         return generators + self.encoder_parameters()
 
     def encoder_parameters(self) -> list[nn.Parameter]:
-        """The inference networks' weights outside Phi (q_theta of eq. 9)."""
-        raise NotImplementedError
+        """The inference networks' weights outside Phi (q_theta of eq. 9): every parameter that is
+        neither a generator's, nor Phi, nor a likelihood's scale."""
+        skip = {id(p) for p in [*self.proximal_parameters(), *self.generators.parameters(), *self.p_x.parameters()]}
+        return [p for p in self.parameters() if id(p) not in skip]
 
     # ------------------------------------------------------------------ group sparsity
     def sparse_blocks(self, g: str) -> list[Tensor]:
@@ -371,10 +373,6 @@ class _ExpertEncoders(GroupedVAE):
         outputs = [self.experts[g](x[g]) for g in self.config.group_names]
         return torch.stack([m for m, _ in outputs], -2), torch.stack([p for _, p in outputs], -2)
 
-    def encoder_parameters(self) -> list[nn.Parameter]:
-        phi = {id(p) for p in self.proximal_parameters()}
-        return [p for p in self.experts.parameters() if id(p) not in phi]
-
     def sparse_blocks(self, g: str) -> list[Tensor]:
         return [self.generators[g].W, self.experts[g].V.T]  # [p, K] over [H, K]: Phi^(g) of sec. 2
 
@@ -459,9 +457,6 @@ class OIVAE(GroupedVAE):
         super().__init__(config)
         c = config
         self.q_z_x = GaussianHead(MLP(sum(c.group_dims), c.encoder_hidden, 2 * c.z_dim, c.activation))
-
-    def encoder_parameters(self) -> list[nn.Parameter]:
-        return list(self.q_z_x.parameters())
 
     def posterior(self, x: dict[str, Tensor], observed: Tensor) -> DiagonalGaussian:
         hidden = [torch.where(observed[:, i : i + 1], x[g], torch.zeros((), dtype=x[g].dtype, device=x[g].device)) for i, g in enumerate(self.config.group_names)]
