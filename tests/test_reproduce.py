@@ -324,6 +324,30 @@ def test_a_table_runs_end_to_end_and_reuses_its_runs(tmp_path, monkeypatch):
     assert all(r["status"] == "reused" for r in again["runs"])
 
 
+def test_a_run_of_other_settings_is_never_reused(tmp_path, monkeypatch):
+    # A table whose settings changed must train its runs again, not report the old runs' numbers.
+    run_dir = tmp_path / "m2-run"
+    assert rp.train_for_budget("m2", run_dir, 0.01, source="digits", labels=10, model_options=SMALL) == "trained"
+    assert rp.train_for_budget("m2", run_dir, 0.01, source="digits", labels=10, model_options=SMALL) == "reused"
+    with pytest.raises(ValueError, match=r"model_config\.z_dim 4 \(asked 6\).*Delete that directory"):
+        rp.train_for_budget("m2", run_dir, 0.01, source="digits", labels=10, model_options={**SMALL, "z_dim": 6})
+    with pytest.raises(ValueError, match=r"train\.lr .*\(asked 0\.5\)"):
+        rp.train_for_budget("m2", run_dir, 0.01, source="digits", labels=10, model_options=SMALL, train_options={"lr": 0.5})
+    with pytest.raises(ValueError, match=r"seed 0 \(asked 1\)"):
+        rp.train_for_budget("m2", run_dir, 0.01, seed=1, source="digits", labels=10, model_options=SMALL)
+
+    # Through a table: a finished run of the old settings stops the table with the same message.
+    table = dataclasses.replace(TINY, runs=TINY.runs[:1], rows=TINY.rows[:1])
+    monkeypatch.setitem(rp.TABLES, table.name, table)
+    out = tmp_path / "reproduce"
+    run_cli([table.name, "--out", str(out), "--jobs", "1", "--budget", "0.02", "--seed", "0"])
+    changed = dataclasses.replace(table, runs=(dataclasses.replace(table.runs[0], model_options={**SMALL, "hidden": [16]}),))
+    monkeypatch.setitem(rp.TABLES, table.name, changed)
+    with pytest.raises((ValueError, SystemExit)) as failure:
+        run_cli([table.name, "--out", str(out), "--jobs", "1", "--budget", "0.02", "--seed", "0"])
+    assert failure.type is ValueError or failure.value.code != 0
+
+
 def test_an_interrupted_run_resumes(tmp_path, monkeypatch):
     table = dataclasses.replace(TINY, runs=TINY.runs[:1], rows=TINY.rows[:1])
     monkeypatch.setitem(rp.TABLES, table.name, table)

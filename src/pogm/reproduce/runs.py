@@ -58,6 +58,57 @@ def finished(run_dir: str | Path, budget_seconds: float) -> bool:
     return bool(records) and records[-1]["train_cpu_seconds"] >= budget_seconds - 0.01  # the record is rounded to ms
 
 
+def _same(stored: Any, asked: Any) -> bool:
+    """Whether a config value read back from YAML is the value asked for (tuples are stored as lists)."""
+    if isinstance(asked, (tuple, list)) and isinstance(stored, (tuple, list)):
+        return len(stored) == len(asked) and all(_same(a, b) for a, b in zip(stored, asked))
+    if isinstance(asked, float) or isinstance(stored, float):
+        try:
+            return float(stored) == float(asked)
+        except (TypeError, ValueError):
+            return False
+    return stored == asked
+
+
+def check_run_settings(
+    out: str | Path,
+    model: str | None,
+    seed: int,
+    model_options: Mapping[str, Any] | None,
+    train_options: Mapping[str, Any] | None,
+    data_options: Mapping[str, Any] | None = None,
+) -> None:
+    """Raise if the run in ``out`` was trained with other settings than those asked for now, so that
+    a table whose settings changed never reuses (or resumes) a run of the old ones.
+
+    Only the settings asked for are compared (a recipe's other values and options filled in from
+    the data are not). Raises:
+        ValueError: names the run directory, each differing setting (stored and asked) and the fix.
+    """
+    import yaml
+
+    path = Path(out) / "config.yaml"
+    if not path.is_file():  # nothing recorded to compare with
+        return
+    config = yaml.safe_load(path.read_text())
+    differ = []
+    if model is not None and config.get("model") != model:
+        differ.append(f"model {config.get('model')!r} (asked {model!r})")
+    if config.get("seed") != seed:
+        differ.append(f"seed {config.get('seed')!r} (asked {seed!r})")
+    sections = {"model_config": config.get("model_config"), "train": config.get("train"), "data.options": (config.get("data") or {}).get("options")}
+    for section, asked in (("model_config", model_options or {}), ("train", train_options or {}), ("data.options", data_options or {})):
+        stored = sections[section] or {}
+        for key, value in asked.items():
+            if key not in stored or not _same(stored[key], value):
+                differ.append(f"{section}.{key} {stored.get(key, 'unset')!r} (asked {value!r})")
+    if differ:
+        raise ValueError(
+            f"the run in {out} was trained with other settings: {'; '.join(differ)}. "
+            "Delete that directory to train it again with the new settings, or write the runs elsewhere (--out)."
+        )
+
+
 def train_for_budget(
     model: str | None,
     out: str | Path,
@@ -89,6 +140,8 @@ def train_for_budget(
     out = Path(out)
     torch.set_num_threads(threads)
     budget_seconds = budget_minutes * 60
+    if (out / "state.pt").is_file():
+        check_run_settings(out, model, seed, model_options, train_options, data_options)
     if finished(out, budget_seconds):
         return "reused"
     if (out / "state.pt").is_file():

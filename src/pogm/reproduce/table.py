@@ -21,6 +21,7 @@ from typing import Any
 
 from pogm.reproduce.evaluations import resolve_evaluation
 from pogm.reproduce.runs import (
+    check_run_settings,
     describe_machine,
     finished,
     machine,
@@ -155,6 +156,8 @@ def _run_job(job: _Job) -> dict[str, Any]:
     torch.set_num_threads(1)
     spec, run_dir = job.spec, job.run_dir
     prefix = f"[{job.table}] {spec.name} (seed {job.seed}):"
+    if (run_dir / "state.pt").is_file():  # never reuse or resume a run of other settings
+        check_run_settings(run_dir, spec.model, job.seed, spec.model_options, spec.train_options, spec.data_options)
     done = finished(run_dir, job.minutes * 60)
     if not done:
         state = "resumed" if (run_dir / "state.pt").is_file() else "started"
