@@ -366,3 +366,19 @@ def test_an_interrupted_run_resumes(tmp_path, monkeypatch):
     after = (run_dir / "metrics.jsonl").read_text()
     assert after.startswith(before) and len(after) > len(before)  # continued, not started again
     assert rp.finished(run_dir, 1.2)
+
+
+def test_factvae_runs_on_one_or_two_trials_are_selected_on_a_third_trial():
+    # Every model overfits one training trial within a CPU-minute, so those runs are scored with the
+    # weights of the best bound on a validation trial that is neither trained on nor held out.
+    from pogm.models.factvae.paper_table import FACTVAE_MOCAP, MOCAP_TRIALS
+
+    for spec in FACTVAE_MOCAP.runs:
+        train, test = spec.data_options["train_trials"], spec.data_options["test_trials"]
+        valid = spec.data_options.get("valid_trials", [])
+        assert not (set(valid) & set(train)) and not (set(valid) & set(test)), spec.name
+        if len(train) + len(test) < len(MOCAP_TRIALS):
+            assert len(valid) == 1 and spec.evaluate_options["weights"] == "best", spec.name
+            assert spec.train_options["eval_every"] * len(train) <= 50, spec.name  # about every 150 steps
+        else:
+            assert not valid and spec.evaluate_options["weights"] == "latest", spec.name

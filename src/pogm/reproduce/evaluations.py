@@ -83,16 +83,16 @@ def hybrid_metrics(run: Any, iw_samples: int = 50, test_examples: int = 500) -> 
     return result
 
 
-def factvae_metrics(run: Any, iw_samples: int = 1000) -> dict[str, Any]:
+def factvae_metrics(run: Any, iw_samples: int = 1000, weights: str = "latest") -> dict[str, Any]:
     """The factVAE table's numbers (Ainsworth et al., Table 1) for a mocap run: log p(x) of every
     frame of the held-out trial, all groups observed, by the ELBO and by the importance-weighted
-    bound with ``iw_samples`` samples, in nats per frame (latest weights), and the columns of Phi
-    that the group lasso zeroed."""
+    bound with ``iw_samples`` samples, in nats per frame, and the columns of Phi that the group
+    lasso zeroed; of the ``weights`` "latest" or "best" (the best validation bound)."""
     import torch
 
     from pogm.evaluate import mean_log_likelihood
 
-    loaded = _loaded(run, weights="latest")
+    loaded = _loaded(run, weights=weights)
     torch.manual_seed(0)
     return {
         "train_frames": len(loaded.data.train),
