@@ -237,3 +237,36 @@ def test_a_discriminator_classifier_needs_the_class_discriminator(classifier):
         build_with("m2-gan", classifier=classifier, discriminator="pair")
     with pytest.raises(ValueError, match=r"unknown classifier 'vote'; choose one of \['encoder', 'discriminator', 'ensemble'\]"):
         build_with("m2-gan", classifier="vote")
+
+
+@pytest.mark.parametrize("name", GAN_VAES)
+def test_a_learned_feature_scale_is_a_diagonal_gaussian_the_vae_owns(name):
+    """feature_scale=learned: log N(Dis_l(x) | Dis_l(x~), diag exp(s)) with s a VAE parameter (not
+    D's) that the VAE loss trains; at s = 0 it is Larsen et al.'s term, elsewhere it is not."""
+    model = build_with(name, reconstruction="features", feature_scale="learned")
+    log_var = model.feature_log_var
+    assert log_var.shape == (model.discriminator.feature_dim,)
+    groups = model.parameter_groups()
+    assert any(p is log_var for p in groups["vae"]) and not any(p is log_var for p in groups["discriminator"])
+    g = torch.Generator().manual_seed(4)
+    params = torch.randn(5, model.p_x.num_params(X_DIM), generator=g)
+    x = torch.rand(5, X_DIM, generator=g)
+    mask = torch.ones(5, X_DIM, dtype=torch.bool)
+    y_one_hot = torch.eye(K)[torch.zeros(5, dtype=torch.long)]
+    at_zero = model.reconstruction_log_prob(params, x, mask, y_one_hot)  # [5]
+    assert torch.allclose(at_zero, by_hand(model, model.p_x.mean(params), x, mask), atol=1e-5)
+    with torch.no_grad():
+        log_var.copy_(torch.linspace(-2.0, 2.0, log_var.numel()))
+    got = model.reconstruction_log_prob(params, x, mask, y_one_hot)
+    f_real = model.discriminator(x, *([y_one_hot] if model.config.discriminator == "pair" else []))[1]
+    f_tilde = model.discriminator(model.p_x.mean(params), *([y_one_hot] if model.config.discriminator == "pair" else []))[1]
+    expected = torch.distributions.Normal(f_tilde, torch.exp(0.5 * log_var)).log_prob(f_real).sum(-1)
+    assert torch.allclose(got, expected, atol=1e-4) and not torch.allclose(got, at_zero, atol=1e-2)
+    grad = torch.autograd.grad(model.loss(make_batch(name))["loss/vae"], log_var, allow_unused=True)[0]
+    assert grad is not None and bool(grad.abs().sum() > 0)
+    assert build_with(name, reconstruction="features").feature_log_var is None  # unit: Larsen et al.'s I, no parameter
+
+
+def test_an_unknown_feature_scale_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"unknown feature_scale 'fixed'; choose one of \['unit', 'learned'\]"):
+        build_with("m2-gan", reconstruction="features", feature_scale="fixed")

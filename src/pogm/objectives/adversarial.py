@@ -84,11 +84,16 @@ def class_generator_loss(fake_logits: Tensor, labels: Tensor) -> Tensor:
     return F.cross_entropy(fake_logits, labels)
 
 
-def feature_reconstruction(features_real: Tensor, features_fake: Tensor) -> Tensor:
+def feature_reconstruction(features_real: Tensor, features_fake: Tensor, log_var: Tensor | None = None) -> Tensor:
     """L_llike^Dis_l of Larsen et al. (eq. 6) per example: -log N(Dis_l(x) | Dis_l(x~), I) =
-    0.5 ||Dis_l(x) - Dis_l(x~)||^2 + (F / 2) log 2 pi. ``[B]``."""
-    squared = (features_real - features_fake).pow(2).sum(-1)
-    return 0.5 * squared + 0.5 * features_real.shape[-1] * math.log(2 * math.pi)
+    0.5 ||Dis_l(x) - Dis_l(x~)||^2 + (F / 2) log 2 pi, ``[..., B]`` from features ``[..., B, F]``.
+    ``log_var`` ``[F]``: the diagonal Gaussian N(Dis_l(x) | Dis_l(x~), diag exp(log_var)) instead
+    of the identity (a learned scale per feature, not in Larsen et al.)."""
+    if log_var is None:
+        squared = (features_real - features_fake).pow(2).sum(-1)
+        return 0.5 * squared + 0.5 * features_real.shape[-1] * math.log(2 * math.pi)
+    elements = (features_real - features_fake).pow(2) * torch.exp(-log_var) + log_var + math.log(2 * math.pi)  # [..., B, F]
+    return 0.5 * elements.sum(-1)
 
 
 def equilibrium_gates(real_bce: float, fake_bce: float, equilibrium: float = 0.68, margin: float = 0.35) -> tuple[bool, bool]:

@@ -15,7 +15,9 @@ replaces it by a Gaussian on the discriminator's last hidden layer,
     L_REC = E_q [log p(Dis_l(x) | z)] = E_q [log N(Dis_l(x) | Dis_l(x~), I)],   x~ = E p(x | y, z)
           = -0.5 ||Dis_l(x) - Dis_l(x~)||^2 - (F / 2) log 2 pi                  (Larsen et al. eq. 6)
 
-with D called frozen, so that only the VAE learns from it; and D sees the reconstructions x~ as a
+with D called frozen, so that only the VAE learns from it (``feature_scale="learned"``: a
+diagonal covariance exp(s) with one free log-variance s per feature, a parameter of the VAE, in
+place of Larsen et al.'s I; the poster leaves the density of Dis_l(x) open); and D sees the reconstructions x~ as a
 second kind of fake beside the prior samples (Larsen et al. eq. 8). The generator's GAN loss stays
 on prior samples only (the poster's L_GAN = E_{z ~ p(z)} log D(G(z))), so no GAN gradient reaches
 the encoder. Pixels the likelihood would not score (missing in the data, or shown to a partial
@@ -42,6 +44,7 @@ from pogm.objectives.adversarial import (
 
 DISCRIMINATORS = ("classes", "pair", "plain")
 RECONSTRUCTIONS = ("pixels", "features")
+FEATURE_SCALES = ("unit", "learned")
 
 
 def fill_holes(x: Tensor, mask: Tensor | None, x_fake: Tensor) -> Tensor:
@@ -56,7 +59,8 @@ def fill_holes(x: Tensor, mask: Tensor | None, x_fake: Tensor) -> Tensor:
 class ConditionalGAN:
     """Mixin for a VAE model with ``self.one_hot``, ``self.p_x`` and a config with ``discriminator``,
     ``architecture``, ``image_shape``, ``discriminator_hidden``, ``channels``,
-    ``discriminator_batch_norm``, ``num_classes``, ``gan_loss`` and ``reconstruction``. The model's
+    ``discriminator_batch_norm``, ``num_classes``, ``gan_loss``, ``reconstruction`` and
+    ``feature_scale``. The model's
     training bound calls `reconstruction_log_prob` where it would call ``self.p_x.log_prob``."""
 
     discriminator_groups: ClassVar[tuple[str, ...]] = ("discriminator",)
@@ -76,6 +80,8 @@ class ConditionalGAN:
         c = self.config
         self.check_discriminator(c.discriminator)
         self.check_reconstruction(c.reconstruction)
+        if c.feature_scale not in FEATURE_SCALES:
+            raise ValueError(f"unknown feature_scale {c.feature_scale!r}; choose one of {list(FEATURE_SCALES)} (Larsen et al.'s identity covariance, or a learned variance per feature)")
         K = c.num_classes
         if c.discriminator != "plain" and K < 2:
             raise ValueError(f"discriminator={c.discriminator!r} scores (image, label) pairs and needs class labels; use discriminator='plain'")
@@ -85,6 +91,9 @@ class ConditionalGAN:
             c.architecture, c.image_shape, c.discriminator_hidden, c.channels,
             label_dim=label_dim, num_outputs=num_outputs, batch_norm=c.discriminator_batch_norm,
         )
+        # log-variance of p(Dis_l(x) | z), one per feature; the VAE's parameter, not D's
+        learned = c.reconstruction == "features" and c.feature_scale == "learned"
+        self.feature_log_var = torch.nn.Parameter(torch.zeros(self.discriminator.feature_dim)) if learned else None
 
     @property
     def reconstructs_features(self) -> bool:
@@ -107,7 +116,8 @@ class ConditionalGAN:
         return self.feature_log_likelihood(self.p_x.mean(params), x, mask, y_one_hot)
 
     def feature_log_likelihood(self, x_tilde: Tensor, x: Tensor, mask: Tensor | None, y_one_hot: Tensor | None = None) -> Tensor:
-        """log p(Dis_l(x) | z) = log N(Dis_l(x) | Dis_l(x~), I) (Larsen et al. eq. 6), ``[..., B]``.
+        """log p(Dis_l(x) | z) = log N(Dis_l(x) | Dis_l(x~), I) (Larsen et al. eq. 6), or with the
+        learned diagonal covariance (``feature_scale="learned"``), ``[..., B]``.
 
         ``x_tilde`` ``[..., B, D]`` the reconstructions (gradients flow into them), ``x`` ``[B, D]``
         the real images, shown to D with x~'s values outside ``mask``. D is called frozen and its
@@ -118,7 +128,7 @@ class ConditionalGAN:
         x_shown = fill_holes(x, mask, x_tilde)  # [..., B, D]
         _, features_real = call_frozen(self.discriminator, x_shown, *label)  # [..., B, F], Dis_l(x)
         _, features_tilde = call_frozen(self.discriminator, x_tilde, *label)  # [..., B, F], Dis_l(x~)
-        return -feature_reconstruction(features_real.detach(), features_tilde)  # [..., B]
+        return -feature_reconstruction(features_real.detach(), features_tilde, self.feature_log_var)  # [..., B]
 
     # ------------------------------------------------------------------ the adversarial losses
     def conditional_gan_losses(
@@ -156,4 +166,4 @@ class ConditionalGAN:
         return loss_d, loss_g
 
 
-__all__ = ["DISCRIMINATORS", "RECONSTRUCTIONS", "ConditionalGAN", "fill_holes"]
+__all__ = ["DISCRIMINATORS", "FEATURE_SCALES", "RECONSTRUCTIONS", "ConditionalGAN", "fill_holes"]

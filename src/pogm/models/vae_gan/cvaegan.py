@@ -48,6 +48,7 @@ class CVAEGANConfig(CVAEConfig):
     gan_weight: float = 1.0
     gan_loss: str = "non-saturating"  # for "pair"; "classes" uses -log p(y | x_p)
     reconstruction: str = "pixels"  # or "features": log N(Dis_l(x) | Dis_l(x~), I) replaces log p(x | y, z)
+    feature_scale: str = "unit"  # features: the Gaussian's covariance, I (Larsen et al.) or "learned" (a log-variance per feature)
 
 
 @register_model("cvae-gan", paper="Sohn et al. 2015 (CVAE) + Mirza & Osindero 2014 (conditional GAN); Chen, Fang & Ju 2016", summary="CVAE with a conditional GAN on (image, label) pairs")

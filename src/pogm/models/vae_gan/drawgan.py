@@ -44,6 +44,7 @@ class DRAWGANConfig(DRAWConfig):
     gan_weight: float = 1.0
     gan_loss: str = "non-saturating"  # or "minimax"
     reconstruction: str = "pixels"  # or "features": log N(Dis_l(x) | Dis_l(x~), I) replaces log p(x | z_{1:T})
+    feature_scale: str = "unit"  # features: the Gaussian's covariance, I (Larsen et al.) or "learned" (a log-variance per feature)
 
 
 @dataclass(frozen=True)

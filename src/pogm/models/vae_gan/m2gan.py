@@ -66,6 +66,7 @@ class M2GANConfig(M2Config):
     gan_weight: float = 1.0  # weight of the generator's GAN loss beside J^alpha
     gan_loss: str = "non-saturating"  # for "pair"; "classes" uses -log p(y | x_p)
     reconstruction: str = "pixels"  # or "features": log N(Dis_l(x) | Dis_l(x~), I) replaces log p(x | y, z)
+    feature_scale: str = "unit"  # features: the Gaussian's covariance, I (Larsen et al.) or "learned" (a log-variance per feature)
     classifier: str = "encoder"  # or "discriminator" or "ensemble" (both need discriminator="classes")
 
 
