@@ -139,6 +139,28 @@ def test_resume_from_a_mid_epoch_checkpoint_is_exact(tmp_path):
     tensors_bitwise_equal(continuous / "model.safetensors", stopped / "model.safetensors")
 
 
+def test_eval_every_steps_evaluates_mid_epoch_and_resumes_exactly(tmp_path, steps_per_epoch):
+    # 11 steps an epoch, an evaluation every 4 steps: records at 4, 8, 12, ... wherever the epoch
+    # stands, and a run stopped at one of them resumes to the weights of the uninterrupted run.
+    train = {**RESUME_TRAIN, "eval_every_steps": 4}
+    continuous = pogm.train("m2", data="digits", labels=10, out=tmp_path / "c", overrides=overrides({**train, "max_steps": 26}), progress=False).dir
+    steps = [r["step"] for r in checkpoint.read_metrics(continuous)]
+    assert steps == [4, 8, 12, 16, 20, 24, 26] and steps_per_epoch % 4 != 0
+    assert [r["epoch"] for r in checkpoint.read_metrics(continuous)][:3] == [0, 0, 1]  # mid-epoch evaluations
+    stopped = pogm.train("m2", data="digits", labels=10, out=tmp_path / "s", overrides=overrides({**train, "max_steps": 8}), progress=False).dir
+    trainer = fresh_trainer(stopped, max_steps=26)
+    trainer.fit()
+    tensors_bitwise_equal(continuous / "model.safetensors", stopped / "model.safetensors")
+    tensors_bitwise_equal(continuous / "best.safetensors", stopped / "best.safetensors")
+    assert without_timing(checkpoint.read_metrics(stopped)) == without_timing(checkpoint.read_metrics(continuous))
+
+
+@pytest.mark.parametrize("setting, value", [("eval_every", 0), ("eval_every_steps", 0)])
+def test_a_non_positive_evaluation_interval_is_a_clear_error(tmp_path, setting, value):
+    with pytest.raises(ValueError, match=f"train.{setting} must be >= 1"):
+        pogm.train("m2", data="digits", labels=10, epochs=1, out=tmp_path / "x", overrides=overrides({setting: value}), progress=False)
+
+
 def test_resume_needs_out_and_a_run(tmp_path):
     with pytest.raises(ValueError, match="--resume"):
         pogm.train("vae", resume=True, progress=False)

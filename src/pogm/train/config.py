@@ -22,6 +22,9 @@ class TrainConfig:
     kl_warmup_steps: int = 0  # KL weight rises linearly from 0 to 1 over these optimizer steps
     grad_clip: float | None = None  # max global gradient norm; None = no clipping
     eval_every: int = 1  # epochs between evaluations and checkpoints
+    # Optimizer steps between evaluations and checkpoints, wherever the epoch stands (in place of
+    # eval_every): runs on data sets of very different sizes are then selected as often.
+    eval_every_steps: int | None = None
     eval_batch_size: int = 1000
     eval_elbo_limit: int | None = 2000  # examples of the validation split used for the ELBO
     device: str = "cpu"

@@ -14,7 +14,7 @@ the terms (a gated update) is not stepped. ``schedule`` says when the groups ste
   ``discriminator_steps`` times on fresh batches, then the other groups once.
 
 A crash loses at most the work since the last checkpoint, which is written at every evaluation
-(every ``eval_every`` epochs) and when training ends; a resumed run ends bit for bit where the
+(every ``eval_every`` epochs, or ``eval_every_steps`` steps) and when training ends; a resumed run ends bit for bit where the
 uninterrupted one would (see `pogm.checkpoint` for how checkpoints survive a kill at any
 moment). SIGINT (Ctrl-C) and SIGTERM stop training at the next step boundary with a checkpoint
 (`TrainingInterrupted`); a second Ctrl-C stops at once.
@@ -86,6 +86,10 @@ class Trainer:
     ) -> None:
         if config.precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {config.precision!r}")
+        if config.eval_every < 1:
+            raise ValueError(f"train.eval_every must be >= 1 (epochs between evaluations), got {config.eval_every}")
+        if config.eval_every_steps is not None and config.eval_every_steps < 1:
+            raise ValueError(f"train.eval_every_steps must be >= 1 (optimizer steps between evaluations) or null (count epochs), got {config.eval_every_steps}")
         if torch.device(config.device).type == "cuda":
             if not torch.cuda.is_available():
                 raise ValueError(f"train.device={config.device}: PyTorch sees no CUDA GPU here (torch.cuda.is_available() is False); use cpu")
@@ -428,10 +432,17 @@ class Trainer:
                 train_terms = self._train_terms()
                 if epoch_finished:  # before the checkpoint, which then holds the next epoch's empty sums
                     self.epoch_sums, self.epoch_count = {}, 0
-                if (epoch_finished and self.stream.epoch % self.config.eval_every == 0) or self._done():
+                if self._evaluation_due(epoch_finished) or self._done():
                     record = self.evaluate_and_checkpoint(train_terms)
                 self._stop_if_signalled(signals)
         return record
+
+    def _evaluation_due(self, epoch_finished: bool) -> bool:
+        """Whether to evaluate and checkpoint now: every ``eval_every_steps`` optimizer steps if set
+        (`_train_epoch` stops there, mid-epoch if need be), else every ``eval_every`` epochs."""
+        if self.config.eval_every_steps is not None:
+            return self.step > 0 and self.step % self.config.eval_every_steps == 0
+        return epoch_finished and self.stream.epoch % self.config.eval_every == 0
 
     def _train_terms(self) -> dict[str, float]:
         """The means of the training terms over the epoch's steps so far (with several processes,
@@ -455,7 +466,8 @@ class Trainer:
             raise RuntimeError(f"the {self.dist.world_size} processes disagree on where training stands: {everyone}; every process must run the same command on the same data")
 
     def _train_epoch(self, epoch: int, signals: StopSignals) -> None:
-        """Steps until the epoch (or the run) ends, or a signal asks to stop."""
+        """Steps until the epoch (or the run) ends, a step-counted evaluation is due, or a signal
+        asks to stop."""
         bar = tqdm(total=self.stream.steps_per_epoch, initial=self.stream._pos, desc=f"epoch {epoch + 1}", disable=not self.show_progress, leave=False)
         try:
             done = self._done()  # once per step: with several processes it is a collective
@@ -466,6 +478,8 @@ class Trainer:
                     bar.set_postfix(loss=f"{self.epoch_sums['loss'] / self.epoch_count:.3f}")
                 done = self._done()
                 if self.stream.epoch == epoch and not done:
+                    if self._evaluation_due(epoch_finished=False):
+                        break  # `_fit` evaluates and checkpoints mid-epoch, then calls again
                     # Not at the epoch's (or the run's) end: after its last step, `_fit` steps the
                     # schedulers and evaluates first, so that the checkpoint covers them.
                     self._stop_if_signalled(signals)
