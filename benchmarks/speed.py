@@ -56,6 +56,8 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 def ssl_gemms(setting: str, model, labelled: int, unlabelled: int) -> list[flops.Gemm]:
     c = model.config
+    if c.network != "mlp":  # pogm.flops lists fully connected layers only
+        raise ValueError(f"{setting} with network={c.network!r}: pogm.flops counts the work of fully connected networks only; measure network=mlp")
     if setting == "m2":
         return flops.m2_step(c.x_dim, c.num_classes, c.z_dim, c.hidden, labelled, unlabelled)
     return flops.adgm_step(c.x_dim, c.num_classes, c.a_dim, c.z_dim, c.hidden, labelled, unlabelled, c.a_samples, skip=setting == "sdgm")

@@ -189,6 +189,19 @@ def test_eval_m2_reports_a_classification_error(m2_run):
     assert "iw_log_likelihood" not in results  # --iw-samples defaults to 0 = skip
 
 
+def test_eval_m2_gan_reports_the_error_of_each_classifier(tmp_path):
+    # m2-gan classifies with its encoder, its discriminator or their ensemble: eval reports all three
+    # (the model's evaluation_metrics), and "error" is the chosen one's.
+    run = tmp_path / "m2-gan"
+    code, _, err = call(["train", "m2-gan", "--data", "digits", "--labels", 5, "--epochs", 1, "--out", run, *SMALL, "--set", "discriminator_hidden=[16]"])
+    assert code == 0, err
+    code, _, err = call(["eval", run])
+    assert code == 0, err
+    results = json.loads((run / "eval.json").read_text())
+    errors = {name: results[f"error_{name}"] for name in ("encoder", "discriminator", "ensemble")}
+    assert all(0.0 <= e <= 1.0 for e in errors.values()) and results["error"] == pytest.approx(errors["encoder"])
+
+
 def test_sample_m2_per_class(m2_run):
     code, out, err = call(["sample", m2_run, "--per-class"])
     assert code == 0, err

@@ -165,6 +165,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if run.model.offers("classify") and labelled:
         results["error"] = classification_error_rate(run.model, data).error
         results["labelled_examples"] = labelled
+    results.update(run.model.evaluation_metrics(data))  # the model's own numbers (m2-gan: the error of each classifier)
     task = run.data.info.get("task_loss")
     if run.model.offers("predict_labels") and task is not None and labelled:
         scored = task_loss_rate(run.model, data, task, limit=args.limit)  # mean of q(h|d) (Tulyakov et al., sec. 4.3)
