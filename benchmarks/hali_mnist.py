@@ -5,6 +5,18 @@ probes of HALI, ALI and VAE features.
     POGM_DATA=../shared/data python benchmarks/hali_mnist.py train --budget-minutes 20 --jobs 2
     POGM_DATA=../shared/data python benchmarks/hali_mnist.py evaluate
     POGM_DATA=../shared/data python benchmarks/hali_mnist.py summarise
+    POGM_DATA=../shared/data OMP_NUM_THREADS=1 python benchmarks/hali_mnist.py diagnose --seconds 180 --only baseline weight0.1
+
+``diagnose`` measures why semi-supervised HALI (``architecture=mlp``) overfits its 100 labels: each
+hypothesis of ``DIAGNOSIS`` trains the real `SemiSupervisedHALI` with the Trainer's parts (the
+same stream of 100 labelled + 100 unlabelled images a step, one Adam per parameter group, each on
+its own loss) for ``--seconds`` CPU seconds on one thread, and scores the classifier on the
+validation and test sets every ``--eval-every`` steps (finer than the Trainer's once an epoch). The
+test error reported is the one at the lowest validation error. Each run is cached as JSON in
+``benchmarks/runs-hali-ssl/`` (git-ignored); the summary goes to
+benchmarks/results/hali_ssl_diagnosis.json. The JSON in the repository came from ``--seconds 150
+--eval-every 100`` for every hypothesis up to ``consistency1``, then ``--seconds 240 --eval-every
+100 --only consistency10 consistency1+entropy1 consistency1`` (seed 0).
 
 Runs live in ``--runs/<name>-<budget>min-seed<seed>`` and are reused when finished (see
 `gan_mnist.train_for_budget`). Every model sees grey-level MNIST (the adversarial models' default;
@@ -107,8 +119,146 @@ def summarise(args) -> dict:
     return report
 
 
+# ----------------------------------------------------------------------------- diagnose
+# Where pogm's semi-supervised HALI departs from (or fills in) section 7.2 of Belghazi et al. (2018), eqs. 9-10.
+DEPARTURES = {
+    "level": "eq. 9 writes x -> z -> y with one z; the paper does not say which level. pogm: every level (z1 and z2, 64 + 32 values) joined, sampled from q(z | x + noise); classify() reads the clean input's means. classifier_levels chooses.",
+    "weight": "eq. 10 is added to the generator's cost as it stands (weight 1, mean over the labelled set; the printed eq. 10 lacks its minus sign). pogm: supervised_weight=1, mean over the labelled rows of the step, which with 100 labelled rows a step is the whole labelled set, as eq. 10.",
+    "noise": "eq. 9's sigma is not given; section 4 adds Gaussian noise of std 0.2 at the inputs of the encoder and the discriminator. pogm: one noisy pass (input_noise=0.2) feeds both the adversarial game and the softmax; with the flat z the noise is on every input of D, latents included. classifier_noise gives the supervised path its own sigma.",
+    "learning_rates": "not given for MNIST. pogm: Adam 2e-4, betas (0.5, 0.999) for both players (the table's GAN_TRAIN); group_lr sets them apart.",
+    "dropout": "section 4: dropout every 3 layers of D, retention 0.2 (the image networks). pogm's flat network: drop probability 0.2 after every layer of D; none in the encoder or the softmax.",
+    "batches": "not given. pogm (the Trainer's stream): every step carries all 100 labelled images (reshuffled) and 100 unlabelled ones; the labelled rows also enter the adversarial game, so half of every adversarial batch is the same 100 images. train.labelled_batch_size changes the labelled share.",
+    "network": "not given for MNIST (Table 4 is the image network). pogm's table: MLP kernels 500-500 with batch norm, z of (64, 32), a linear softmax.",
+    "selection": "not given. pogm: the weights at the lowest validation error (10,000 held-out training images).",
+    "unlabelled_rows": "section 7.2 trains q(y | z) on the labelled rows only ('HALI uses no additional regularization'); consistency_weight and entropy_weight add costs of q(y | z) on the unlabelled rows (off by default).",
+}
+PAPER_SSL_MODEL = {"architecture": "mlp"}  # section 7.2 as pogm first built it, on the table's network: every hypothesis starts here
+# name: (model options over the table's, train options over GAN_TRAIN, what it tests)
+DIAGNOSIS = {
+    "baseline": ({}, {}, "the table's settings: softmax on z1 and z2, weight 1, noise 0.2, 100 labelled a step"),
+    "weight0.1": ({"supervised_weight": 0.1}, {}, "supervised cost weighted 0.1"),
+    "weight0.01": ({"supervised_weight": 0.01}, {}, "supervised cost weighted 0.01"),
+    "level1": ({"classifier_levels": [1]}, {}, "the softmax reads z1 only"),
+    "level2": ({"classifier_levels": [2]}, {}, "the softmax reads z2 only"),
+    "noise0.5": ({"input_noise": 0.5}, {}, "noise sigma 0.5 on the encoder's (and D's) input"),
+    "labelled10": ({}, {"labelled_batch_size": 10}, "10 labelled examples a step instead of all 100"),
+    "d-lr-x0.2": ({}, {"group_lr": {"discriminator": 4e-5}}, "the discriminator's learning rate 5 times lower"),
+    "g-lr-x5": ({}, {"group_lr": {"generator": 1e-3}}, "the generator's (encoder's, decoder's, softmax's) learning rate 5 times higher"),
+    "probe": ({"supervised_gradient": "classifier"}, {}, "eq. 10 trains the softmax only: a linear probe of the adversarial features, 100 labels"),
+    "classifier-noise0.5": ({"classifier_noise": 0.5}, {}, "eq. 9's sigma 0.5 on the supervised path alone (the adversarial pass keeps 0.2)"),
+    "entropy1": ({"entropy_weight": 1.0}, {}, "plus the entropy of q(y | z) on the unlabelled rows, weight 1"),
+    "consistency1": ({"consistency_weight": 1.0}, {}, "plus the consistency of q(y | z) under noise on the unlabelled rows, weight 1"),
+    "consistency10": ({"consistency_weight": 10.0}, {}, "plus the consistency of q(y | z) under noise on the unlabelled rows, weight 10"),
+    "consistency1+entropy1": ({"consistency_weight": 1.0, "entropy_weight": 1.0}, {}, "consistency and entropy on the unlabelled rows, weight 1 each"),
+}
+
+
+def diagnose_one(name: str, seconds: float, eval_every: int, seed: int, runs: Path) -> dict:
+    """Train hypothesis ``name`` for ``seconds`` CPU seconds; its record (cached in ``runs``)."""
+    import copy
+    import time
+
+    import torch
+
+    from pogm.data.streams import SemiSupervisedStream
+    from pogm.evaluate.metrics import classification_error
+    from pogm.models.base import config_from_dict
+    from pogm.runs import choose_labels, load_data, size_model
+    from pogm.train.config import TrainConfig
+    from pogm.train.optimizers import group_optimizers, parameter_groups
+
+    path = runs / f"{name}-{seconds:g}s-seed{seed}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    model_options, train_options, meaning = DIAGNOSIS[name]
+    torch.set_num_threads(1)
+    torch.set_flush_denormal(True)
+    torch.manual_seed(seed)
+    splits = load_data("mnist", {"binarize": False})
+    labelled = choose_labels(splits, 10, seed, True)
+    net = size_model("hali-ssl", splits, len(labelled), {**PAPER_SSL_MODEL, **model_options})
+    config = config_from_dict(TrainConfig, {**GAN_TRAIN, **train_options})
+    stream = SemiSupervisedStream(splits.train, labelled, None, batch_size=config.batch_size, labelled_batch_size=config.labelled_batch_size, seed=seed)
+    groups = parameter_groups(net, set())
+    optimizers = group_optimizers(groups, config)
+    curve, step, cpu, supervised = [], 0, 0.0, []
+
+    labelled_set = splits.train.subset(labelled)
+
+    def evaluate() -> None:
+        net.eval()
+        valid, test, train_labelled = (classification_error(net, d) for d in (splits.valid, splits.test, labelled_set))
+        batch_stats = copy.deepcopy(net).train()  # batch norm on each evaluation batch's statistics instead of the running ones
+        valid_batch_stats = classification_error(batch_stats, splits.valid)
+        net.train()
+        curve.append({"step": step, "train_cpu_seconds": round(cpu, 1), "valid_error": valid, "test_error": test,
+                      "labelled_error": train_labelled, "valid_error_batch_stats": valid_batch_stats,
+                      "supervised": sum(supervised) / max(len(supervised), 1)})
+        supervised.clear()
+        print(f"{name} step {step} cpu {cpu:.0f}s valid {valid:.4f} test {test:.4f} labelled {train_labelled:.2f} "
+              f"valid(batch stats) {valid_batch_stats:.4f} supervised {curve[-1]['supervised']:.4f}", flush=True)
+
+    net.train()
+    while cpu < seconds:
+        start = time.process_time()
+        terms = net.loss(stream.next_batch(), step=step)
+        grads = {g: torch.autograd.grad(terms[f"loss/{g}"], params, allow_unused=True, retain_graph=True) for g, params in groups.items()}
+        for g, params in groups.items():
+            for p, grad in zip(params, grads[g]):
+                p.grad = grad
+            optimizers[g].step()
+        step += 1
+        cpu += time.process_time() - start
+        supervised.append(float(terms.get("supervised", torch.tensor(float("nan")))))
+        if step % eval_every == 0:
+            evaluate()
+    if not curve or curve[-1]["step"] != step:
+        evaluate()
+    best = min(curve, key=lambda r: (r["valid_error"], r["step"]))
+    record = {
+        "name": name, "tests": meaning, "model_options": model_options, "train_options": {**GAN_TRAIN, **train_options},
+        "seed": seed, "cpu_seconds": round(cpu, 1), "steps": step, "eval_every": eval_every,
+        "best_step": best["step"], "best_valid_error": best["valid_error"], "test_error_at_best_valid": best["test_error"],
+        "test_errors_out_of_10000": round(best["test_error"] * len(splits.test)), "last_valid_error": curve[-1]["valid_error"],
+        "last_test_error": curve[-1]["test_error"], "curve": curve,
+    }
+    runs.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1))
+    return record
+
+
+def diagnose(argv: list[str]) -> None:
+    import argparse
+
+    here = Path(__file__).parent
+    parser = argparse.ArgumentParser(description="why semi-supervised HALI overfits its 100 labels: short runs of each hypothesis")
+    parser.add_argument("command", choices=["diagnose"])
+    parser.add_argument("--only", nargs="+", choices=list(DIAGNOSIS), default=list(DIAGNOSIS))
+    parser.add_argument("--seconds", type=float, default=180.0, help="CPU seconds of training per hypothesis (one thread)")
+    parser.add_argument("--eval-every", type=int, default=200, help="steps between evaluations on the validation and test sets")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--runs", default=str(here / "runs-hali-ssl"))
+    parser.add_argument("--out", default=str(here / "results" / "hali_ssl_diagnosis.json"))
+    args = parser.parse_args(argv)
+    for name in args.only:  # one at a time: each run is timed on one thread
+        diagnose_one(name, args.seconds, args.eval_every, args.seed, Path(args.runs))
+    # The summary holds every cached run of this seed, whatever its length.
+    records = [json.loads(p.read_text()) for p in sorted(Path(args.runs).glob(f"*-seed{args.seed}.json"))]
+    order = {name: i for i, name in enumerate(DIAGNOSIS)}
+    records.sort(key=lambda r: (order.get(r["name"], len(order)), r["cpu_seconds"]))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"benchmark": "hali_ssl_diagnosis", "machine": machine(), "paper": PAPER, "departures": DEPARTURES, "base_model": PAPER_SSL_MODEL, "runs": records}, indent=1))
+    for r in records:
+        print(f"{r['name']:>14} {r['steps']:>6} steps {r['cpu_seconds'] / 60:5.2f} CPU-min best valid {r['best_valid_error']:.4f} at {r['best_step']}, test errors {r['test_errors_out_of_10000']}")
+
+
 def main(argv: list[str] | None = None) -> None:
     here = Path(__file__).parent
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["diagnose"]:
+        diagnose(argv)
+        return
     parser = stage_parser(__doc__.splitlines()[0], list(RUNS), 20.0, "CPU minutes of the semi-supervised run (the others get a share)", here / "runs-hali", here / "results" / "hali_mnist.json")
     parser.add_argument("--probe-train", type=int, default=10000, help="training images the linear probe is fitted on")
     args = parser.parse_args(argv)

@@ -19,7 +19,16 @@ GAN_TRAIN = {"lr": 2e-4, "adam_betas": [0.5, 0.999]}  # Adam for the adversarial
 # The network the table was measured with: a vector z_1 and MLP kernels (HALI's default on images is
 # now Table 4's spatial z_1, about 9 times slower per step on a CPU). The paper does not say which
 # network its MNIST result used.
+# consistency_weight and entropy_weight: departures from section 7.2, whose softmax learns from the
+# 100 labelled rows only. Those are memorised within about 100 steps and the validation error then
+# rises while the adversarial features drift. Costs of q(y | z) on the unlabelled rows were the only
+# settings of benchmarks/hali_mnist.py's diagnosis that moved the error (the paper's version: 2,481
+# test errors after 2.5 CPU-minutes; consistency under the encoder's noise: 1,280; consistency and
+# entropy: 963 after 4 CPU-minutes and still falling; benchmarks/results/hali_ssl_diagnosis.json).
+# The table trains both: section 7.2 as written (HALI_SSL_MODEL) and with the two costs
+# (HALI_SSL_UNLABELLED_COSTS).
 HALI_SSL_MODEL = {"architecture": "mlp"}
+HALI_SSL_UNLABELLED_COSTS = {**HALI_SSL_MODEL, "consistency_weight": 1.0, "entropy_weight": 1.0}
 
 # ----------------------------------------------------------------------------- the table
 HALI_MNIST100 = Table(
@@ -28,16 +37,22 @@ HALI_MNIST100 = Table(
     paper=HALI["source"],
     runs=(
         RunSpec("hali-ssl", model="hali-ssl", source="mnist", labels=10, model_options=HALI_SSL_MODEL, train_options=GAN_TRAIN),
+        RunSpec("hali-ssl-unlabelled-costs", model="hali-ssl", source="mnist", labels=10, model_options=HALI_SSL_UNLABELLED_COSTS, train_options=GAN_TRAIN),
         ssl_run("adgm"),
     ),
     rows=(
         Row("semi-supervised HALI", f"test errors out of 10,000, 100 labels {SELECTED}", HALI["hali"] / 10000, Metric("hali-ssl", "test_error"), unit="errors/10,000"),
+        Row("semi-supervised HALI + consistency and entropy (not in the paper)", f"test errors out of 10,000, 100 labels {SELECTED}", HALI["hali"] / 10000,
+            Metric("hali-ssl-unlabelled-costs", "test_error"), unit="errors/10,000"),
         Row("ADGM (as HALI's Table 3 quotes it)", f"test errors out of 10,000, 100 labels {SELECTED}", HALI["adgm"] / 10000, Metric("adgm", "test_error"), unit="errors/10,000"),
     ),
-    default_budget=90.0,  # CPU-minutes for all 3 seeds (Table.seeds): 30 per seed
+    default_budget=135.0,  # CPU-minutes for all 3 seeds (Table.seeds): 45 per seed, 15 per run
     notes=(
         f"Table 3 also lists the feature-matching GAN ({HALI['feature_matching_gan']} errors), which pogm does not "
         f"implement, and M1+M2 ({HALI['m1m2']}; see the ssl-mnist100 table). HALI: MLP kernels of 500-500, z of "
-        "(64, 32), grey-level MNIST, Adam 2e-4 with betas (0.5, 0.999); ADGM: the adgm-mnist100-cpu recipe."
+        "(64, 32), grey-level MNIST, Adam 2e-4 with betas (0.5, 0.999). The second row adds (not in the paper) the "
+        "consistency of q(y | z) under noise and its entropy on the unlabelled rows, weight 1 each; the first is "
+        "section 7.2 as written. "
+        "ADGM: the adgm-mnist100-cpu recipe."
     ),
 )

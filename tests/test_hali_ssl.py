@@ -1,0 +1,117 @@
+"""Semi-supervised HALI's settings beyond section 7.2 of Belghazi et al. (2018): the supervised path's own
+noise, a supervised cost that reaches the softmax only, and the costs of q(y | z) on unlabelled
+rows (consistency under noise, entropy). Each test checks what the setting means, not only that
+it runs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pogm.data.batch import Batch
+from pogm.models.base import config_from_dict
+from pogm.models.hali.hali import SemiSupervisedHALI
+
+# No batch norm, so that rows do not interact and train and eval mode differ only by the noise.
+SMALL = {
+    "x_dim": 16, "image_shape": (1, 4, 4), "architecture": "mlp", "hidden": (12,), "discriminator_hidden": (10,),
+    "discriminator_joint_hidden": (8,), "z_dims": (6, 3), "num_classes": 3, "batch_norm": False,
+}
+
+
+def tiny(**overrides) -> SemiSupervisedHALI:
+    return SemiSupervisedHALI(config_from_dict(SemiSupervisedHALI.Config, {**SMALL, **overrides}))
+
+
+def batch(n: int = 8, labelled: int = 4) -> Batch:
+    g = torch.Generator().manual_seed(3)
+    return Batch(x={"x": torch.rand(n, 1, 4, 4, generator=g)}, y=torch.randint(3, (n,), generator=g), y_mask=torch.arange(n) < labelled)
+
+
+def encoder_parameters(model):
+    return [p for p in model.encoder.parameters()]
+
+
+def test_classifier_noise_encodes_the_labelled_rows_again_from_their_own_noisy_copy():
+    torch.manual_seed(0)
+    sigma = 0.7
+    model = tiny(classifier_noise=sigma, input_noise=0.0).train()
+    b = batch()
+    x = b.x["x"].reshape(8, -1)
+    garbage = [torch.full((8, 6), 50.0), torch.full((8, 3), -50.0)]  # the adversarial pass's z^: not read
+    torch.manual_seed(11)
+    cost = model.supervised_cost(b, garbage, x)
+    torch.manual_seed(11)
+    x_l = x[b.y_mask]
+    zs = model.encode_chain(x_l + sigma * torch.randn_like(x_l))
+    expected = F.cross_entropy(model.classifier(torch.cat(zs, -1)), b.y[b.y_mask])
+    torch.testing.assert_close(cost, expected)
+    # The paper's version (None) reads the adversarial pass's z^ instead.
+    paper = tiny(input_noise=0.0)
+    paper.load_state_dict(model.state_dict())
+    torch.testing.assert_close(paper.supervised_cost(b, garbage, x), F.cross_entropy(paper.classifier(torch.cat([z[b.y_mask] for z in garbage], -1)), b.y[b.y_mask]))
+
+
+def test_supervised_gradient_classifier_leaves_the_encoder_to_the_adversarial_game():
+    b = batch()
+    for setting, encoder_moves in (("encoder", True), ("classifier", False)):
+        torch.manual_seed(0)
+        model = tiny(supervised_gradient=setting).train()
+        x = b.x["x"].reshape(8, -1)
+        cost = model.supervised_cost(b, model.encode_chain(model.noisy(x)), x)
+        grads = torch.autograd.grad(cost, [model.classifier.weight, *encoder_parameters(model)], allow_unused=True)
+        assert grads[0] is not None and grads[0].abs().sum() > 0  # the softmax always learns
+        encoder_norm = sum(float(g.abs().sum()) for g in grads[1:] if g is not None)
+        assert (encoder_norm > 0) == encoder_moves, (setting, encoder_norm)
+    with pytest.raises(ValueError, match="supervised_gradient"):
+        tiny(supervised_gradient="decoder")
+
+
+@pytest.mark.parametrize("name", ["consistency", "entropy"])
+def test_unlabelled_costs_read_the_unlabelled_rows_and_join_the_generator_loss_with_their_weight(name):
+    b = batch()
+    torch.manual_seed(0)
+    model = tiny(**{f"{name}_weight": 0.5}).train()
+    x = b.x["x"].reshape(8, -1)
+    torch.manual_seed(4)
+    z_hat = model.encode_chain(model.noisy(x))
+    cost = model.unlabelled_cost(name, b, z_hat, x)
+    rows = ~b.y_mask
+    log_q = F.log_softmax(model.classifier(torch.cat([z[rows] for z in z_hat], -1)), -1)
+    if name == "entropy":
+        expected = -(log_q.exp() * log_q).sum(-1).mean()
+    else:  # the clean input's means, held fixed, are the target
+        with torch.no_grad():
+            target = F.softmax(model.classifier(torch.cat(model.encode_chain(x[rows], sample=False), -1)), -1)
+        expected = -(target * log_q).sum(-1).mean()
+    torch.testing.assert_close(cost, expected)
+    # The labelled rows do not enter (no batch norm: rows are independent).
+    changed = Batch(x={"x": torch.where(b.y_mask[:, None, None, None], 1 - b.x["x"], b.x["x"])}, y=b.y, y_mask=b.y_mask)
+    torch.testing.assert_close(model.unlabelled_cost(name, changed, z_hat, changed.x["x"].reshape(8, -1)), cost)
+    # It reaches the encoder, and it is added to the generator's loss with its weight.
+    assert sum(float(g.abs().sum()) for g in torch.autograd.grad(cost, encoder_parameters(model), allow_unused=True) if g is not None) > 0
+    without = tiny()
+    without.load_state_dict(model.state_dict())
+    torch.manual_seed(9)
+    terms = model.loss(b)
+    torch.manual_seed(9)
+    base = without.loss(b)
+    assert name in terms and name not in base
+    torch.testing.assert_close(terms["loss/generator"], base["loss/generator"] + 0.5 * terms[name])
+
+
+def test_the_mnist100_table_trains_with_the_unlabelled_costs_and_the_paper_version_stays_available():
+    from pogm.models.hali.paper_table import HALI_MNIST100
+
+    runs = {run.name: run for run in HALI_MNIST100.runs}
+    assert not {"consistency_weight", "entropy_weight"} & set(runs["hali-ssl"].model_options)  # section 7.2 as written
+    spec = runs["hali-ssl-unlabelled-costs"]
+    assert spec.model == "hali-ssl" and spec.model_options["consistency_weight"] > 0 and spec.model_options["entropy_weight"] > 0
+    b = batch()
+    table = tiny(**{k: v for k, v in spec.model_options.items() if k != "architecture"})
+    assert {"consistency", "entropy"} <= set(table.train().loss(b))
+    paper = tiny()  # the defaults: section 7.2 as written, no cost on the unlabelled rows
+    assert paper.config.consistency_weight == 0 and paper.config.entropy_weight == 0
+    assert paper.config.supervised_gradient == "encoder" and paper.config.classifier_noise is None
+    assert not {"consistency", "entropy"} & set(paper.train().loss(b))
