@@ -126,3 +126,31 @@ def test_the_papers_sgd_reaches_the_optimizer_of_a_run(tmp_path):
     optimizer = trainer.optimizer
     assert type(optimizer).__name__ == "SGD"
     assert optimizer.param_groups[0]["lr"] == 0.01 and optimizer.param_groups[0]["momentum"] == 0.9
+
+
+@pytest.mark.parametrize("likelihood", ["gaussian-predicted", "depth", "depth-predicted:0.003"])
+def test_init_std_starts_the_predicted_standard_deviation_there(likelihood):
+    # The log-variance outputs start at 2 log init_std; the default (None) leaves PyTorch's
+    # initialisation, a variance near 1, and the other outputs are untouched.
+    from pogm.models.hybrid.hybrid import FVAE, FVAEConfig
+
+    def predicted_std(init_std):
+        torch.manual_seed(0)
+        model = FVAE(FVAEConfig(image_shape=(1, 8, 8), x_dim=64, y_dim=2, z_dim=4, channels=(4, 8), fc_units=16, likelihood=likelihood, init_std=init_std))
+        params_d, _ = model.decode(torch.randn(50, 4))  # [50, P * 64]
+        gaussian = model.p_d.value if isinstance(model.p_d, ObservedOrNot) else model.p_d
+        value = model.p_d.split(params_d)[1] if isinstance(model.p_d, ObservedOrNot) else params_d
+        return torch.exp(0.5 * gaussian.split(value)[1]).median().item(), params_d
+
+    std, started = predicted_std(0.1)
+    default, plain = predicted_std(None)
+    assert 0.09 < std < 0.11 and 0.5 < default < 2.0
+    n = 64  # the channels before the log-variances (means, and for depth the observation logits) are the same
+    assert torch.equal(started[:, : started.shape[1] - n], plain[:, : plain.shape[1] - n])
+
+
+def test_init_std_needs_a_predicted_variance():
+    from pogm.models.hybrid.hybrid import FVAE, FVAEConfig
+
+    with pytest.raises(ValueError, match="init_std sets the start of a predicted variance; likelihood 'gaussian:0.1' predicts none"):
+        FVAE(FVAEConfig(image_shape=(1, 8, 8), x_dim=64, y_dim=2, z_dim=4, channels=(4, 8), fc_units=16, likelihood="gaussian:0.1", init_std=0.1))

@@ -82,6 +82,7 @@ with the gradient norm clipped to 10 it collapses z, so the table trains with Ad
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -107,6 +108,10 @@ class FVAEConfig:
     channels: tuple[int, ...] = (32, 64, 128)  # one stride-2 convolution per entry (sec. 4.1)
     fc_units: int = 256  # units of every fully connected hidden layer (sec. 4.1)
     likelihood: str = "gaussian-predicted"  # p(d|z): a diagonal Gaussian (sec. 2); "depth" for sec. 3.1; ":MIN_STD" floors the variance
+    # Predicted-variance likelihoods: the standard deviation the network starts from (the bias of its
+    # log-variance outputs); None: PyTorch's default initialisation, a variance near 1 (the paper
+    # does not say).
+    init_std: float | None = None
     z_samples: int = 3  # samples of z averaged in each bound (sec. 4.1: three per stochastic layer)
     batch_norm: bool = False
 
@@ -152,6 +157,20 @@ class FVAE(ImportanceWeighted, ImputesByReconstruction, Model):
         self.decoder_z = nn.Sequential(MLP(c.z_dim, (c.fc_units,), c.fc_units, "relu", c.batch_norm), activation("relu"))
         self.p_d_z = DeconvDecoder(c.fc_units, c.image_shape, c.channels, self.p_d.num_params(channels), "relu", c.batch_norm)
         self.p_h_z = MLP(c.fc_units, (c.fc_units,), self.p_h.num_params(c.y_dim), "relu")
+        if c.init_std is not None:
+            self._start_std(c.init_std, channels)
+
+    def _start_std(self, std: float, channels: int) -> None:
+        """Start p(d|z)'s predicted standard deviation near ``std``: the log-variance outputs (the
+        last ``channels`` output channels of the deconvolutional head) get the bias 2 log std."""
+        gaussian = self.p_d.value if isinstance(self.p_d, ObservedOrNot) else self.p_d
+        if not isinstance(gaussian, Gaussian) or gaussian.scale != "predicted":
+            raise ValueError(f"init_std sets the start of a predicted variance; likelihood {self.config.likelihood!r} predicts none (use gaussian-predicted or depth)")
+        if not (std > 0 and math.isfinite(std)):
+            raise ValueError(f"init_std must be a positive number, got {std}")
+        last = self.p_d_z.net[-1]  # the ConvTranspose2d that emits [P * C] channels
+        with torch.no_grad():
+            last.bias[-channels:] = 2.0 * math.log(std)
 
     # ------------------------------------------------------------------ data
     @classmethod
