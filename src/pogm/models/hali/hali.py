@@ -324,10 +324,11 @@ class HierarchicalALI(Model):
             supervised = self.supervised_cost(batch, z_hat, x)
             loss_g = loss_g + self.config.supervised_weight * supervised
             terms["supervised"] = supervised.detach()
-            for name, weight in (("consistency", self.config.consistency_weight), ("entropy", self.config.entropy_weight)):
-                if weight:
-                    cost = self.unlabelled_cost(name, batch, z_hat, x)
-                    loss_g = loss_g + weight * cost
+            weights = {"consistency": self.config.consistency_weight, "entropy": self.config.entropy_weight}
+            asked = tuple(name for name, weight in weights.items() if weight)
+            if asked:
+                for name, cost in self.unlabelled_costs(asked, batch, z_hat, x).items():
+                    loss_g = loss_g + weights[name] * cost
                     terms[name] = cost.detach()
         with torch.no_grad():
             terms["d_encoder_accuracy"] = (logits_q > 0).float().mean()  # how often D calls the encoder's joint real
@@ -365,21 +366,30 @@ class HierarchicalALI(Model):
             features = features.detach()
         return classification_loss(self.classifier(features), y).mean()
 
-    def unlabelled_cost(self, name: str, batch: Batch, z_hat: list[Tensor], x: Tensor) -> Tensor:
-        """A cost of q(y | z) on the unlabelled rows (all rows when the batch has no labels), a
-        departure from section 7.2, which trains the softmax on labelled rows only:
+    def unlabelled_costs(self, names: tuple[str, ...], batch: Batch, z_hat: list[Tensor], x: Tensor) -> dict[str, Tensor]:
+        """Costs of q(y | z) on the unlabelled rows (all rows when the batch has no labels), a
+        departure from section 7.2, which trains the softmax on labelled rows only; ``names`` from
         ``"consistency"``: the cross-entropy of q(y | z^) (z^ from the noisy input, as the
         adversarial pass draws it) to the distribution of the clean input's means, held fixed;
-        ``"entropy"``: the entropy of q(y | z^) (Grandvalet and Bengio 2005)."""
+        ``"entropy"``: the entropy of q(y | z^) (Grandvalet and Bengio 2005). q(y | z^) is computed
+        once for all of them."""
         rows = ~batch.y_mask if batch.y is not None else torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
         if not bool(rows.any()):
-            return self.classifier.weight.sum() * 0.0
+            return {name: self.classifier.weight.sum() * 0.0 for name in names}
         log_q = F.log_softmax(self.classifier(self.classifier_input([z[rows] for z in z_hat])), -1)  # [B_u, K]
-        if name == "entropy":
-            return -(log_q.exp() * log_q).sum(-1).mean()
-        with torch.no_grad():
-            target = F.softmax(self.classifier(self.classifier_input(self.encode_chain(x[rows], sample=False))), -1)  # [B_u, K]
-        return -(target * log_q).sum(-1).mean()
+        costs = {}
+        for name in names:
+            if name == "entropy":
+                costs[name] = -(log_q.exp() * log_q).sum(-1).mean()
+            else:
+                with torch.no_grad():
+                    target = F.softmax(self.classifier(self.classifier_input(self.encode_chain(x[rows], sample=False))), -1)  # [B_u, K]
+                costs[name] = -(target * log_q).sum(-1).mean()
+        return costs
+
+    def unlabelled_cost(self, name: str, batch: Batch, z_hat: list[Tensor], x: Tensor) -> Tensor:
+        """One of `unlabelled_costs`."""
+        return self.unlabelled_costs((name,), batch, z_hat, x)[name]
 
     # ----- what the model offers ------------------------------------------------------------
 
