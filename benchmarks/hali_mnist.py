@@ -150,6 +150,10 @@ DIAGNOSIS = {
     "consistency1": ({"consistency_weight": 1.0}, {}, "plus the consistency of q(y | z) under noise on the unlabelled rows, weight 1"),
     "consistency10": ({"consistency_weight": 10.0}, {}, "plus the consistency of q(y | z) under noise on the unlabelled rows, weight 10"),
     "consistency1+entropy1": ({"consistency_weight": 1.0, "entropy_weight": 1.0}, {}, "consistency and entropy on the unlabelled rows, weight 1 each"),
+    "consistency1+entropy1+teacher0.99": ({"consistency_weight": 1.0, "entropy_weight": 1.0, "teacher_decay": 0.99}, {},
+                                          "consistency and entropy, the consistency's target from a mean teacher (decay 0.99)"),
+    "consistency1+entropy1+d-lr-x0.2": ({"consistency_weight": 1.0, "entropy_weight": 1.0}, {"group_lr": {"discriminator": 4e-5}},
+                                        "consistency and entropy, the discriminator's learning rate 5 times lower (slower drift of the features?)"),
 }
 
 

@@ -115,3 +115,39 @@ def test_the_mnist100_table_trains_with_the_unlabelled_costs_and_the_paper_versi
     assert paper.config.consistency_weight == 0 and paper.config.entropy_weight == 0
     assert paper.config.supervised_gradient == "encoder" and paper.config.classifier_noise is None
     assert not {"consistency", "entropy"} & set(paper.train().loss(b))
+
+
+def test_the_mean_teacher_averages_the_student_and_gives_the_consistency_target():
+    torch.manual_seed(0)
+    decay = 0.9
+    model = tiny(consistency_weight=1.0, teacher_decay=decay).train()
+    groups = model.parameter_groups()
+    teacher_ids = {id(p) for p in model.teacher.parameters()}
+    assert teacher_ids and not teacher_ids & {id(p) for ps in groups.values() for p in ps}  # averaged, never trained
+    before = [p.clone() for p in model.teacher.parameters()]
+    with torch.no_grad():  # move the student away from the teacher (a copy of it at the start)
+        for p in [*model.encoder.parameters(), *model.classifier.parameters()]:
+            p.add_(1.0)
+    student = [p.clone() for p in [*model.encoder.parameters(), *model.classifier.parameters()]]
+    model.loss(batch())  # one training step's costs: the teacher moves first
+    for t, b0, s in zip(model.teacher.parameters(), before, student):
+        torch.testing.assert_close(t, decay * b0 + (1 - decay) * s)
+    # The target is the teacher's softmax on the clean means, not the student's.
+    x = batch().x["x"].reshape(8, -1)
+    zs = model.encode_chain(x, sample=False, encoder=model.teacher["encoder"])
+    torch.testing.assert_close(model.consistency_target(x), F.softmax(model.teacher["classifier"](torch.cat(zs, -1)), -1))
+    own = F.softmax(model.classifier(torch.cat(model.encode_chain(x, sample=False), -1)), -1)
+    assert not torch.allclose(model.consistency_target(x), own)
+    model.eval()
+    frozen = [p.clone() for p in model.teacher.parameters()]
+    model.loss(batch())  # evaluation leaves the teacher alone
+    assert all(torch.equal(a, b) for a, b in zip(frozen, model.teacher.parameters()))
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"consistency_weight": 1.0, "teacher_decay": 1.5}, "teacher_decay must lie in"),
+    ({"teacher_decay": 0.99}, "set consistency_weight"),
+])
+def test_a_mean_teacher_without_a_consistency_cost_or_with_a_bad_decay_is_refused(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        tiny(**overrides)

@@ -70,6 +70,7 @@ on draws of the kernels (``innovation="sample"``, the paper's) or their means.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -131,6 +132,7 @@ class HALIConfig:
     supervised_gradient: str = "encoder"  # "encoder": eq. 10 trains encoder and softmax (the paper); "classifier": the softmax only (a probe of the adversarial features)
     consistency_weight: float = 0.0  # unlabelled rows: cross-entropy of q(y | z^ of the noisy input) to q(y | z of the clean input's means), held fixed
     entropy_weight: float = 0.0  # unlabelled rows: entropy of q(y | z^ of the noisy input)
+    teacher_decay: float = 0.0  # > 0: the consistency target comes from a mean teacher, an average of the encoder and softmax with this decay per step (Tarvainen & Valpola 2017); 0: from the model itself
 
 
 def _gaussian_kernel(in_dim: int, out_dim: int, c: HALIConfig) -> GaussianHead:
@@ -232,6 +234,17 @@ class HierarchicalALI(Model):
                 c.architecture, c.image_shape, c.channels,
             )
         self.classifier = nn.Linear(sum(self.classifier_width(level) for level in self.classifier_levels), c.num_classes) if c.num_classes else None
+        self.teacher = self._mean_teacher(c)
+
+    def _mean_teacher(self, c: HALIConfig) -> nn.ModuleDict | None:
+        """A frozen copy of the encoder and softmax that `update_teacher` averages, or None."""
+        if not c.teacher_decay:
+            return None
+        if not 0 < c.teacher_decay < 1:
+            raise ValueError(f"teacher_decay must lie in (0, 1) (0 turns the mean teacher off), got {c.teacher_decay}")
+        if self.classifier is None or not c.consistency_weight:
+            raise ValueError("teacher_decay gives the consistency cost its target: set consistency_weight > 0 on a semi-supervised HALI (hali-ssl)")
+        return nn.ModuleDict({"encoder": copy.deepcopy(self.encoder), "classifier": copy.deepcopy(self.classifier)}).requires_grad_(False)
 
     @classmethod
     def data_fields(cls, x_dim: int, num_classes: int | None, num_train: int, num_labelled: int, train: Any = None) -> dict[str, Any]:
@@ -265,9 +278,10 @@ class HierarchicalALI(Model):
         return shape[0] if len(shape) == 3 and self.config.classifier_pooling == "mean" else math.prod(shape)
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """The discriminator, and every other trained parameter (the mean teacher's are averaged, not trained)."""
         discriminator = list(self.discriminator.parameters())
         own = {id(p) for p in discriminator}
-        return {"generator": [p for p in self.parameters() if id(p) not in own], "discriminator": discriminator}
+        return {"generator": [p for p in self.parameters() if id(p) not in own and p.requires_grad], "discriminator": discriminator}
 
     # ----- the two chains -------------------------------------------------------------------
 
@@ -277,11 +291,11 @@ class HierarchicalALI(Model):
             return x + self.config.input_noise * torch.randn_like(x)
         return x
 
-    def encode_chain(self, x: Tensor, levels: int | None = None, sample: bool = True) -> list[Tensor]:
+    def encode_chain(self, x: Tensor, levels: int | None = None, sample: bool = True, encoder: nn.ModuleList | None = None) -> list[Tensor]:
         """``[z^_1, ..., z^_l]`` from q(z_1 | x) then q(z_l | z_{l-1}) (eq. 1), each ``[B, *z_shapes[l]]``;
-        ``sample=False`` follows the means."""
+        ``sample=False`` follows the means; ``encoder`` another set of kernels (the mean teacher's)."""
         zs, h = [], x
-        for kernel in self.encoder[: levels or self.levels]:
+        for kernel in (self.encoder if encoder is None else encoder)[: levels or self.levels]:
             q = DiagonalGaussian(*kernel(h))
             h = q.rsample() if sample else q.mean
             zs.append(h)
@@ -320,6 +334,8 @@ class HierarchicalALI(Model):
         loss_g = joint_generator_loss(logits_q_g, logits_p_g, self.config.gan_loss)
 
         terms: dict[str, Tensor] = {}
+        if self.teacher is not None and self.training:
+            self.update_teacher()
         if self.classifier is not None:
             supervised = self.supervised_cost(batch, z_hat, x)
             loss_g = loss_g + self.config.supervised_weight * supervised
@@ -382,10 +398,29 @@ class HierarchicalALI(Model):
             if name == "entropy":
                 costs[name] = -(log_q.exp() * log_q).sum(-1).mean()
             else:
-                with torch.no_grad():
-                    target = F.softmax(self.classifier(self.classifier_input(self.encode_chain(x[rows], sample=False))), -1)  # [B_u, K]
-                costs[name] = -(target * log_q).sum(-1).mean()
+                costs[name] = -(self.consistency_target(x[rows]) * log_q).sum(-1).mean()
         return costs
+
+    @torch.no_grad()
+    def consistency_target(self, x: Tensor) -> Tensor:
+        """q(y | z) on the clean input's means ``[B, K]``, by the model itself or its mean teacher."""
+        if self.teacher is None:
+            return F.softmax(self.classifier(self.classifier_input(self.encode_chain(x, sample=False))), -1)
+        zs = self.encode_chain(x, sample=False, encoder=self.teacher["encoder"])
+        return F.softmax(self.teacher["classifier"](self.classifier_input(zs)), -1)
+
+    @torch.no_grad()
+    def update_teacher(self) -> None:
+        """theta' <- d theta' + (1 - d) theta for the mean teacher's encoder and softmax (d =
+        ``teacher_decay``; its batch-norm statistics are copied). `loss` calls it once a training
+        step, before the step's costs: the teacher averages the weights up to the previous step."""
+        d = self.config.teacher_decay
+        for name, student in (("encoder", self.encoder), ("classifier", self.classifier)):
+            teacher = self.teacher[name]
+            for p_t, p in zip(teacher.parameters(), student.parameters()):
+                p_t.lerp_(p, 1.0 - d)
+            for b_t, b in zip(teacher.buffers(), student.buffers()):
+                b_t.copy_(b)
 
     def unlabelled_cost(self, name: str, batch: Batch, z_hat: list[Tensor], x: Tensor) -> Tensor:
         """One of `unlabelled_costs`."""

@@ -75,7 +75,7 @@ bound of a unit Gaussian on the ~150 observed pixels is about -138), while the d
 a few hundredths. ``init_std`` starts the log-variance outputs' bias at 2 log init_std. With
 ``init_std=0.1`` (and the floor, 250-step evaluations) the same two seeds leave the plateau at once:
 H-VAE(500, 19500) seed 1 reaches 162 by step 1,250 and F-VAE(20000) seed 2 179 by step 3,000
-(2 CPU-minutes each). The paper does not state its initialisation; the table has not switched yet.
+(2 CPU-minutes each). The paper does not state its initialisation; the table's depth runs start at 0.1.
 
 So `pogm reproduce hybrid-vae` (`pogm.models.hybrid.paper_table`) trains mnist-keypoints with
 ``gaussian-predicted:0.05``, the paper's model with a floor at 0.05: floors of 0.02 and 0.05 both
