@@ -108,6 +108,7 @@ def test_the_mnist100_table_trains_with_the_unlabelled_costs_and_the_paper_versi
     assert not {"consistency_weight", "entropy_weight"} & set(runs["hali-ssl"].model_options)  # section 7.2 as written
     spec = runs["hali-ssl-unlabelled-costs"]
     assert spec.model == "hali-ssl" and spec.model_options["consistency_weight"] > 0 and spec.model_options["entropy_weight"] > 0
+    assert 0 < spec.model_options["teacher_decay"] < 1  # the consistency's target from a mean teacher
     b = batch()
     table = tiny(**{k: v for k, v in spec.model_options.items() if k != "architecture"})
     assert {"consistency", "entropy"} <= set(table.train().loss(b))

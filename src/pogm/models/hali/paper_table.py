@@ -25,10 +25,14 @@ GAN_TRAIN = {"lr": 2e-4, "adam_betas": [0.5, 0.999]}  # Adam for the adversarial
 # settings of benchmarks/hali_mnist.py's diagnosis that moved the error (the paper's version: 2,481
 # test errors after 2.5 CPU-minutes; consistency under the encoder's noise: 1,280; consistency and
 # entropy: 963 after 4 CPU-minutes and still falling; benchmarks/results/hali_ssl_diagnosis.json).
-# The table trains both: section 7.2 as written (HALI_SSL_MODEL) and with the two costs
-# (HALI_SSL_UNLABELLED_COSTS).
+# With the model's own q(y | z) as the consistency target a long run turns after about 3,000 steps
+# (validation error 8.3%, then 15.9% at step 6,000 and 24.6% at 9,000): the target drifts with the
+# features and entropy minimisation confirms its mistakes. A mean teacher's target (an average of
+# the encoder and softmax, decay 0.99; Tarvainen & Valpola 2017) kept falling over the same 6,000
+# steps (7.1%). The table trains both: section 7.2 as written (HALI_SSL_MODEL) and with the two
+# costs and the mean teacher (HALI_SSL_UNLABELLED_COSTS).
 HALI_SSL_MODEL = {"architecture": "mlp"}
-HALI_SSL_UNLABELLED_COSTS = {**HALI_SSL_MODEL, "consistency_weight": 1.0, "entropy_weight": 1.0}
+HALI_SSL_UNLABELLED_COSTS = {**HALI_SSL_MODEL, "consistency_weight": 1.0, "entropy_weight": 1.0, "teacher_decay": 0.99}
 
 # ----------------------------------------------------------------------------- the table
 HALI_MNIST100 = Table(
@@ -42,7 +46,7 @@ HALI_MNIST100 = Table(
     ),
     rows=(
         Row("semi-supervised HALI", f"test errors out of 10,000, 100 labels {SELECTED}", HALI["hali"] / 10000, Metric("hali-ssl", "test_error"), unit="errors/10,000"),
-        Row("semi-supervised HALI + consistency and entropy (not in the paper)", f"test errors out of 10,000, 100 labels {SELECTED}", HALI["hali"] / 10000,
+        Row("semi-supervised HALI + mean-teacher consistency and entropy (not in the paper)", f"test errors out of 10,000, 100 labels {SELECTED}", HALI["hali"] / 10000,
             Metric("hali-ssl-unlabelled-costs", "test_error"), unit="errors/10,000"),
         Row("ADGM (as HALI's Table 3 quotes it)", f"test errors out of 10,000, 100 labels {SELECTED}", HALI["adgm"] / 10000, Metric("adgm", "test_error"), unit="errors/10,000"),
     ),
@@ -51,7 +55,7 @@ HALI_MNIST100 = Table(
         f"Table 3 also lists the feature-matching GAN ({HALI['feature_matching_gan']} errors), which pogm does not "
         f"implement, and M1+M2 ({HALI['m1m2']}; see the ssl-mnist100 table). HALI: MLP kernels of 500-500, z of "
         "(64, 32), grey-level MNIST, Adam 2e-4 with betas (0.5, 0.999). The second row adds (not in the paper) the "
-        "consistency of q(y | z) under noise and its entropy on the unlabelled rows, weight 1 each; the first is "
+        "consistency of q(y | z) under noise to a mean teacher (decay 0.99) and its entropy on the unlabelled rows, weight 1 each; the first is "
         "section 7.2 as written. "
         "ADGM: the adgm-mnist100-cpu recipe."
     ),
