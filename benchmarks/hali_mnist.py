@@ -152,6 +152,10 @@ DIAGNOSIS = {
     "consistency1+entropy1": ({"consistency_weight": 1.0, "entropy_weight": 1.0}, {}, "consistency and entropy on the unlabelled rows, weight 1 each"),
     "consistency1+entropy1+teacher0.99": ({"consistency_weight": 1.0, "entropy_weight": 1.0, "teacher_decay": 0.99}, {},
                                           "consistency and entropy, the consistency's target from a mean teacher (decay 0.99)"),
+    "consistency1+entropy1+teacher0.999": ({"consistency_weight": 1.0, "entropy_weight": 1.0, "teacher_decay": 0.999}, {},
+                                           "consistency and entropy, a slower mean teacher (decay 0.999): does the turn after 12,000 steps come later?"),
+    "consistency1+teacher0.99": ({"consistency_weight": 1.0, "teacher_decay": 0.99}, {},
+                                 "consistency to a mean teacher (decay 0.99) without the entropy cost: does entropy minimisation drive the turn?"),
     "consistency1+entropy1+d-lr-x0.2": ({"consistency_weight": 1.0, "entropy_weight": 1.0}, {"group_lr": {"discriminator": 4e-5}},
                                         "consistency and entropy, the discriminator's learning rate 5 times lower (slower drift of the features?)"),
 }
@@ -246,11 +250,15 @@ def diagnose(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     for name in args.only:  # one at a time: each run is timed on one thread
         diagnose_one(name, args.seconds, args.eval_every, args.seed, Path(args.runs))
-    # The summary holds every cached run of this seed, whatever its length.
+    # The summary holds every cached run of this seed, whatever its length, and keeps the runs of the
+    # summary already written that are not cached here (the cache is git-ignored; the summary is not).
     records = [json.loads(p.read_text()) for p in sorted(Path(args.runs).glob(f"*-seed{args.seed}.json"))]
+    out = Path(args.out)
+    if out.is_file():
+        cached = {(r["name"], r["seed"], round(r["cpu_seconds"] / 10)) for r in records}
+        records += [r for r in json.loads(out.read_text())["runs"] if (r["name"], r["seed"], round(r["cpu_seconds"] / 10)) not in cached]
     order = {name: i for i, name in enumerate(DIAGNOSIS)}
     records.sort(key=lambda r: (order.get(r["name"], len(order)), r["cpu_seconds"]))
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"benchmark": "hali_ssl_diagnosis", "machine": machine(), "paper": PAPER, "departures": DEPARTURES, "base_model": PAPER_SSL_MODEL, "runs": records}, indent=1))
     for r in records:
