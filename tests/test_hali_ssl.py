@@ -76,7 +76,7 @@ def test_unlabelled_costs_read_the_unlabelled_rows_and_join_the_generator_loss_w
     x = b.x["x"].reshape(8, -1)
     torch.manual_seed(4)
     z_hat = model.encode_chain(model.noisy(x))
-    cost = model.unlabelled_cost(name, b, z_hat, x)
+    cost = model.unlabelled_costs((name,), b, z_hat, x)[name]
     rows = ~b.y_mask
     log_q = F.log_softmax(model.classifier(torch.cat([z[rows] for z in z_hat], -1)), -1)
     if name == "entropy":
@@ -88,7 +88,7 @@ def test_unlabelled_costs_read_the_unlabelled_rows_and_join_the_generator_loss_w
     torch.testing.assert_close(cost, expected)
     # The labelled rows do not enter (no batch norm: rows are independent).
     changed = Batch(x={"x": torch.where(b.y_mask[:, None, None, None], 1 - b.x["x"], b.x["x"])}, y=b.y, y_mask=b.y_mask)
-    torch.testing.assert_close(model.unlabelled_cost(name, changed, z_hat, changed.x["x"].reshape(8, -1)), cost)
+    torch.testing.assert_close(model.unlabelled_costs((name,), changed, z_hat, changed.x["x"].reshape(8, -1))[name], cost)
     # It reaches the encoder, and it is added to the generator's loss with its weight.
     assert sum(float(g.abs().sum()) for g in torch.autograd.grad(cost, encoder_parameters(model), allow_unused=True) if g is not None) > 0
     without = tiny()

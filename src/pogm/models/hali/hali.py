@@ -431,10 +431,6 @@ class HierarchicalALI(Model):
             for b_t, b in zip(teacher.buffers(), student.buffers()):
                 b_t.copy_(b)
 
-    def unlabelled_cost(self, name: str, batch: Batch, z_hat: list[Tensor], x: Tensor) -> Tensor:
-        """One of `unlabelled_costs`."""
-        return self.unlabelled_costs((name,), batch, z_hat, x)[name]
-
     # ----- what the model offers ------------------------------------------------------------
 
     @torch.no_grad()
