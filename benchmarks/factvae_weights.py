@@ -26,23 +26,24 @@ from pogm.reproduce.table import RECORD
 from pogm.runs import load_run
 
 
-def column_norms(run_dir: Path) -> dict[str, float]:
-    """Min, median and max of the last weights' column norms ||Phi^(g)_{:, j}|| (every grouped
-    model has the same generator, so JMVAE+ too, without the lasso)."""
-    norms = load_run(run_dir, weights="latest").model.sparsity_pattern().flatten()  # [G * K]
+def column_norms(model) -> dict[str, float]:
+    """Min, median and max of ``model``'s column norms ||Phi^(g)_{:, j}|| (every grouped model
+    has the same generator, so JMVAE+ too, without the lasso)."""
+    norms = model.sparsity_pattern().flatten()  # [G * K]
     return {"min": norms.min().item(), "median": norms.median().item(), "max": norms.max().item()}
 
 
 def score(run_dir: Path, iw_samples: int) -> dict:
     record = json.loads((run_dir / RECORD).read_text())
-    latest = factvae_metrics(run_dir, iw_samples=iw_samples, weights="latest")
+    loaded = load_run(run_dir, weights="latest")  # loaded once, scored and measured
+    latest = factvae_metrics(loaded, iw_samples=iw_samples)
     return {
         "run": run_dir.name,
         "table_weights": record["evaluation"]["options"]["weights"],
         "test_log_likelihood_table": record["evaluation"]["numbers"]["test_log_likelihood"],
         "test_log_likelihood_last": latest["test_log_likelihood"],
         "zero_columns_last": latest["zero_columns"],
-        "phi_column_norms_last": column_norms(run_dir),
+        "phi_column_norms_last": column_norms(loaded.model),
         "machine": record["machine"],
     }
 
