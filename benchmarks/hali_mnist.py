@@ -159,6 +159,8 @@ DIAGNOSIS = {
                                  "consistency to a mean teacher (decay 0.99) without the entropy cost: does entropy minimisation drive the turn?"),
     "consistency1+entropy1+d-lr-x0.2": ({"consistency_weight": 1.0, "entropy_weight": 1.0}, {"group_lr": {"discriminator": 4e-5}},
                                         "consistency and entropy, the discriminator's learning rate 5 times lower (slower drift of the features?)"),
+    "consistency1+entropy1+teacher0.99+d-lr-x0.2": ({"consistency_weight": 1.0, "entropy_weight": 1.0, "teacher_decay": 0.99}, {"group_lr": {"discriminator": 4e-5}},
+                                                    "the mean-teacher row with the discriminator's learning rate 5 times lower: does the turn after 13,000 steps come later?"),
 }
 
 
