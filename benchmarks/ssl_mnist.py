@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> None:
         "labels": 100,
         "machine": machine(args.threads, parallel_runs=args.jobs),
         "note": args.note,
-        "settings": {"lr": args.lr, "precision": args.precision, "m1_fraction": args.m1_fraction, "seeds": args.seeds, "recipes": {m: RECIPES[m] for m in args.models if m in RECIPES}},
+        "settings": {"lr": args.lr, "precision": args.precision, "m1_fraction": args.m1_fraction, "seeds": args.seeds, "recipes": {m: RECIPES[m] for m in results if m in RECIPES}},
         "results": results,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
