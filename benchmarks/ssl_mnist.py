@@ -138,6 +138,16 @@ def seed_summary(budget_minutes: float, per_seed: list[dict]) -> dict:
     }
 
 
+def carried_seeds(earlier: dict, model: str, budget_minutes: float, seeds: list[int], measured: list[dict]) -> list[dict]:
+    """The per-seed rows of ``earlier`` (the JSON being rewritten) for ``model`` at ``budget_minutes``
+    whose seed is asked for but has no run directory now: a summary never drops a measured seed
+    because its run directory is gone (they are git-ignored; the JSON is not)."""
+    have = {r["seed"] for r in measured}
+    rows = earlier.get("results", {}).get(model, {}).get("budgets", [])
+    old = next((r for r in rows if r["budget_minutes"] == budget_minutes), {})
+    return [r for r in old.get("per_seed", []) if r["seed"] in seeds and r["seed"] not in have]
+
+
 def selected_so_far(curve: list[dict]) -> list[tuple[float, float, float]]:
     """(epoch, CPU minutes, test error of the best-validation evaluation so far) per evaluation."""
     points, best = [], None
@@ -216,6 +226,7 @@ def main(argv: list[str] | None = None) -> None:
         with ProcessPoolExecutor(max_workers=args.jobs) as pool:
             runs = list(pool.map(run_one, *zip(*jobs), [args] * len(jobs)))
 
+    earlier = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
     results = {}
     for model in args.models:
         rows = []
@@ -226,17 +237,16 @@ def main(argv: list[str] | None = None) -> None:
                     row = summarise(run, budget)
                     if "test_error" in row:
                         per_seed.append({**row, "seed": run["seed"], "run_dir": run["run_dir"]})
-            rows.append(seed_summary(budget, per_seed))
+            per_seed += carried_seeds(earlier, model, budget, args.seeds, per_seed)
+            rows.append(seed_summary(budget, sorted(per_seed, key=lambda r: r["seed"])))
         mine = [r for r in runs if r["model"] == model and r["records"]]
         if not mine:
             continue
         first = max(mine, key=lambda r: (-r["seed"], r["budget_minutes"]))  # the longest run of the lowest seed that has one
         curve = [{k: r[k] for k in ("step", "epoch", "train_cpu_seconds", "train_wall_seconds", "valid_error", "test_error")} for r in first["records"]]
         results[model] = {"budgets": rows, "curve_longest_run": curve, "curve_seed": first["seed"], "paper": PAPER[model], "public_reference": PUBLIC_REFERENCE.get(model)}
-    kept = {}  # models measured by an earlier invocation into the same file stay
-    if Path(args.out).exists():
-        earlier = json.loads(Path(args.out).read_text())
-        kept = {m: r for m, r in earlier.get("results", {}).items() if m not in results and "curve_seed" in r}
+    # models measured by an earlier invocation into the same file stay
+    kept = {m: r for m, r in earlier.get("results", {}).items() if m not in results and "curve_seed" in r}
     results = {**kept, **results}
     report = {
         "benchmark": "ssl_mnist",
