@@ -139,6 +139,26 @@ def test_resume_from_a_mid_epoch_checkpoint_is_exact(tmp_path):
     tensors_bitwise_equal(continuous / "model.safetensors", stopped / "model.safetensors")
 
 
+def test_a_finished_run_resumed_with_a_longer_limit_ends_as_one_long_run(tmp_path):
+    # A run that stopped at its max_steps (or CPU budget) continues when the resume names a new
+    # limit (`--resume --set train.max_steps=20`), to the very weights of a run that went straight
+    # there; the new limit is written to the run's config.
+    def run(name: str, max_steps: int) -> Path:
+        return pogm.train("m2", data="digits", labels=10, out=tmp_path / name, overrides=overrides({**RESUME_TRAIN, "max_steps": max_steps}), progress=False).dir
+
+    continuous, stopped = run("continuous", 20), run("stopped", 7)
+    pogm.train(out=stopped, resume=True, config={"train.max_steps": 20}, progress=False)
+    tensors_bitwise_equal(continuous / "model.safetensors", stopped / "model.safetensors")
+    def records(run_dir: Path) -> list[dict]:  # "best" depends on the evaluations before: the stopped run has one more
+        return [{k: v for k, v in r.items() if k != "best"} for r in without_timing(checkpoint.read_metrics(run_dir))]
+
+    at_stop, *after = records(stopped)  # the first run's final evaluation, then the long run's
+    assert at_stop["step"] == 7 and after == records(continuous)
+    assert checkpoint.read_config(stopped)["train"]["max_steps"] == 20
+    with pytest.raises(ValueError, match=r"train\.lr"):  # any other setting still has to match the run
+        pogm.train(out=stopped, resume=True, config={"train.max_steps": 30, "train.lr": 0.5}, progress=False)
+
+
 def test_eval_every_steps_evaluates_mid_epoch_and_resumes_exactly(tmp_path, steps_per_epoch):
     # 11 steps an epoch, an evaluation every 4 steps: records at 4, 8, 12, ... wherever the epoch
     # stands, and a run stopped at one of them resumes to the weights of the uninterrupted run.

@@ -287,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu or cuda (under torchrun: one GPU per process, cuda:LOCAL_RANK)")
     p.add_argument("--precision", default=None, choices=["fp32", "bf16"], help="bf16: autocast matmuls to bfloat16 (for GPUs; fp32 weights, losses and gradients); default fp32")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value: z_dim=32, train.lr=1e-3, data.binarize=false")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out exactly from its last checkpoint (the previous one if the last is damaged); with the run's number of processes")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out exactly from its last checkpoint (the previous one if the last is damaged); with the run's number of processes. --epochs, --set train.cpu_budget_seconds=S or train.max_steps=N give a finished run a new limit")
     p.add_argument(
         "--nproc", type=int, default=None, metavar="N",
         help="train data-parallel in N processes on this machine (runs this command under `torchrun --standalone --nproc_per_node N`); "

@@ -102,7 +102,9 @@ def train(
             older name for it).
         resume: continue the run in ``out`` exactly from its last checkpoint. Anything else that
             is named must match the run (a different model, data, labels, seed or setting is a
-            ValueError saying what differs); ``epochs`` may raise its epoch limit.
+            ValueError saying what differs), except its stopping rule: ``epochs``, or
+            ``train.cpu_budget_seconds`` / ``train.max_steps`` in ``config``, replace it, so that a
+            finished run can be continued for longer.
         overrides: an older name for ``config``.
 
     Raises `TrainingInterrupted` after saving a checkpoint when SIGINT (Ctrl-C) or SIGTERM
@@ -120,8 +122,9 @@ def train(
             raise ValueError("--resume needs the run directory (--out DIR)")
         run_config = checkpoint.read_config(Path(out))
         check_resume_request(Path(out), run_config, model, data, labels, unlabelled, seed, recipe, sets)
+        stop = {key: value for key, value in sets.get("train", {}).items() if key in STOPPING_RULE}
         with process_group(str(run_config["train"].get("device") or "cpu")) as dist:
-            return _resume(Path(out), epochs, progress, dist)
+            return _resume(Path(out), epochs, progress, dist, stop)
     device = str(merge_dicts(recipe.get("train"), sets.get("train")).get("device") or "cpu")
     with process_group(device) as dist:
         return _train_new(model, data, labels, epochs, out, unlabelled, 0 if seed is None else seed, recipe, sets, progress, dist)
@@ -129,6 +132,9 @@ def train(
 
 # Training settings that a resume may change: they decide speed and output, not the numbers.
 RESUMABLE_TRAIN_SETTINGS = frozenset({"progress", "threads"})
+# Training settings that a resume may set explicitly (``config``/``--set``, not a recipe): they
+# decide when the run stops, not what it computes up to there.
+STOPPING_RULE = frozenset({"cpu_budget_seconds", "max_steps"})
 
 
 def check_resume_request(run_dir: Path, config: dict[str, Any], model, data, labels, unlabelled, seed, recipe: dict[str, Any], sets: dict[str, dict[str, Any]]) -> None:
@@ -155,7 +161,7 @@ def check_resume_request(run_dir: Path, config: dict[str, Any], model, data, lab
     recorded_sections = {"model": config["model_config"], "train": config["train"], "data": recorded.get("options") or {}}
     for section, values in requested.items():
         for key, value in values.items():
-            if section == "train" and key in RESUMABLE_TRAIN_SETTINGS:
+            if section == "train" and (key in RESUMABLE_TRAIN_SETTINGS or (key in STOPPING_RULE and key in sets.get("train", {}))):
                 continue
             differs(f"{section}.{key}" if section != "model" else key, value, recorded_sections[section].get(key))
     if differences:
@@ -336,19 +342,22 @@ def _make_trainer(net, splits: DataSplits, labelled_index, train_config: TrainCo
     return Trainer(net, stream, train_config, run_dir, valid=splits.valid, test=splits.test, task_loss=splits.info.get("task_loss"), dist=dist)
 
 
-def _resume(run_dir: Path, epochs: int | None, progress: bool, dist: Distributed = SINGLE) -> Run:
+def _resume(run_dir: Path, epochs: int | None, progress: bool, dist: Distributed = SINGLE, stop: Mapping[str, Any] | None = None) -> Run:
     """Continue the run in ``run_dir`` from its newest usable checkpoint; a run stopped before its
-    first checkpoint starts again from step 0, seeded as `train` seeded it. Refuses (`WorldSizeMismatch`)
-    a number of processes other than the run's."""
+    first checkpoint starts again from step 0, seeded as `train` seeded it. ``epochs`` or ``stop``
+    (``cpu_budget_seconds``, ``max_steps``) replace the run's stopping rule, and the new rule is
+    written to its config. Refuses (`WorldSizeMismatch`) a number of processes other than the run's."""
     trained = int(checkpoint.read_config(run_dir).get("world_size", 1))
     if trained != dist.world_size:
         raise WorldSizeMismatch(run_dir, trained, dist.world_size)
     torch.manual_seed(checkpoint.read_config(run_dir)["seed"])
     config, net, splits, labelled_index, unlabelled_index = rebuild_run(run_dir)
     train_values = dict(config["train"])
-    if epochs is not None:
-        # A new epoch limit replaces the old stopping rule, whatever it was.
-        train_values.update(epochs=epochs, max_steps=None, cpu_budget_seconds=None)
+    if epochs is not None or stop:
+        # A new limit replaces the old stopping rule, whatever it was.
+        if epochs is not None:
+            train_values.update(epochs=epochs, max_steps=None, cpu_budget_seconds=None)
+        train_values.update(stop or {})
         if dist.is_main:
             checkpoint.write_config(run_dir, {**{k: v for k, v in config.items() if k != "format"}, "train": {**train_values, "progress": config["train"].get("progress", True)}})
     train_values["progress"] = progress
