@@ -61,6 +61,8 @@ def run_one(model: str, budget_minutes: float, seed: int, args: argparse.Namespa
     train = dict(TRAIN_SETTINGS[model])
     if args.lr is not None:
         train["lr"] = args.lr
+    if args.lr_min is not None:
+        train["lr_min"] = args.lr_min
     if args.precision is not None:
         train["precision"] = args.precision
     fresh = (lambda seconds: {"m1_steps": m1_steps_for(seconds, args.m1_fraction, args.threads)}) if model == "m1m2" else None
@@ -195,6 +197,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (processes)")
     parser.add_argument("--lr", type=float, default=None, help="override every model's learning rate (default: its recipe's)")
+    parser.add_argument("--lr-min", type=float, default=None, help="override every model's learning-rate floor (default: its recipe's)")
     parser.add_argument("--precision", default=None, choices=["fp32", "bf16"], help="override the precision (default: the recipe's)")
     parser.add_argument("--m1-fraction", type=float, default=0.5, help="share of the M1+M2 budget spent on M1")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds; budgets above --seed-budget-limit run the first seed only")
@@ -253,7 +256,7 @@ def main(argv: list[str] | None = None) -> None:
         "labels": 100,
         "machine": machine(args.threads, parallel_runs=args.jobs),
         "note": args.note,
-        "settings": {"lr": args.lr, "precision": args.precision, "m1_fraction": args.m1_fraction, "seeds": args.seeds, "recipes": {m: RECIPES[m] for m in results if m in RECIPES}},
+        "settings": {"lr": args.lr, "lr_min": args.lr_min, "precision": args.precision, "m1_fraction": args.m1_fraction, "seeds": args.seeds, "recipes": {m: RECIPES[m] for m in results if m in RECIPES}},
         "results": results,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
