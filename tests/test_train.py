@@ -149,6 +149,7 @@ def test_a_finished_run_resumed_with_a_longer_limit_ends_as_one_long_run(tmp_pat
     continuous, stopped = run("continuous", 20), run("stopped", 7)
     pogm.train(out=stopped, resume=True, config={"train.max_steps": 20}, progress=False)
     tensors_bitwise_equal(continuous / "model.safetensors", stopped / "model.safetensors")
+
     def records(run_dir: Path) -> list[dict]:  # "best" depends on the evaluations before: the stopped run has one more
         return [{k: v for k, v in r.items() if k != "best"} for r in without_timing(checkpoint.read_metrics(run_dir))]
 

@@ -353,11 +353,10 @@ def _resume(run_dir: Path, epochs: int | None, progress: bool, dist: Distributed
     torch.manual_seed(checkpoint.read_config(run_dir)["seed"])
     config, net, splits, labelled_index, unlabelled_index = rebuild_run(run_dir)
     train_values = dict(config["train"])
-    if epochs is not None or stop:
-        # A new limit replaces the old stopping rule, whatever it was.
-        if epochs is not None:
-            train_values.update(epochs=epochs, max_steps=None, cpu_budget_seconds=None)
-        train_values.update(stop or {})
+    # A new limit replaces the old stopping rule, whatever it was (--epochs clears the others).
+    new_limit = ({"epochs": epochs, "max_steps": None, "cpu_budget_seconds": None} if epochs is not None else {}) | dict(stop or {})
+    if new_limit:
+        train_values.update(new_limit)
         if dist.is_main:
             checkpoint.write_config(run_dir, {**{k: v for k, v in config.items() if k != "format"}, "train": {**train_values, "progress": config["train"].get("progress", True)}})
     train_values["progress"] = progress
