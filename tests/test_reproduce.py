@@ -348,6 +348,25 @@ def test_a_run_of_other_settings_is_never_reused(tmp_path, monkeypatch):
     assert failure.type is ValueError or failure.value.code != 0
 
 
+def test_a_run_of_an_older_recipe_is_never_reused(tmp_path):
+    # A recipe edited after its runs trained (a new learning rate) must not let a table or a
+    # benchmark report the old runs as the new recipe's.
+    recipe = tmp_path / "tiny-m2.yaml"
+    recipe.write_text("model_name: m2\nsource: digits\nmodel: {hidden: [32], z_dim: 4}\ntrain: {epochs: 5, lr: 1.0e-3, threads: 1}\ndata: {}\n")
+    run_dir = tmp_path / "m2-run"
+    assert rp.train_for_budget(None, run_dir, 0.01, source="digits", labels=10, recipe=recipe) == "trained"
+    assert rp.train_for_budget(None, run_dir, 0.01, source="digits", labels=10, recipe=recipe) == "reused"
+    recipe.write_text(recipe.read_text().replace("lr: 1.0e-3", "lr: 5.0e-4"))
+    with pytest.raises(ValueError, match=r"train\.lr 0\.001 \(asked 0\.0005\).*Delete that directory"):
+        rp.train_for_budget(None, run_dir, 0.01, source="digits", labels=10, recipe=recipe)
+    recipe.write_text(recipe.read_text().replace("lr: 5.0e-4", "lr: 1.0e-3").replace("z_dim: 4", "z_dim: 6"))
+    with pytest.raises(ValueError, match=r"model_config\.z_dim 4 \(asked 6\)"):
+        rp.train_for_budget(None, run_dir, 0.01, source="digits", labels=10, recipe=recipe)
+    # The settings a budgeted run sets itself (its length, threads) are not the recipe's to compare.
+    recipe.write_text(recipe.read_text().replace("z_dim: 6", "z_dim: 4").replace("epochs: 5", "epochs: 7"))
+    assert rp.train_for_budget(None, run_dir, 0.01, source="digits", labels=10, recipe=recipe) == "reused"
+
+
 def test_an_interrupted_run_resumes(tmp_path, monkeypatch):
     table = dataclasses.replace(TINY, runs=TINY.runs[:1], rows=TINY.rows[:1])
     monkeypatch.setitem(rp.TABLES, table.name, table)

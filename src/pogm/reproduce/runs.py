@@ -70,6 +70,30 @@ def _same(stored: Any, asked: Any) -> bool:
     return stored == asked
 
 
+# Train settings that `train_for_budget` sets itself, whatever a recipe says.
+BUDGET_TRAIN_KEYS = ("epochs", "cpu_budget_seconds", "threads", "progress")
+
+
+def recipe_settings(
+    recipe: str | Path,
+    model_options: Mapping[str, Any] | None,
+    train_options: Mapping[str, Any] | None,
+    data_options: Mapping[str, Any] | None,
+) -> tuple[str | None, dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """``(model name, model, train, data)`` settings that a budgeted run of ``recipe`` with these
+    options is trained with: the recipe's sections (less `BUDGET_TRAIN_KEYS`), the options on top."""
+    from pogm.recipes import load_recipe
+
+    content = load_recipe(recipe)
+    recipe_train = {k: v for k, v in (content.get("train") or {}).items() if k not in BUDGET_TRAIN_KEYS}
+    return (
+        content.get("model_name"),
+        {**(content.get("model") or {}), **(model_options or {})},
+        {**recipe_train, **(train_options or {})},
+        {**(content.get("data") or {}), **(data_options or {})},
+    )
+
+
 def check_run_settings(
     out: str | Path,
     model: str | None,
@@ -77,12 +101,14 @@ def check_run_settings(
     model_options: Mapping[str, Any] | None,
     train_options: Mapping[str, Any] | None,
     data_options: Mapping[str, Any] | None = None,
+    recipe: str | Path | None = None,
 ) -> None:
     """Raise if the run in ``out`` was trained with other settings than those asked for now, so that
-    a table whose settings changed never reuses (or resumes) a run of the old ones.
+    a table whose settings changed, or whose ``recipe`` changed, never reuses (or resumes) a run of
+    the old ones.
 
-    Only the settings asked for are compared (a recipe's other values and options filled in from
-    the data are not). Raises:
+    The settings asked for and every value of the recipe are compared (options filled in from the
+    data are not). Raises:
         ValueError: names the run directory, each differing setting (stored and asked) and the fix.
     """
     import yaml
@@ -90,6 +116,9 @@ def check_run_settings(
     path = Path(out) / "config.yaml"
     if not path.is_file():  # nothing recorded to compare with
         return
+    if recipe is not None:
+        recipe_model, model_options, train_options, data_options = recipe_settings(recipe, model_options, train_options, data_options)
+        model = model or recipe_model
     config = yaml.safe_load(path.read_text())
     differ = []
     if model is not None and config.get("model") != model:
@@ -141,7 +170,7 @@ def train_for_budget(
     torch.set_num_threads(threads)
     budget_seconds = budget_minutes * 60
     if (out / "state.pt").is_file():
-        check_run_settings(out, model, seed, model_options, train_options, data_options)
+        check_run_settings(out, model, seed, model_options, train_options, data_options, recipe)
     if finished(out, budget_seconds):
         return "reused"
     if (out / "state.pt").is_file():

@@ -157,7 +157,7 @@ def _run_job(job: _Job) -> dict[str, Any]:
     spec, run_dir = job.spec, job.run_dir
     prefix = f"[{job.table}] {spec.name} (seed {job.seed}):"
     if (run_dir / "state.pt").is_file():  # never reuse or resume a run of other settings
-        check_run_settings(run_dir, spec.model, job.seed, spec.model_options, spec.train_options, spec.data_options)
+        check_run_settings(run_dir, spec.model, job.seed, spec.model_options, spec.train_options, spec.data_options, spec.recipe)
     done = finished(run_dir, job.minutes * 60)
     if not done:
         state = "resumed" if (run_dir / "state.pt").is_file() else "started"
