@@ -52,19 +52,31 @@ def run_dir(model: str, budget_minutes: float, seed: int, args: argparse.Namespa
     return Path(args.runs) / f"{model}-{budget_minutes:g}min-seed{seed}"
 
 
+def train_overrides(model: str, args: argparse.Namespace) -> dict:
+    """The train settings this invocation sets on top of ``model``'s recipe (--lr, --lr-min, --precision)."""
+    train = dict(TRAIN_SETTINGS[model])
+    for key in ("lr", "lr_min", "precision"):
+        if getattr(args, key) is not None:
+            train[key] = getattr(args, key)
+    return train
+
+
+def asked_settings(model: str, args: argparse.Namespace) -> dict:
+    """``model``'s runs' settings as this invocation asks for them: its recipe with the overrides on
+    top (`recipe_settings`), stored in the JSON so that a later summary knows which runs it may carry."""
+    from pogm.reproduce.runs import recipe_settings
+
+    _, model_settings, train, data = recipe_settings(RECIPES[model], MODEL_SETTINGS[model], train_overrides(model, args), {})
+    return json.loads(json.dumps({"model": model_settings, "train": train, "data": data}))  # as read back from JSON
+
+
 def run_one(model: str, budget_minutes: float, seed: int, args: argparse.Namespace) -> dict:
     """Train (or resume, or reuse) one budgeted run; its records."""
     from pogm.reproduce.runs import train_for_budget
     from pogm.checkpoint import read_metrics
 
     out = run_dir(model, budget_minutes, seed, args)
-    train = dict(TRAIN_SETTINGS[model])
-    if args.lr is not None:
-        train["lr"] = args.lr
-    if args.lr_min is not None:
-        train["lr_min"] = args.lr_min
-    if args.precision is not None:
-        train["precision"] = args.precision
+    train = train_overrides(model, args)
     fresh = (lambda seconds: {"m1_steps": m1_steps_for(seconds, args.m1_fraction, args.threads)}) if model == "m1m2" else None
     start = time.time()
     how = train_for_budget(
@@ -140,12 +152,17 @@ def seed_summary(budget_minutes: float, per_seed: list[dict]) -> dict:
     }
 
 
-def carried_seeds(earlier: dict, model: str, budget_minutes: float, seeds: list[int], measured: list[dict]) -> list[dict]:
+def carried_seeds(earlier: dict, model: str, budget_minutes: float, seeds: list[int], measured: list[dict], settings: dict, with_runs: set[int] = frozenset()) -> list[dict]:
     """The per-seed rows of ``earlier`` (the JSON being rewritten) for ``model`` at ``budget_minutes``
-    whose seed is asked for but has no run directory now: a summary never drops a measured seed
-    because its run directory is gone (they are git-ignored; the JSON is not)."""
-    have = {r["seed"] for r in measured}
-    rows = earlier.get("results", {}).get(model, {}).get("budgets", [])
+    whose seed is asked for but has no run directory now (``with_runs`` holds the seeds that have one,
+    finished or not): a summary never drops a measured seed because its run directory is gone (they
+    are git-ignored; the JSON is not). Only rows measured with the same ``settings`` (`asked_settings`)
+    carry: a row of an earlier recipe is never reported as the current one's."""
+    have = {r["seed"] for r in measured} | set(with_runs)
+    result = earlier.get("results", {}).get(model, {})
+    if result.get("settings") != settings:
+        return []
+    rows = result.get("budgets", [])
     old = next((r for r in rows if r["budget_minutes"] == budget_minutes), {})
     return [r for r in old.get("per_seed", []) if r["seed"] in seeds and r["seed"] not in have]
 
@@ -232,6 +249,7 @@ def main(argv: list[str] | None = None) -> None:
     earlier = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
     results = {}
     for model in args.models:
+        settings = asked_settings(model, args)
         rows = []
         for budget in budgets_of(model):
             per_seed = []
@@ -240,14 +258,14 @@ def main(argv: list[str] | None = None) -> None:
                     row = summarise(run, budget)
                     if "test_error" in row:
                         per_seed.append({**row, "seed": run["seed"], "run_dir": run["run_dir"]})
-            per_seed += carried_seeds(earlier, model, budget, args.seeds, per_seed)
+            per_seed += carried_seeds(earlier, model, budget, args.seeds, per_seed, settings, {r["seed"] for r in runs if r["model"] == model})
             rows.append(seed_summary(budget, sorted(per_seed, key=lambda r: r["seed"])))
         mine = [r for r in runs if r["model"] == model and r["records"]]
         if not mine:
             continue
         first = max(mine, key=lambda r: (-r["seed"], r["budget_minutes"]))  # the longest run of the lowest seed that has one
         curve = [{k: r[k] for k in ("step", "epoch", "train_cpu_seconds", "train_wall_seconds", "valid_error", "test_error")} for r in first["records"]]
-        results[model] = {"budgets": rows, "curve_longest_run": curve, "curve_seed": first["seed"], "paper": PAPER[model], "public_reference": PUBLIC_REFERENCE.get(model)}
+        results[model] = {"budgets": rows, "settings": settings, "curve_longest_run": curve, "curve_seed": first["seed"], "paper": PAPER[model], "public_reference": PUBLIC_REFERENCE.get(model)}
     # models measured by an earlier invocation into the same file stay
     kept = {m: r for m, r in earlier.get("results", {}).items() if m not in results and "curve_seed" in r}
     results = {**kept, **results}

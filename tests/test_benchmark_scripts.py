@@ -18,13 +18,37 @@ def load_script(name: str):
 
 def test_ssl_mnist_summary_keeps_a_seed_whose_run_directory_is_gone():
     ssl_mnist = load_script("ssl_mnist")
-    earlier = {"results": {"adgm": {"budgets": [
+    settings = {"model": {}, "train": {"lr": 5e-4}, "data": {}}
+    earlier = {"results": {"adgm": {"settings": settings, "budgets": [
         {"budget_minutes": 120, "per_seed": [{"seed": 0, "test_error": 0.09}]},
         {"budget_minutes": 10, "per_seed": [{"seed": s, "test_error": e} for s, e in ((0, 0.13), (1, 0.11), (2, 0.12))]},
     ]}}}
     measured = [{"seed": 0, "test_error": 0.125}]  # seed 0 rerun; seeds 1 and 2 exist only in the file
-    carried = ssl_mnist.carried_seeds(earlier, "adgm", 10, [0, 1, 2], measured)
+    carried = ssl_mnist.carried_seeds(earlier, "adgm", 10, [0, 1, 2], measured, settings)
     assert [r["seed"] for r in carried] == [1, 2]  # the new seed 0 wins over the file's
-    assert ssl_mnist.carried_seeds(earlier, "adgm", 10, [0, 1], measured) == [{"seed": 1, "test_error": 0.11}]  # only seeds asked for
-    assert ssl_mnist.carried_seeds(earlier, "sdgm", 10, [0, 1, 2], measured) == []  # nothing measured earlier
-    assert ssl_mnist.carried_seeds({}, "adgm", 10, [0, 1, 2], []) == []
+    assert ssl_mnist.carried_seeds(earlier, "adgm", 10, [0, 1], measured, settings) == [{"seed": 1, "test_error": 0.11}]  # only seeds asked for
+    assert ssl_mnist.carried_seeds(earlier, "sdgm", 10, [0, 1, 2], measured, settings) == []  # nothing measured earlier
+    assert ssl_mnist.carried_seeds({}, "adgm", 10, [0, 1, 2], [], settings) == []
+
+
+def test_ssl_mnist_summary_never_carries_a_row_of_other_settings_or_a_seed_still_running():
+    ssl_mnist = load_script("ssl_mnist")
+    old = {"model": {}, "train": {"lr": 1e-3}, "data": {}}
+    earlier = {"results": {"adgm": {"settings": old, "budgets": [{"budget_minutes": 120, "per_seed": [{"seed": 0, "test_error": 0.09}]}]}}}
+    # The recipe changed (a new learning rate): the file's 120-minute row is the old recipe's.
+    assert ssl_mnist.carried_seeds(earlier, "adgm", 120, [0], [], {**old, "train": {"lr": 5e-4}}) == []
+    assert ssl_mnist.carried_seeds({"results": {"adgm": {k: v for k, v in earlier["results"]["adgm"].items() if k != "settings"}}}, "adgm", 120, [0], [], old) == []
+    # Seed 0 has a run that has not reached 120 minutes yet: its old row does not stand in for it.
+    assert ssl_mnist.carried_seeds(earlier, "adgm", 120, [0], [], old, with_runs={0}) == []
+    assert ssl_mnist.carried_seeds(earlier, "adgm", 120, [0], [], old) == [{"seed": 0, "test_error": 0.09}]
+
+
+def test_ssl_mnist_settings_are_the_recipe_with_the_overrides():
+    import argparse
+
+    ssl_mnist = load_script("ssl_mnist")
+    args = argparse.Namespace(lr=1e-4, lr_min=None, precision=None)
+    settings = ssl_mnist.asked_settings("sdgm", args)
+    assert settings["train"]["lr"] == 1e-4 and settings["train"]["lr_decay"] == 0.95  # the override, and the recipe's own value
+    assert settings["model"]["a_dim"] == 100 and settings["data"] == {"binarize": True}
+    assert "cpu_budget_seconds" not in settings["train"]  # set by the budget, not the recipe
