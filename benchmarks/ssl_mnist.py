@@ -250,6 +250,7 @@ def main(argv: list[str] | None = None) -> None:
     results = {}
     for model in args.models:
         settings = asked_settings(model, args)
+        with_runs = {r["seed"] for r in runs if r["model"] == model}  # finished or not
         rows = []
         for budget in budgets_of(model):
             per_seed = []
@@ -258,7 +259,7 @@ def main(argv: list[str] | None = None) -> None:
                     row = summarise(run, budget)
                     if "test_error" in row:
                         per_seed.append({**row, "seed": run["seed"], "run_dir": run["run_dir"]})
-            per_seed += carried_seeds(earlier, model, budget, args.seeds, per_seed, settings, {r["seed"] for r in runs if r["model"] == model})
+            per_seed += carried_seeds(earlier, model, budget, args.seeds, per_seed, settings, with_runs)
             rows.append(seed_summary(budget, sorted(per_seed, key=lambda r: r["seed"])))
         mine = [r for r in runs if r["model"] == model and r["records"]]
         if not mine:
