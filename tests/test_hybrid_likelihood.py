@@ -102,6 +102,21 @@ def test_runs_compared_in_a_row_get_equal_cpu_budgets():
     assert len(set(budgets.values())) == 1  # and so every F-VAE run of a source, whatever its n
 
 
+def test_every_hybrid_run_evaluates_about_every_250_steps_whatever_its_pool():
+    # A run over a long pool (F-VAE(50000): 1,562 steps an epoch) must choose its best weights among
+    # as many evaluations as a short one, not once an epoch.
+    def steps_between_evaluations(model, n, m):
+        train = hybrid_overrides("mnist-keypoints", model, n, m)["train"]
+        if "eval_every_steps" in train:
+            return train["eval_every_steps"]
+        return train["eval_every"] * ((m if model == "hvae" else n) // train["batch_size"])
+
+    for model, n, m in [("fvae", 500, None), ("fvae", 5000, None), ("fvae", 50000, None), ("hvae", 500, 49500), ("hvae", 5000, 45000), ("hvae", 500, 5000)]:
+        assert 125 <= steps_between_evaluations(model, n, m) <= 250, (model, n, m)
+    assert hybrid_overrides("mnist-keypoints", "fvae", 5000, None)["train"]["eval_every"] == 1  # 156 steps an epoch
+    assert "eval_every_steps" not in hybrid_overrides("mnist-keypoints", "fvae", 500, None)["train"]  # short pools: as before
+
+
 def test_the_papers_sgd_is_a_setting_of_the_hybrid_runs():
     adam = hybrid_overrides("mnist-keypoints", "hvae", 500, 5000)["train"]
     assert adam["optimizer"] == "adam" and adam["lr"] == 1e-3
