@@ -318,3 +318,22 @@ def test_a_trained_runs_config_and_report_name_the_spatial_z1(tmp_path):
     assert len(z1_shape) == 3  # channels x height x width
     report = write_report(run_dir, weights="latest")  # digits: 8 x 8 images, z1 a 4 x 4 map
     assert report["model_config"]["z1_shape"] == z1_shape
+
+
+@pytest.mark.parametrize("architecture", ["spatial", "mlp"])
+def test_latent_init_std_starts_every_latent_kernel_near_that_std_and_the_default_near_1(architecture):
+    overrides = {} if architecture == "spatial" else {"architecture": "mlp", "z_dims": (6, 5), "hidden": (8,)}
+    x = images().reshape(6, -1)
+
+    def stds(model):
+        model.eval()
+        z1 = model.encode_chain(x)[0]
+        heads = [model.encoder[0](x), model.encoder[1](z1), model.decoder[0](torch.randn(6, 5))]
+        return [float((0.5 * log_var).exp().median()) for _, log_var in heads]
+
+    torch.manual_seed(0)
+    assert all(0.09 < s < 0.11 for s in stds(tiny(latent_init_std=0.1, **overrides)))
+    torch.manual_seed(0)
+    assert all(0.3 < s < 3.0 for s in stds(tiny(**overrides)))
+    with pytest.raises(ValueError, match="positive number"):
+        tiny(latent_init_std=0.0, **overrides)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
+import torch
 from torch import Tensor, nn
 
 ACTIVATIONS = {"softplus": nn.Softplus, "relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU}
@@ -73,6 +75,24 @@ class GaussianHead(nn.Module):
     def forward(self, *inputs: Tensor) -> tuple[Tensor, Tensor]:
         mean, log_var = self.net(*inputs).chunk(2, dim=-1)
         return mean, log_var
+
+    def start_std(self, std: float) -> None:
+        """Start the predicted standard deviation near ``std``: the bias of the log-variance outputs
+        (the second half of the network's last layer) at 2 log std."""
+        start_log_variance(self.net, std)
+
+
+def start_log_variance(net: nn.Module, std: float) -> None:
+    """Set the bias of the second half of the outputs of ``net``'s last linear or convolutional
+    layer (a Gaussian head's log-variances, by features or by channels) to 2 log ``std``."""
+    if not (std > 0 and math.isfinite(std)):
+        raise ValueError(f"a starting standard deviation must be a positive number, got {std}")
+    layers = [m for m in net.modules() if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d))]
+    if not layers or layers[-1].bias is None:
+        raise ValueError("the network's last layer has no bias to start its log-variances with")
+    bias = layers[-1].bias
+    with torch.no_grad():
+        bias[bias.shape[0] // 2:] = 2.0 * math.log(std)
 
 
 class _FeatureBatchNorm(nn.BatchNorm1d):

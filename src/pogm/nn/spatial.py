@@ -32,6 +32,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm as apply_weight_norm
 
+from pogm.nn.mlp import start_log_variance
+
 SLOPE = 0.2  # leaky ReLU's negative slope (ALI and HALI)
 CLOSING_SIZE = 4  # a downsampling path stops halving at this size and closes with a valid convolution
 
@@ -228,6 +230,10 @@ class ChannelGaussianHead(nn.Module):
     def forward(self, *inputs: Tensor) -> tuple[Tensor, Tensor]:
         mean, log_var = self.net(*inputs).chunk(2, dim=-3)
         return mean, log_var
+
+    def start_std(self, std: float) -> None:
+        """Start the predicted standard deviation near ``std`` (the log-variance channels' bias at 2 log std)."""
+        start_log_variance(self.net, std)
 
 
 class SpatialJointDiscriminator(nn.Module):

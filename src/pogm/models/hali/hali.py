@@ -120,6 +120,7 @@ class HALIConfig:
     spatial_dropout_every: int = 3  # ... after every 3rd layer of D (section 4)
     spatial_weight_norm: bool = True  # weight normalisation of D's convolutions (Table 4)
     spatial_latent_noise: bool = False  # input_noise on D's latent inputs too, not only on x
+    latent_init_std: float | None = None  # start every latent kernel's predicted std near this (log-variance bias 2 log s); None: the layers' default init (std near 1)
     # architecture="mlp" / "dcgan":
     hidden: tuple[int, ...] = (500, 500)  # every kernel's MLP
     channels: tuple[int, ...] = (64, 128)  # the convolutions of "dcgan"
@@ -242,6 +243,9 @@ class HierarchicalALI(Model):
                 c.x_dim, c.z_dims, c.discriminator_hidden, c.discriminator_joint_hidden, c.discriminator_dropout, c.input_noise, c.weight_norm,
                 c.architecture, c.image_shape, c.channels,
             )
+        if c.latent_init_std is not None:
+            for kernel in (*self.encoder, *self.decoder):
+                kernel.start_std(c.latent_init_std)
         self.classifier = nn.Linear(sum(self.classifier_width(level) for level in self.classifier_levels), c.num_classes) if c.num_classes else None
         self.teacher = self._mean_teacher(c)
 
