@@ -79,3 +79,39 @@ def timed_training(command: list[str], out: Path, steps: int, threads: int) -> t
         "load_average_before": [round(v, 2) for v in load_before],
     }
     return row, record, usage
+
+
+def adversarial_setup(model: str, model_options: dict, train_options: dict, seed: int, labels_per_class: int | None):
+    """What a hand-driven run of a two-player model needs, as the Trainer builds it: ``(splits,
+    net, config, stream, groups, optimizers, labelled)`` for ``model`` on grey-level MNIST, one thread,
+    ``labels_per_class`` labels (None: unsupervised), one optimiser per parameter group."""
+    import torch
+
+    from pogm.data.streams import SemiSupervisedStream
+    from pogm.models.base import config_from_dict
+    from pogm.runs import choose_labels, load_data, size_model
+    from pogm.train.config import TrainConfig
+    from pogm.train.optimizers import group_optimizers, parameter_groups
+
+    torch.set_num_threads(1)
+    torch.set_flush_denormal(True)
+    torch.manual_seed(seed)
+    splits = load_data("mnist", {"binarize": False})
+    labelled = choose_labels(splits, labels_per_class, seed, True) if labels_per_class else None
+    net = size_model(model, splits, 0 if labelled is None else len(labelled), model_options)
+    config = config_from_dict(TrainConfig, train_options)
+    stream = SemiSupervisedStream(splits.train, labelled, None, batch_size=config.batch_size, labelled_batch_size=config.labelled_batch_size, seed=seed)
+    groups = parameter_groups(net, set())
+    return splits, net, config, stream, groups, group_optimizers(groups, config), labelled
+
+
+def group_step(groups: dict, optimizers: dict, terms: dict) -> None:
+    """One optimizer step per parameter group, each on its own loss ``terms["loss/<group>"]``, as
+    the Trainer takes it (every gradient computed before any group moves)."""
+    import torch
+
+    grads = {g: torch.autograd.grad(terms[f"loss/{g}"], params, allow_unused=True, retain_graph=True) for g, params in groups.items()}
+    for g, params in groups.items():
+        for p, grad in zip(params, grads[g]):
+            p.grad = grad
+        optimizers[g].step()

@@ -34,7 +34,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine, run_in_pool, stage_parser, train_for_budget, write_report
+from common import adversarial_setup, group_step, machine, run_in_pool, stage_parser, train_for_budget, write_report
 
 # HALI, Table 3: test errors out of 10,000 on MNIST with 100 labels.
 from pogm.models.hali.paper_table import GAN_TRAIN
@@ -178,27 +178,16 @@ def diagnose_one(name: str, seconds: float, eval_every: int, seed: int, runs: Pa
 
     import torch
 
-    from pogm.data.streams import SemiSupervisedStream
     from pogm.evaluate.metrics import classification_error
-    from pogm.models.base import config_from_dict
-    from pogm.runs import choose_labels, load_data, size_model
-    from pogm.train.config import TrainConfig
-    from pogm.train.optimizers import group_optimizers, lr_factor, parameter_groups
+    from pogm.train.optimizers import lr_factor
 
     path = runs / f"{name}-{seconds:g}s-seed{seed}.json"
     if path.is_file():
         return json.loads(path.read_text())
     model_options, train_options, meaning = DIAGNOSIS[name]
-    torch.set_num_threads(1)
-    torch.set_flush_denormal(True)
-    torch.manual_seed(seed)
-    splits = load_data("mnist", {"binarize": False})
-    labelled = choose_labels(splits, 10, seed, True)
-    net = size_model("hali-ssl", splits, len(labelled), {**PAPER_SSL_MODEL, **model_options})
-    config = config_from_dict(TrainConfig, {**GAN_TRAIN, **train_options})
-    stream = SemiSupervisedStream(splits.train, labelled, None, batch_size=config.batch_size, labelled_batch_size=config.labelled_batch_size, seed=seed)
-    groups = parameter_groups(net, set())
-    optimizers = group_optimizers(groups, config)
+    splits, net, config, stream, groups, optimizers, labelled = adversarial_setup(
+        "hali-ssl", {**PAPER_SSL_MODEL, **model_options}, {**GAN_TRAIN, **train_options}, seed, labels_per_class=10
+    )
     # The Trainer's step decay (train.lr_decay, per epoch of the unlabelled stream), so that a
     # schedule is a hypothesis like any other; with the default lr_decay = 1 it changes nothing.
     steps_per_epoch = max(1, len(splits.train) // config.batch_size)
@@ -224,11 +213,7 @@ def diagnose_one(name: str, seconds: float, eval_every: int, seed: int, runs: Pa
     while cpu < seconds:
         start = time.process_time()
         terms = net.loss(stream.next_batch(), step=step)
-        grads = {g: torch.autograd.grad(terms[f"loss/{g}"], params, allow_unused=True, retain_graph=True) for g, params in groups.items()}
-        for g, params in groups.items():
-            for p, grad in zip(params, grads[g]):
-                p.grad = grad
-            optimizers[g].step()
+        group_step(groups, optimizers, terms)
         step += 1
         if step % steps_per_epoch == 0:
             for scheduler in schedulers:

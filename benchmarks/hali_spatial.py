@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine
+from common import adversarial_setup, group_step, machine
 
 from pogm.models.hali.paper_table import GAN_TRAIN
 
@@ -59,26 +59,15 @@ def diagnose_one(name: str, seconds: float, eval_every: int, seed: int, runs: Pa
     """Train hypothesis ``name`` for ``seconds`` CPU seconds; its record (cached in ``runs``)."""
     import torch
 
-    from pogm.data.streams import SemiSupervisedStream
     from pogm.evaluate.metrics import evaluation_view
-    from pogm.models.base import config_from_dict
-    from pogm.runs import load_data, size_model
-    from pogm.train.config import TrainConfig
-    from pogm.train.optimizers import group_optimizers, parameter_groups
 
     path = runs / f"{name}-{seconds:g}s-seed{seed}.json"
     if path.is_file():
         return json.loads(path.read_text())
     model_options, train_options, meaning = HYPOTHESES[name]
-    torch.set_num_threads(1)
-    torch.set_flush_denormal(True)
-    torch.manual_seed(seed)
-    splits = load_data("mnist", {"binarize": False})
-    net = size_model("hali", splits, 0, {"architecture": "spatial", **model_options})
-    config = config_from_dict(TrainConfig, {**GAN_TRAIN, **train_options})
-    stream = SemiSupervisedStream(splits.train, None, None, batch_size=config.batch_size, labelled_batch_size=config.labelled_batch_size, seed=seed)
-    groups = parameter_groups(net, set())
-    optimizers = group_optimizers(groups, config)
+    splits, net, _, stream, groups, optimizers, _ = adversarial_setup(
+        "hali", {"architecture": "spatial", **model_options}, {**GAN_TRAIN, **train_options}, seed, labels_per_class=None
+    )
     valid = evaluation_view(splits.valid).x["x"].reshape(len(splits.valid), -1)[:500]  # [500, 784]
     data_spread = spread(valid)
     curve, step, cpu, window, nonfinite_at = [], 0, 0.0, [], None
@@ -116,11 +105,7 @@ def diagnose_one(name: str, seconds: float, eval_every: int, seed: int, runs: Pa
         if not all(bool(torch.isfinite(terms[f"loss/{g}"])) for g in groups):
             nonfinite_at = step  # the run ends here: its record says where
             break
-        grads = {g: torch.autograd.grad(terms[f"loss/{g}"], params, allow_unused=True, retain_graph=True) for g, params in groups.items()}
-        for g, params in groups.items():
-            for p, grad in zip(params, grads[g]):
-                p.grad = grad
-            optimizers[g].step()
+        group_step(groups, optimizers, terms)
         step += 1
         cpu += time.process_time() - start
         window.append({k: float(terms[k]) for k in ("loss/generator", "loss/discriminator", "d_encoder_accuracy", "d_decoder_accuracy")})
