@@ -19,7 +19,8 @@ its own loss) for ``--seconds`` CPU seconds on one thread. Every ``--eval-every`
   decoder's latents, generated images with their encodings): which input D reads.
 
 Every run is cached as JSON in ``benchmarks/runs-hali-spatial/`` (git-ignored), with a PNG of its
-last samples and reconstructions and its last weights (``.pt``); the summary goes to benchmarks/results/hali_spatial.json.
+last samples and reconstructions and its last weights (``.pt``); the summary goes to
+benchmarks/results/hali_spatial.json.
 
     POGM_DATA=../shared/data OMP_NUM_THREADS=1 python benchmarks/hali_spatial.py --seconds 360 --only paper ali-adam
 """
@@ -73,7 +74,8 @@ def diagnose_one(name: str, seconds: float, eval_every: int, seed: int, runs: Pa
     curve, step, cpu, window, nonfinite_at = [], 0, 0.0, [], None
 
     @torch.no_grad()
-    def evaluate() -> None:
+    def evaluate():
+        """Record the curve's next row; the samples and reconstructions ``[500, 784]`` drawn for it."""
         net.eval()
         torch.manual_seed(seed + 1)
         logits_tilde, z = net.prior_chain(500)  # decoder's joint: x~ [500, 784], [z_1, z_2]
@@ -120,10 +122,8 @@ def diagnose_one(name: str, seconds: float, eval_every: int, seed: int, runs: Pa
     record = {
         "name": name, "tests": meaning, "model_options": model_options, "train_options": {**GAN_TRAIN, **train_options},
         "seed": seed, "cpu_seconds": round(cpu, 1), "steps": step, "eval_every": eval_every, "nonfinite_at_step": nonfinite_at,
-        "last": last,
-        "curve": curve,
+        "last": last, "curve": curve,
     }
-    runs.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=1))
     return record
 
