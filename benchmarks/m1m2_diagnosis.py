@@ -10,8 +10,8 @@ of the evaluation with the lowest validation error). Results: benchmarks/results
     OMP_NUM_THREADS=1 POGM_DATA=/work/shared/data python benchmarks/m1m2_diagnosis.py
     ... --only baseline grey --m2-seconds 120
 
-The JSON in the repository came from ``--m1-seconds 360 --m2-seconds 90 --seed 0`` with every
-hypothesis but ``warmup+grey+active`` (not run for lack of time; it needs a second M1).
+The JSON in the repository came from ``--m1-seconds 360 --m2-seconds 90 --seed 0``; a run with
+``--only`` adds its hypotheses (and M1 variants) to the JSON and keeps the others.
 
 "Binary" data is MNIST binarised afresh every step (``data.binarize=true``; evaluated on one fixed
 binarisation, as pogm's metrics do); "grey" is the grey-level image (``data.binarize=false``), from
@@ -21,10 +21,13 @@ which M1 still learns on a Bernoulli sample per step (``m1_binarize``), as Kingm
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import tarfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from pogm.data.batch import Batch
@@ -35,8 +38,10 @@ from pogm.models.semi_supervised.m1m2 import M1M2, M1M2Config
 ROOT = Path(__file__).resolve().parent
 EVAL_BINARIZATION_SEED = 1234
 
-# M1 variants: VAE training options (KL warm-up over steps).
-M1_VARIANTS = {"plain": {"kl_warmup_steps": 0}, "warmup": {"kl_warmup_steps": 5000}}
+# M1 variants: VAE training options (KL warm-up over steps), or "authors": no training, the
+# encoder Kingma et al. released (2 x 500 softplus, z of 50, trained ~10,000 epochs), read from
+# ``--authors-m1`` (their repository's models/mnist_z_x_50-500-500_longrun/v.ndict.tar.gz).
+M1_VARIANTS = {"plain": {"kl_warmup_steps": 0}, "warmup": {"kl_warmup_steps": 5000}, "authors": {"m1_hidden": (500, 500)}}
 
 # M2 hypotheses: (M1 variant, data ("binary" or "grey"), M1M2Config fields, Adam lr).
 # OLD: the recipe's M2 settings before this diagnosis, except the weighting, which is M2's default now
@@ -54,6 +59,14 @@ HYPOTHESES = {
     "grey+active+lr3e-4": ("plain", "grey", {**OLD, "active_threshold": 0.1}, 3e-4),
     "grey+active+h300": ("plain", "grey", {**OLD, "active_threshold": 0.1, "hidden": (300,)}, 1e-3),
     "warmup+grey+active": ("warmup", "grey", {**OLD, "active_threshold": 0.1}, 1e-3),
+    # Our best M2 settings above on the authors' long-trained M1: are the features the bottleneck?
+    "authors-m1+grey+active+predicted": ("authors", "grey", {**OLD, "active_threshold": 0.1, "m2_likelihood": "gaussian-predicted"}, 1e-3),
+    # ... and M2 as their run_2layer_ssl.py builds it for 100 labels (one hidden layer of 300, no
+    # batch norm, Adam 3e-4); their 1 labelled + 499 unlabelled images a step are not copied here.
+    "authors-m1+authors-m2": ("authors", "grey", {**OLD, "active_threshold": 0.1, "m2_likelihood": "gaussian-predicted", "batch_norm": False, "hidden": (300,)}, 3e-4),
+    # ... and that M2 on our own M1: which of the two halves matters?
+    "grey+active+authors-m2": ("plain", "grey", {**OLD, "active_threshold": 0.1, "m2_likelihood": "gaussian-predicted", "batch_norm": False, "hidden": (300,)}, 3e-4),
+    "warmup+grey+active+authors-m2": ("warmup", "grey", {**OLD, "active_threshold": 0.1, "m2_likelihood": "gaussian-predicted", "batch_norm": False, "hidden": (300,)}, 3e-4),
 }
 
 
@@ -66,8 +79,26 @@ def load_mnist(seed: int):
     return x, train.y, labelled, (flat(valid), valid.y), (flat(test), test.y)
 
 
-def config(**fields) -> M1M2Config:
-    return M1M2Config(m1_steps=10**9, **fields)
+def config(m1_variant: str = "plain", **fields) -> M1M2Config:
+    return M1M2Config(m1_steps=10**9, m1_hidden=M1_VARIANTS[m1_variant].get("m1_hidden", (600, 600)), **fields)
+
+
+def load_authors_m1(path: Path) -> tuple[dict, dict]:
+    """The released M1 encoder of Kingma et al.'s code as our M1's state (decoder left at its
+    initialisation: M2 reads only q(z1|x)). The archive holds arrays.npz and names.txt, the i-th
+    name labelling arr_i; weights are [out, in] and biases [out, 1], as our Linear layers store them."""
+    with tarfile.open(path, "r:gz") as tar:
+        names = tar.extractfile("names.txt").read().decode().split()
+        arrays = np.load(io.BytesIO(tar.extractfile("arrays.npz").read()))
+        v = {name: torch.from_numpy(arrays[f"arr_{i}"]).float() for i, name in enumerate(names)}
+    state = M1M2(config("authors")).m1.state_dict()
+    state.update({
+        "q_z_x.net.inputs.0.weight": v["w0"], "q_z_x.net.inputs.0.bias": v["b0"][:, 0],  # [500, 784], [500]
+        "q_z_x.net.body.1.weight": v["w1"], "q_z_x.net.body.1.bias": v["b1"][:, 0],  # [500, 500], [500]
+        "q_z_x.net.out.weight": torch.cat([v["mean_w"], v["logvar_w"]]),  # [100, 500]: mean, then log-variance
+        "q_z_x.net.out.bias": torch.cat([v["mean_b"], v["logvar_b"]])[:, 0],  # [100]
+    })
+    return state, {"m1_variant": "authors", "source": path.name}
 
 
 def train_m1(variant: str, seconds: float, seed: int, x: torch.Tensor) -> tuple[dict, dict]:
@@ -77,7 +108,7 @@ def train_m1(variant: str, seconds: float, seed: int, x: torch.Tensor) -> tuple[
         saved = torch.load(path)
         return saved["state"], saved["info"]
     torch.manual_seed(seed)
-    model = M1M2(config())
+    model = M1M2(config(variant))
     opt = torch.optim.Adam(model.m1.parameters(), 1e-3)
     warmup = M1_VARIANTS[variant]["kl_warmup_steps"]
     start, step = time.process_time(), 0
@@ -113,7 +144,7 @@ def train_m2(name: str, m1_state: dict, data, seconds: float, seed: int, evals: 
         g = torch.Generator().manual_seed(EVAL_BINARIZATION_SEED)
         x_valid, x_test = torch.bernoulli(x_valid, generator=g), torch.bernoulli(x_test, generator=g)
     torch.manual_seed(seed)
-    model = M1M2(config(**fields))
+    model = M1M2(config(m1_variant, **fields))
     model.m1.load_state_dict(m1_state)
     opt = torch.optim.Adam(model.m2.parameters(), lr)
     is_labelled = torch.zeros(len(x), dtype=torch.bool)
@@ -148,9 +179,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--m1-seconds", type=float, default=360)
     parser.add_argument("--m2-seconds", type=float, default=90)
+    parser.add_argument("--evals", type=int, default=6, help="evaluations per M2 run, evenly spread over --m2-seconds")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", nargs="*", default=None, help="hypotheses to run (default: all)")
     parser.add_argument("--m1-only", action="store_true", help="train (cache) the M1 variants and stop")
+    parser.add_argument("--authors-m1", type=Path, default=None, help="Kingma et al.'s released M1 (v.ndict.tar.gz) for the authors-m1 hypotheses")
     parser.add_argument("--out", default=str(ROOT / "results" / "m1m2_diagnosis.json"))
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -158,14 +191,19 @@ def main() -> None:
     names = args.only or list(HYPOTHESES)
     m1 = {}
     for variant in dict.fromkeys(HYPOTHESES[n][0] for n in names):
-        m1[variant] = train_m1(variant, args.m1_seconds, args.seed, data[0])
+        if variant == "authors":
+            if args.authors_m1 is None:
+                parser.error("the authors-m1 hypotheses need --authors-m1 PATH (models/mnist_z_x_50-500-500_longrun/v.ndict.tar.gz of github.com/dpkingma/nips14-ssl)")
+            m1[variant] = load_authors_m1(args.authors_m1)
+        else:
+            m1[variant] = train_m1(variant, args.m1_seconds, args.seed, data[0])
     if args.m1_only:
         return
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.exists() else {"hypotheses": {}}
-    results["m1"] = {v: info for v, (_, info) in m1.items()}
+    results.setdefault("m1", {}).update({v: info for v, (_, info) in m1.items()})
     for name in names:
-        results["hypotheses"][name] = {**train_m2(name, m1[HYPOTHESES[name][0]][0], data, args.m2_seconds, args.seed), "m1": m1[HYPOTHESES[name][0]][1]}
+        results["hypotheses"][name] = {**train_m2(name, m1[HYPOTHESES[name][0]][0], data, args.m2_seconds, args.seed, args.evals), "m1": m1[HYPOTHESES[name][0]][1]}
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=1))
     for name in names:
