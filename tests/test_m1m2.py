@@ -93,3 +93,32 @@ def test_features_setting_gives_m2_samples_or_means(images, features):
 def test_unknown_features_is_an_error():
     with pytest.raises(ValueError, match="features"):
         build(features="median")
+
+
+def test_each_phase_steps_only_its_own_network_at_its_own_learning_rate(images, tmp_path):
+    """M1 and M2 are parameter groups: in M1's phase only M1 moves, in M2's only M2, and
+    ``train.group_lr`` sets M2's rate apart from M1's (Kingma et al.'s M2 learns at Adam 3e-4)."""
+    from pogm.data.dataset import PartialDataset
+    from pogm.data.streams import SemiSupervisedStream
+    from pogm.train.trainer import TrainConfig, Trainer
+
+    x, y = images
+    model = build()  # m1_steps=5
+    stream = SemiSupervisedStream(PartialDataset.from_arrays(x, y, num_classes=10), torch.arange(20), batch_size=20, labelled_batch_size=10, seed=0)
+    trainer = Trainer(model, stream, TrainConfig(progress=False, lr=1e-3, group_lr={"m2": 3e-4}), tmp_path)
+    assert trainer.optimizers["m1"].param_groups[0]["lr"] == 1e-3 and trainer.optimizers["m2"].param_groups[0]["lr"] == 3e-4
+
+    def snapshot(net):
+        return [p.detach().clone() for p in net.parameters()]
+
+    def moved(before, net):
+        return any(not torch.equal(a, b) for a, b in zip(before, net.parameters()))
+
+    m1, m2 = snapshot(model.m1), snapshot(model.m2)
+    for _ in range(5):  # M1's phase
+        trainer.train_step(stream.next_batch())
+    assert moved(m1, model.m1) and not moved(m2, model.m2)
+    m1, m2 = snapshot(model.m1), snapshot(model.m2)
+    for _ in range(3):  # M2's phase
+        trainer.train_step(stream.next_batch())
+    assert moved(m2, model.m2) and not moved(m1, model.m1)
