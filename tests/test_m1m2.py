@@ -107,6 +107,7 @@ def test_each_phase_steps_only_its_own_network_at_its_own_learning_rate(images, 
     stream = SemiSupervisedStream(PartialDataset.from_arrays(x, y, num_classes=10), torch.arange(20), batch_size=20, labelled_batch_size=10, seed=0)
     trainer = Trainer(model, stream, TrainConfig(progress=False, lr=1e-3, group_lr={"m2": 3e-4}), tmp_path)
     assert trainer.optimizers["m1"].param_groups[0]["lr"] == 1e-3 and trainer.optimizers["m2"].param_groups[0]["lr"] == 3e-4
+    assert trainer.learning_rates() == {"lr": 1e-3, "lr/m1": 1e-3, "lr/m2": 3e-4}  # what metrics.jsonl logs
 
     def snapshot(net):
         return [p.detach().clone() for p in net.parameters()]

@@ -155,6 +155,15 @@ class Trainer:
         self.pending = PendingSteps()  # the sync-free steps' terms and flags, not yet read
         dist.broadcast_module(model)
 
+    def learning_rates(self) -> dict[str, float]:
+        """The current learning rates as logged: ``lr`` (the first group's), and ``lr/<group>`` for
+        every group when the groups' rates differ (``train.group_lr``)."""
+        rates = {name: opt.param_groups[0]["lr"] for name, opt in self.optimizers.items()}
+        logged = {"lr": self.optimizer.param_groups[0]["lr"]}
+        if len(set(rates.values())) > 1:
+            logged.update({f"lr/{name}": lr for name, lr in rates.items()})
+        return logged
+
     def _sync_free_setting(self) -> bool:
         """``train.sync_free``, resolved: None means on for CUDA when the step can be sync-free."""
         if self.config.sync_every < 1:
@@ -582,7 +591,7 @@ class Trainer:
                 "epoch": self.stream.epoch,
                 "train_cpu_seconds": round(cpu_seconds, 3),  # of all processes
                 "train_wall_seconds": round(self.train_wall_seconds, 3),
-                "lr": self.optimizer.param_groups[0]["lr"],
+                **self.learning_rates(),
                 **train_terms,
                 **metrics,
             }
