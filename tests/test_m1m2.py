@@ -123,3 +123,23 @@ def test_each_phase_steps_only_its_own_network_at_its_own_learning_rate(images, 
     for _ in range(3):  # M2's phase
         trainer.train_step(stream.next_batch())
     assert moved(m2, model.m2) and not moved(m1, model.m1)
+
+
+def test_a_new_epoch_in_m1s_phase_steps_m2s_schedule_without_a_warning(images, tmp_path):
+    """M2's optimiser has not stepped during M1's phase; its schedule still counts the epoch, and
+    PyTorch's warning about a scheduler stepping first (meant for misordered code) is not shown."""
+    import warnings
+
+    from pogm.data.dataset import PartialDataset
+    from pogm.data.streams import SemiSupervisedStream
+    from pogm.train.trainer import TrainConfig, Trainer
+
+    x, y = images
+    stream = SemiSupervisedStream(PartialDataset.from_arrays(x, y, num_classes=10), torch.arange(20), batch_size=20, labelled_batch_size=10, seed=0)
+    trainer = Trainer(build(), stream, TrainConfig(progress=False, lr=1e-3, lr_decay=0.5), tmp_path)
+    trainer.train_step(stream.next_batch())  # M1 only
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer._step_schedules()
+    assert not [w for w in caught if "lr_scheduler.step()" in str(w.message)]
+    assert trainer.optimizers["m2"].param_groups[0]["lr"] == 5e-4 and trainer.optimizers["m1"].param_groups[0]["lr"] == 5e-4

@@ -38,6 +38,7 @@ import json
 import math
 import sys
 import time
+import warnings
 from collections.abc import Iterable
 from contextlib import nullcontext
 from pathlib import Path
@@ -427,6 +428,16 @@ class Trainer:
             torch.set_flush_denormal(was_flushing)
         return record
 
+    def _step_schedules(self) -> None:
+        """Advance every group's learning-rate schedule by one epoch. The schedule counts epochs from
+        step 0 for every group, also for a group whose loss has been gated off so far (M1+M2's M2
+        during M1's phase), so PyTorch's warning about a scheduler stepping before its optimizer
+        does not apply and is silenced here."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before `optimizer.step\\(\\)`")
+            for scheduler in self.schedulers.values():
+                scheduler.step()
+
     def _fit(self) -> dict[str, Any]:
         record: dict[str, Any] = {}
         self._check_processes_agree()
@@ -436,8 +447,7 @@ class Trainer:
                 self._train_epoch(epoch, signals)
                 epoch_finished = self.stream.epoch > epoch
                 if epoch_finished:
-                    for scheduler in self.schedulers.values():
-                        scheduler.step()
+                    self._step_schedules()
                 train_terms = self._train_terms()
                 if epoch_finished:  # before the checkpoint, which then holds the next epoch's empty sums
                     self.epoch_sums, self.epoch_count = {}, 0
