@@ -47,6 +47,8 @@ M1_VARIANTS = {"plain": {"kl_warmup_steps": 0}, "warmup": {"kl_warmup_steps": 50
 # OLD: the recipe's M2 settings before this diagnosis, except the weighting, which is M2's default now
 # (eq. 9's "data-set"; the old recipe had "per-batch", see the "per-batch" hypothesis).
 OLD = {"active_threshold": 0.0, "features": "sample", "m2_likelihood": "gaussian-learned", "batch_norm": True}
+# M2 as Kingma et al.'s run_2layer_ssl.py builds it for 100 labels: one hidden layer of 300, no batch norm.
+AUTHORS_M2 = {**OLD, "active_threshold": 0.1, "m2_likelihood": "gaussian-predicted", "batch_norm": False, "hidden": (300,)}
 HYPOTHESES = {
     "baseline": ("plain", "binary", OLD, 1e-3),
     "grey": ("plain", "grey", OLD, 1e-3),
@@ -61,12 +63,12 @@ HYPOTHESES = {
     "warmup+grey+active": ("warmup", "grey", {**OLD, "active_threshold": 0.1}, 1e-3),
     # Our best M2 settings above on the authors' long-trained M1: are the features the bottleneck?
     "authors-m1+grey+active+predicted": ("authors", "grey", {**OLD, "active_threshold": 0.1, "m2_likelihood": "gaussian-predicted"}, 1e-3),
-    # ... and M2 as their run_2layer_ssl.py builds it for 100 labels (one hidden layer of 300, no
-    # batch norm, Adam 3e-4); their 1 labelled + 499 unlabelled images a step are not copied here.
-    "authors-m1+authors-m2": ("authors", "grey", {**OLD, "active_threshold": 0.1, "m2_likelihood": "gaussian-predicted", "batch_norm": False, "hidden": (300,)}, 3e-4),
+    # ... and M2 as their run_2layer_ssl.py builds it for 100 labels (AUTHORS_M2, Adam 3e-4); their
+    # 1 labelled + 499 unlabelled images a step are not copied here.
+    "authors-m1+authors-m2": ("authors", "grey", AUTHORS_M2, 3e-4),
     # ... and that M2 on our own M1: which of the two halves matters?
-    "grey+active+authors-m2": ("plain", "grey", {**OLD, "active_threshold": 0.1, "m2_likelihood": "gaussian-predicted", "batch_norm": False, "hidden": (300,)}, 3e-4),
-    "warmup+grey+active+authors-m2": ("warmup", "grey", {**OLD, "active_threshold": 0.1, "m2_likelihood": "gaussian-predicted", "batch_norm": False, "hidden": (300,)}, 3e-4),
+    "grey+active+authors-m2": ("plain", "grey", AUTHORS_M2, 3e-4),
+    "warmup+grey+active+authors-m2": ("warmup", "grey", AUTHORS_M2, 3e-4),
 }
 
 
@@ -80,7 +82,7 @@ def load_mnist(seed: int):
 
 
 def config(m1_variant: str = "plain", **fields) -> M1M2Config:
-    return M1M2Config(m1_steps=10**9, m1_hidden=M1_VARIANTS[m1_variant].get("m1_hidden", (600, 600)), **fields)
+    return M1M2Config(m1_steps=10**9, m1_hidden=M1_VARIANTS[m1_variant].get("m1_hidden", M1M2Config.m1_hidden), **fields)
 
 
 def load_authors_m1(path: Path) -> tuple[dict, dict]:

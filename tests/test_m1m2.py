@@ -94,18 +94,22 @@ def test_unknown_features_is_an_error():
     with pytest.raises(ValueError, match="features"):
         build(features="median")
 
-
-def test_each_phase_steps_only_its_own_network_at_its_own_learning_rate(images, tmp_path):
-    """M1 and M2 are parameter groups: in M1's phase only M1 moves, in M2's only M2, and
-    ``train.group_lr`` sets M2's rate apart from M1's (Kingma et al.'s M2 learns at Adam 3e-4)."""
+def trainer_for(images, tmp_path, **train):
+    """A Trainer of `build()` (M1 for 5 steps, then M2) on the images, 20 of them labelled."""
     from pogm.data.dataset import PartialDataset
     from pogm.data.streams import SemiSupervisedStream
     from pogm.train.trainer import TrainConfig, Trainer
 
     x, y = images
-    model = build()  # m1_steps=5
     stream = SemiSupervisedStream(PartialDataset.from_arrays(x, y, num_classes=10), torch.arange(20), batch_size=20, labelled_batch_size=10, seed=0)
-    trainer = Trainer(model, stream, TrainConfig(progress=False, lr=1e-3, group_lr={"m2": 3e-4}), tmp_path)
+    return Trainer(build(), stream, TrainConfig(progress=False, lr=1e-3, **train), tmp_path)
+
+
+def test_each_phase_steps_only_its_own_network_at_its_own_learning_rate(images, tmp_path):
+    """M1 and M2 are parameter groups: in M1's phase only M1 moves, in M2's only M2, and
+    ``train.group_lr`` sets M2's rate apart from M1's (Kingma et al.'s M2 learns at Adam 3e-4)."""
+    trainer = trainer_for(images, tmp_path, group_lr={"m2": 3e-4})
+    model, stream = trainer.model, trainer.stream
     assert trainer.optimizers["m1"].param_groups[0]["lr"] == 1e-3 and trainer.optimizers["m2"].param_groups[0]["lr"] == 3e-4
     assert trainer.learning_rates() == {"lr": 1e-3, "lr/m1": 1e-3, "lr/m2": 3e-4}  # what metrics.jsonl logs
 
@@ -130,14 +134,8 @@ def test_a_new_epoch_in_m1s_phase_steps_m2s_schedule_without_a_warning(images, t
     PyTorch's warning about a scheduler stepping first (meant for misordered code) is not shown."""
     import warnings
 
-    from pogm.data.dataset import PartialDataset
-    from pogm.data.streams import SemiSupervisedStream
-    from pogm.train.trainer import TrainConfig, Trainer
-
-    x, y = images
-    stream = SemiSupervisedStream(PartialDataset.from_arrays(x, y, num_classes=10), torch.arange(20), batch_size=20, labelled_batch_size=10, seed=0)
-    trainer = Trainer(build(), stream, TrainConfig(progress=False, lr=1e-3, lr_decay=0.5), tmp_path)
-    trainer.train_step(stream.next_batch())  # M1 only
+    trainer = trainer_for(images, tmp_path, lr_decay=0.5)
+    trainer.train_step(trainer.stream.next_batch())  # M1 only
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         trainer._step_schedules()
