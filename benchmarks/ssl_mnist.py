@@ -52,9 +52,35 @@ def run_dir(model: str, budget_minutes: float, seed: int, args: argparse.Namespa
     return Path(args.runs) / f"{model}-{budget_minutes:g}min-seed{seed}"
 
 
+def parse_settings(pairs: list[str]) -> dict[str, dict]:
+    """``--set model.batch_norm=false train.lr=3e-4`` as ``{"model": {...}, "train": {...}}`` (YAML values)."""
+    import yaml
+
+    settings: dict[str, dict] = {"model": {}, "train": {}}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        section, _, name = key.partition(".")
+        if not sep or section not in settings or not name:
+            raise SystemExit(f"--set {pair!r}: write model.NAME=VALUE or train.NAME=VALUE (e.g. model.batch_norm=false)")
+        parsed = yaml.safe_load(value)
+        if isinstance(parsed, str):  # YAML 1.1 reads 3e-4 (no dot) as a string
+            try:
+                parsed = float(parsed)
+            except ValueError:
+                pass
+        settings[section][name] = parsed
+    return settings
+
+
+def model_overrides(model: str, args: argparse.Namespace) -> dict:
+    """The model settings this invocation sets on top of ``model``'s recipe (--set model.NAME=VALUE)."""
+    return {**MODEL_SETTINGS[model], **parse_settings(args.set)["model"]}
+
+
 def train_overrides(model: str, args: argparse.Namespace) -> dict:
-    """The train settings this invocation sets on top of ``model``'s recipe (--lr, --lr-min, --precision)."""
-    train = dict(TRAIN_SETTINGS[model])
+    """The train settings this invocation sets on top of ``model``'s recipe (--lr, --lr-min,
+    --precision, --set train.NAME=VALUE)."""
+    train = {**TRAIN_SETTINGS[model], **parse_settings(args.set)["train"]}
     for key in ("lr", "lr_min", "precision"):
         if getattr(args, key) is not None:
             train[key] = getattr(args, key)
@@ -66,7 +92,7 @@ def asked_settings(model: str, args: argparse.Namespace) -> dict:
     top (`recipe_settings`), stored in the JSON so that a later summary knows which runs it may carry."""
     from pogm.reproduce.runs import recipe_settings
 
-    _, model_settings, train, data = recipe_settings(RECIPES[model], MODEL_SETTINGS[model], train_overrides(model, args), {})
+    _, model_settings, train, data = recipe_settings(RECIPES[model], model_overrides(model, args), train_overrides(model, args), {})
     return json.loads(json.dumps({"model": model_settings, "train": train, "data": data}))  # as read back from JSON
 
 
@@ -80,12 +106,12 @@ def run_one(model: str, budget_minutes: float, seed: int, args: argparse.Namespa
     fresh = (lambda seconds: {"m1_steps": m1_steps_for(seconds, args.m1_fraction, args.threads)}) if model == "m1m2" else None
     start = time.time()
     how = train_for_budget(
-        model, out, budget_minutes, seed=seed, model_options=MODEL_SETTINGS[model], train_options=train,
+        model, out, budget_minutes, seed=seed, model_options=model_overrides(model, args), train_options=train,
         labels=10, recipe=RECIPES.get(model), fresh_options=fresh, threads=args.threads,
     )
     wall = time.time() - start
     print(f"{model} {budget_minutes:g} CPU-min seed {seed}: {how} in {wall:.0f} s", flush=True)
-    return {"model": model, "budget_minutes": budget_minutes, "seed": seed, "run_dir": str(out), "wall_seconds": wall, "model_config": MODEL_SETTINGS[model], "records": read_metrics(out)}
+    return {"model": model, "budget_minutes": budget_minutes, "seed": seed, "run_dir": str(out), "wall_seconds": wall, "model_config": model_overrides(model, args), "records": read_metrics(out)}
 
 
 def read_run(model: str, budget_minutes: float, seed: int, args: argparse.Namespace) -> dict:
@@ -216,6 +242,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=None, help="override every model's learning rate (default: its recipe's)")
     parser.add_argument("--lr-min", type=float, default=None, help="override every model's learning-rate floor (default: its recipe's)")
     parser.add_argument("--precision", default=None, choices=["fp32", "bf16"], help="override the precision (default: the recipe's)")
+    parser.add_argument("--set", nargs="+", default=[], metavar="SECTION.NAME=VALUE", help="override a recipe setting of every model run, e.g. model.batch_norm=false train.lr=3e-4")
     parser.add_argument("--m1-fraction", type=float, default=0.5, help="share of the M1+M2 budget spent on M1")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds; budgets above --seed-budget-limit run the first seed only")
     parser.add_argument("--seed-budget-limit", type=float, default=10.0, help="the longest budget that every seed runs (CPU-minutes)")
@@ -275,7 +302,7 @@ def main(argv: list[str] | None = None) -> None:
         "labels": 100,
         "machine": machine(args.threads, parallel_runs=args.jobs),
         "note": args.note,
-        "settings": {"lr": args.lr, "lr_min": args.lr_min, "precision": args.precision, "m1_fraction": args.m1_fraction, "seeds": args.seeds, "recipes": {m: RECIPES[m] for m in results if m in RECIPES}},
+        "settings": {"lr": args.lr, "lr_min": args.lr_min, "set": parse_settings(args.set), "precision": args.precision, "m1_fraction": args.m1_fraction, "seeds": args.seeds, "recipes": {m: RECIPES[m] for m in results if m in RECIPES}},
         "results": results,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,21 @@ def load_script(name: str):
     return module
 
 
+def test_ssl_mnist_set_overrides_reach_the_model_and_train_settings_as_numbers_and_booleans():
+    import argparse
+
+    import pytest
+
+    ssl_mnist = load_script("ssl_mnist")
+    args = argparse.Namespace(set=["model.batch_norm=false", "model.hidden=[300]", "train.lr=3e-4"], lr=None, lr_min=1e-4, precision=None)
+    assert ssl_mnist.model_overrides("m2", args) == {"batch_norm": False, "hidden": [300]}
+    assert ssl_mnist.train_overrides("m2", args) == {"lr": 3e-4, "lr_min": 1e-4}  # 3e-4 a float, not YAML 1.1's string
+    settings = ssl_mnist.asked_settings("m2", args)
+    assert settings["model"]["batch_norm"] is False and settings["train"]["lr"] == 3e-4
+    with pytest.raises(SystemExit, match="model.NAME=VALUE"):
+        ssl_mnist.parse_settings(["batch_norm=false"])
+
+
 def test_ssl_mnist_summary_keeps_a_seed_whose_run_directory_is_gone():
     ssl_mnist = load_script("ssl_mnist")
     settings = {"model": {}, "train": {"lr": 5e-4}, "data": {}}
@@ -47,7 +62,7 @@ def test_ssl_mnist_settings_are_the_recipe_with_the_overrides():
     import argparse
 
     ssl_mnist = load_script("ssl_mnist")
-    args = argparse.Namespace(lr=1e-4, lr_min=None, precision=None)
+    args = argparse.Namespace(lr=1e-4, lr_min=None, precision=None, set=[])
     settings = ssl_mnist.asked_settings("sdgm", args)
     assert settings["train"]["lr"] == 1e-4 and settings["train"]["lr_decay"] == 0.95  # the override, and the recipe's own value
     assert settings["model"]["a_dim"] == 100 and settings["data"] == {"binarize": True}
