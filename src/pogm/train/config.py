@@ -21,6 +21,9 @@ class TrainConfig:
     momentum: float = 0.0  # SGD's momentum (heavy ball, as torch.optim.SGD)
     kl_warmup_steps: int = 0  # KL weight rises linearly from 0 to 1 over these optimizer steps
     grad_clip: float | None = None  # max global gradient norm; None = no clipping
+    # Evaluate, select and save an exponential moving average of the weights with this decay
+    # (pogm.train.averaging; e.g. 0.999); None = the weights that train.
+    ema_decay: float | None = None
     eval_every: int = 1  # epochs between evaluations and checkpoints
     # Optimizer steps between evaluations and checkpoints, wherever the epoch stands (in place of
     # eval_every): runs on data sets of very different sizes are then selected as often.

@@ -52,6 +52,7 @@ from pogm.data.streams import SemiSupervisedStream
 from pogm.data.dataset import evaluation_view
 from pogm.evaluate.metrics import classification_error_rate, mean_elbo, task_loss_rate
 from pogm import checkpoint
+from pogm.train.averaging import WeightAverage
 from pogm.train.config import COMPILE_MODES, NONFINITE_POLICIES, SCHEDULES, TrainConfig
 from pogm.train.distributed import (
     SINGLE,
@@ -155,6 +156,14 @@ class Trainer:
         self.sync_free = self._sync_free_setting()
         self.pending = PendingSteps()  # the sync-free steps' terms and flags, not yet read
         dist.broadcast_module(model)
+        # The weights evaluated, selected and saved as best (train.ema_decay): the model's own, or their average.
+        self.averaged = None if config.ema_decay is None else WeightAverage(model, config.ema_decay)
+
+    @property
+    def evaluated_model(self) -> torch.nn.Module:
+        """The weights that evaluation scores and ``best.safetensors`` keeps: the average of the
+        weights when ``train.ema_decay`` is set, else the model that trains."""
+        return self.model if self.averaged is None else self.averaged.module
 
     def learning_rates(self) -> dict[str, float]:
         """The current learning rates as logged: ``lr`` (the first group's), and ``lr/<group>`` for
@@ -220,6 +229,7 @@ class Trainer:
         self.model.train()
         if self.sync_free:
             self.pending.add(self.step, *self._sync_free_step(batch))
+            self._update_average()
             self.step += 1
             return None
         if len(self.optimizers) == 1 and SINGLE_GROUP in self.optimizers:
@@ -232,8 +242,13 @@ class Trainer:
             terms = self._group_step(batch, tuple(self.groups))
         if self.dist.active and self.has_buffers:
             self.dist.broadcast_module(self.model, buffers_only=True)  # batch-norm statistics: rank 0's, as DDP does
+        self._update_average()
         self.step += 1
         return {name: float(value.detach()) for name, value in terms.items()}
+
+    def _update_average(self) -> None:
+        if self.averaged is not None:
+            self.averaged.update(self.model)
 
     def _losses(self, batch) -> dict[str, torch.Tensor]:
         with self._autocast():
@@ -555,9 +570,10 @@ class Trainer:
     def evaluate(self) -> dict[str, float]:
         """Validation metrics (used for model selection) and test metrics (only reported)."""
         metrics: dict[str, float] = {}
-        can_classify = self.model.offers("classify")
-        can_predict = self.model.offers("predict_labels") and self.task_loss_spec is not None
-        self.model.eval()
+        model = self.evaluated_model
+        can_classify = model.offers("classify")
+        can_predict = model.offers("predict_labels") and self.task_loss_spec is not None
+        model.eval()
         # Evaluation draws random numbers (ELBO samples); fork the RNG so that training continues
         # with the same stream whether or not an evaluation happened (exact resume mid-epoch).
         devices = [torch.device(self.config.device)] if torch.device(self.config.device).type == "cuda" else []
@@ -567,16 +583,16 @@ class Trainer:
                     continue
                 labelled = data.num_labelled  # label-based metrics score these rows only
                 if can_classify and labelled:
-                    metrics[f"{split}_error"] = classification_error_rate(self.model, data, self.config.eval_batch_size).error
+                    metrics[f"{split}_error"] = classification_error_rate(model, data, self.config.eval_batch_size).error
                 if can_predict and labelled:
-                    metrics[f"{split}_task_loss"] = task_loss_rate(self.model, data, self.task_loss_spec, self.config.eval_batch_size).loss
+                    metrics[f"{split}_task_loss"] = task_loss_rate(model, data, self.task_loss_spec, self.config.eval_batch_size).loss
                 if (can_classify or can_predict) and labelled:
                     metrics[f"{split}_labelled_rows"] = labelled
-                if split == "valid" and self.model.offers("log_weights"):
-                    metrics["valid_elbo"] = mean_elbo(self.model, data, self.config.eval_batch_size, self.config.eval_elbo_limit)
+                if split == "valid" and model.offers("log_weights"):
+                    metrics["valid_elbo"] = mean_elbo(model, data, self.config.eval_batch_size, self.config.eval_elbo_limit)
                 if split == "valid":
-                    metrics.update({f"valid_{name}": value for name, value in self.model.validation_metrics(data).items()})
-                metrics.update({f"{split}_{name}": value for name, value in self.model.evaluation_metrics(data).items()})
+                    metrics.update({f"valid_{name}": value for name, value in model.validation_metrics(data).items()})
+                metrics.update({f"{split}_{name}": value for name, value in model.evaluation_metrics(data).items()})
         return metrics
 
     def selection_score(self, metrics: dict[str, float]) -> float | None:
@@ -613,7 +629,7 @@ class Trainer:
             if score is not None and not math.isnan(score) and (self.best_score is None or score > self.best_score):
                 self.best_score = score
                 record["best"] = True
-                checkpoint.save_weights(self.run_dir / "best.safetensors", self.model)
+                checkpoint.save_weights(self.run_dir / "best.safetensors", self.evaluated_model)
             # The record goes first: the checkpoint notes the file's length, so that a resume from it
             # drops whatever a killed run appended after it, and never loses this record.
             checkpoint.append_metrics(self.run_dir, record)
@@ -658,6 +674,8 @@ class Trainer:
             "consecutive_skips": self.consecutive_skips,
             "metrics_bytes": checkpoint.metrics_size(self.run_dir),
         }
+        if self.averaged is not None:
+            state["weight_average"] = self.averaged.state_dict()
         device = torch.device(self.config.device)
         if device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(device).cpu()
@@ -749,6 +767,12 @@ class Trainer:
         self.epoch_count = int(state.get("epoch_count", 0))
         self.skipped_batches = int(state.get("skipped_batches", 0))
         self.consecutive_skips = int(state.get("consecutive_skips", 0))
+        if self.averaged is not None:
+            if state.get("weight_average") is not None:
+                self.averaged.load_state_dict(state["weight_average"])
+            else:
+                self.averaged.restart_from(self.model)
+                _say(f"{self.run_dir}: the checkpoint holds no weight average (train.ema_decay was not set): the average starts from its weights")
         mine = state["ranks"][self.dist.rank] if self.dist.active else state
         if self.dist.active:  # this process's own RNG, running sums and timers
             torch.set_rng_state(mine["torch_rng"])
