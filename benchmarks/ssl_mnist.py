@@ -34,7 +34,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from pogm.models.semi_supervised.paper_table import SSL_MNIST as PAPER
-from pogm.models.semi_supervised.paper_table import m1_steps_for
+from pogm.models.semi_supervised.paper_table import M1_FRACTION, m1_steps_for
 
 # pogm's settings for this benchmark (the same as `pogm reproduce ssl-mnist100`; see there why).
 from pogm.models.semi_supervised.paper_table import SSL_MODEL_SETTINGS as MODEL_SETTINGS
@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr-min", type=float, default=None, help="override every model's learning-rate floor (default: its recipe's)")
     parser.add_argument("--precision", default=None, choices=["fp32", "bf16"], help="override the precision (default: the recipe's)")
     parser.add_argument("--set", nargs="+", default=[], metavar="SECTION.NAME=VALUE", help="override a recipe setting of every model run, e.g. model.batch_norm=false train.lr=3e-4")
-    parser.add_argument("--m1-fraction", type=float, default=0.5, help="share of the M1+M2 budget spent on M1")
+    parser.add_argument("--m1-fraction", type=float, default=M1_FRACTION, help=f"share of the M1+M2 budget spent on M1 (default {M1_FRACTION})")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds; budgets above --seed-budget-limit run the first seed only")
     parser.add_argument("--seed-budget-limit", type=float, default=10.0, help="the longest budget that every seed runs (CPU-minutes)")
     parser.add_argument("--runs", default="benchmarks/runs")
