@@ -53,8 +53,9 @@ def run_dir(model: str, budget_minutes: float, seed: int, args: argparse.Namespa
 
 
 def parse_settings(pairs: list[str]) -> dict[str, dict]:
-    """``--set model.batch_norm=false train.lr=3e-4`` as ``{"model": {...}, "train": {...}}`` (YAML values)."""
-    import yaml
+    """``--set model.batch_norm=false train.lr=3e-4`` as ``{"model": {...}, "train": {...}}``, the values
+    read as `pogm train --set` reads them (`pogm.runs.parse_value`: YAML with 3e-4 a float)."""
+    from pogm.runs import parse_value
 
     settings: dict[str, dict] = {"model": {}, "train": {}}
     for pair in pairs:
@@ -62,13 +63,7 @@ def parse_settings(pairs: list[str]) -> dict[str, dict]:
         section, _, name = key.partition(".")
         if not sep or section not in settings or not name:
             raise SystemExit(f"--set {pair!r}: write model.NAME=VALUE or train.NAME=VALUE (e.g. model.batch_norm=false)")
-        parsed = yaml.safe_load(value)
-        if isinstance(parsed, str):  # YAML 1.1 reads 3e-4 (no dot) as a string
-            try:
-                parsed = float(parsed)
-            except ValueError:
-                pass
-        settings[section][name] = parsed
+        settings[section][name] = parse_value(value)
     return settings
 
 
