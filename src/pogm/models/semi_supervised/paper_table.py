@@ -107,7 +107,7 @@ SSL_MNIST100 = Table(
         "tuned for the error per CPU-minute), fp32: M2 with Kingma et al.'s network plus batch normalisation, "
         "Adam 1e-3 decayed x0.98 per epoch; M1+M2 with 30% of its share on M1 (Adam 1e-3) and then M2 as "
         "the authors' code builds it for 100 labels (300 units, no batch normalisation) at a constant Adam "
-        "6e-4 (the authors': 3e-4); "
+        "1e-3 (the authors': 3e-4); "
         "ADGM and SDGM with the paper's networks, batch normalisation, Adam 5e-4 decayed x0.95 per epoch "
         "down to 3e-4. "
         "Split: 50,000 / 10,000 / 10,000, labels class-balanced."
