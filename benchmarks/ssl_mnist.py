@@ -181,11 +181,15 @@ def carried_seeds(earlier: dict, model: str, budget_minutes: float, seeds: list[
     carry: a row of an earlier recipe is never reported as the current one's."""
     have = {r["seed"] for r in measured} | set(with_runs)
     result = earlier.get("results", {}).get(model, {})
-    if result.get("settings") != settings:
-        return []
     rows = result.get("budgets", [])
     old = next((r for r in rows if r["budget_minutes"] == budget_minutes), {})
-    return [r for r in old.get("per_seed", []) if r["seed"] in seeds and r["seed"] not in have]
+    missing = [r for r in old.get("per_seed", []) if r["seed"] in seeds and r["seed"] not in have]
+    if missing and result.get("settings") != settings:
+        why = "it records no settings" if "settings" not in result else "it records other settings than these runs'"
+        print(f"note: {model} at {budget_minutes:g} CPU-min: the JSON's seeds {[r['seed'] for r in missing]} are left out "
+              f"({why}); rerun them, or restore their run directories", file=sys.stderr)
+        return []
+    return missing
 
 
 def selected_so_far(curve: list[dict]) -> list[tuple[float, float, float]]:

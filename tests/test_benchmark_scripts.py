@@ -46,13 +46,14 @@ def test_ssl_mnist_summary_keeps_a_seed_whose_run_directory_is_gone():
     assert ssl_mnist.carried_seeds({}, "adgm", 10, [0, 1, 2], [], settings) == []
 
 
-def test_ssl_mnist_summary_never_carries_a_row_of_other_settings_or_a_seed_still_running():
+def test_ssl_mnist_summary_never_carries_a_row_of_other_settings_or_a_seed_still_running(capsys):
     ssl_mnist = load_script("ssl_mnist")
     old = {"model": {}, "train": {"lr": 1e-3}, "data": {}}
     earlier = {"results": {"adgm": {"settings": old, "budgets": [{"budget_minutes": 120, "per_seed": [{"seed": 0, "test_error": 0.09}]}]}}}
     # The recipe changed (a new learning rate): the file's 120-minute row is the old recipe's.
     assert ssl_mnist.carried_seeds(earlier, "adgm", 120, [0], [], {**old, "train": {"lr": 5e-4}}) == []
     assert ssl_mnist.carried_seeds({"results": {"adgm": {k: v for k, v in earlier["results"]["adgm"].items() if k != "settings"}}}, "adgm", 120, [0], [], old) == []
+    assert "seeds [0]" in capsys.readouterr().err  # a measured seed left out is named, never dropped silently
     # Seed 0 has a run that has not reached 120 minutes yet: its old row does not stand in for it.
     assert ssl_mnist.carried_seeds(earlier, "adgm", 120, [0], [], old, with_runs={0}) == []
     assert ssl_mnist.carried_seeds(earlier, "adgm", 120, [0], [], old) == [{"seed": 0, "test_error": 0.09}]
