@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from pogm.nn.mlp import full_precision
+
 
 @dataclass
 class AttentionWindow:
@@ -144,7 +146,7 @@ class FullWrite(nn.Module):
         self.linear = nn.Linear(hidden_dim, math.prod(image_shape))
 
     def forward(self, h_dec: Tensor) -> Tensor:
-        return self.linear(h_dec)
+        return full_precision(self.linear(h_dec))
 
 
 __all__ = [

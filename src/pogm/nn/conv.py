@@ -13,7 +13,7 @@ from typing import Sequence
 
 from torch import Tensor, nn
 
-from pogm.nn.mlp import activation
+from pogm.nn.mlp import activation, full_precision
 
 
 def conv_shapes(image_shape: Sequence[int], num_layers: int) -> list[tuple[int, int]]:
@@ -52,7 +52,7 @@ class ConvEncoder(nn.Module):
     def forward(self, images: Tensor) -> Tensor:
         lead = images.shape[:-3]
         features = self.net(images.reshape(-1, *images.shape[-3:]))  # [N, C', h, w]
-        return features.reshape(*lead, self.out_dim)
+        return full_precision(features.reshape(*lead, self.out_dim))
 
 
 class DeconvDecoder(nn.Module):
@@ -95,7 +95,7 @@ class DeconvDecoder(nn.Module):
     def forward(self, features: Tensor) -> Tensor:
         lead = features.shape[:-1]
         h = self.project(features).reshape(-1, *self.start_shape)  # [N, C0, h0, w0]
-        return self.net(h).reshape(*lead, *self.out_shape)
+        return full_precision(self.net(h).reshape(*lead, *self.out_shape))
 
 
 def flatten_image(images: Tensor) -> Tensor:

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from pogm.nn.mlp import MLP, activation
+from pogm.nn.mlp import MLP, activation, full_precision
 
 PHI_INITS = ("unit", "fan-in")
 
@@ -55,7 +55,7 @@ class GroupExpert(nn.Module):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         features = self.phi(x)  # [.., H]
         precision = torch.abs(features @ self.V.T)  # [.., K]
-        return self.mean(features), precision
+        return full_precision(self.mean(features)), full_precision(precision)
 
 
 class GaussianGroupExpert(nn.Module):
@@ -70,7 +70,7 @@ class GaussianGroupExpert(nn.Module):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         features = self.phi(x)  # [.., H]
-        return self.mean(features), self.log_var(features)
+        return full_precision(self.mean(features)), full_precision(self.log_var(features))
 
 
 class GroupGenerator(nn.Module):
@@ -88,4 +88,4 @@ class GroupGenerator(nn.Module):
         self.f = nn.Sequential(activation(act), head)
 
     def forward(self, z: Tensor) -> Tensor:
-        return self.f(z @ self.W.T)  # [.., p] -> [.., out]
+        return full_precision(self.f(z @ self.W.T))  # [.., p] -> [.., out]

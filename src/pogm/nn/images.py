@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from pogm.nn.conv import ConvEncoder, DeconvDecoder, conv_shapes
-from pogm.nn.mlp import MultiInputMLP, activation
+from pogm.nn.mlp import MultiInputMLP, activation, full_precision
 
 ARCHITECTURES = ("mlp", "dcgan")
 
@@ -109,7 +109,7 @@ class ImageDecoder(nn.Module):
     def forward(self, *inputs: Tensor) -> Tensor:
         h = self.trunk(*inputs)
         if self.deconv is None:
-            return h
+            return full_precision(h)
         return self.deconv(self.post(h)).reshape(*h.shape[:-1], -1)  # [..., P*C*H*W]
 
 
@@ -181,7 +181,7 @@ class Discriminator(nn.Module):
         logits = self.out(h)
         if self.num_outputs == 1:
             logits = logits.squeeze(-1)  # [...]
-        return logits, features
+        return full_precision(logits), full_precision(features)
 
 
 __all__ = ["ARCHITECTURES", "Discriminator", "ImageDecoder", "ImageEncoder", "check_architecture"]

@@ -22,6 +22,7 @@ from torch.nn.utils.parametrizations import weight_norm as apply_weight_norm
 
 from pogm.nn.conv import conv_shapes
 from pogm.nn.images import check_architecture
+from pogm.nn.mlp import full_precision
 
 
 def _stage(in_dim: int, widths: Sequence[int], dropout: float, weight_norm: bool) -> tuple[nn.Sequential, int]:
@@ -96,7 +97,7 @@ class JointDiscriminator(nn.Module):
         h = self.data_stage(x)  # [..., H]
         for stage, z in zip(self.latent_stages, zs):
             h = stage(torch.cat([h, self.noisy(z)], -1))  # [..., H'], the next level joins
-        return self.out(h).squeeze(-1), h
+        return full_precision(self.out(h).squeeze(-1)), full_precision(h)
 
 
 __all__ = ["JointDiscriminator"]

@@ -11,6 +11,29 @@ from torch import Tensor, nn
 ACTIVATIONS = {"softplus": nn.Softplus, "relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU}
 
 
+def full_precision(output: Tensor) -> Tensor:
+    """A network's output in float32 when autocast ran its matrix multiplies in a lower precision.
+
+    ``train.precision=bf16`` autocasts the forward pass: the matrix multiplies run in bfloat16 with
+    float32 accumulation. Their outputs would stay bfloat16, and with them everything computed from
+    them: samples, log-densities, KL terms, likelihoods over 784 pixels. In bfloat16 (8 bits of
+    mantissa) that moves an SDGM's per-example bound by about a nat. Networks return their outputs
+    through this function, so that everything after the matrix multiplies (the model's equations,
+    the objective) runs in float32, as the precision setting promises. Outside autocast it returns
+    its input unchanged (float64 stays float64)."""
+    if output.dtype in (torch.bfloat16, torch.float16) and torch.is_autocast_enabled(output.device.type):
+        return output.float()
+    return output
+
+
+class LinearOutput(nn.Linear):
+    """A linear layer that ends a network (class logits, say): ``nn.Linear`` whose output goes on in
+    float32 under autocast (`full_precision`). Its parameters and state are ``nn.Linear``'s."""
+
+    def forward(self, h: Tensor) -> Tensor:
+        return full_precision(super().forward(h))
+
+
 def activation(name: str) -> nn.Module:
     if name not in ACTIVATIONS:
         raise ValueError(f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}")
@@ -55,7 +78,7 @@ class MultiInputMLP(nn.Module):
         h = self.inputs[0](inputs[0])
         for layer, value in zip(self.inputs[1:], inputs[1:]):
             h = h + layer(value)  # broadcasts: [K, B, H] from [B, H] + [K, 1, H]
-        return self.out(self.body(h))
+        return full_precision(self.out(self.body(h)))
 
 
 class MLP(MultiInputMLP):
@@ -73,7 +96,7 @@ class GaussianHead(nn.Module):
         self.net = net
 
     def forward(self, *inputs: Tensor) -> tuple[Tensor, Tensor]:
-        mean, log_var = self.net(*inputs).chunk(2, dim=-1)
+        mean, log_var = full_precision(self.net(*inputs)).chunk(2, dim=-1)  # [..., D] each
         return mean, log_var
 
     def start_std(self, std: float) -> None:

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm as apply_weight_norm
 
-from pogm.nn.mlp import start_log_variance
+from pogm.nn.mlp import full_precision, start_log_variance
 
 SLOPE = 0.2  # leaky ReLU's negative slope (ALI and HALI)
 CLOSING_SIZE = 4  # a downsampling path stops halving at this size and closes with a valid convolution
@@ -134,7 +134,7 @@ class SpatialEncoder(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         images, lead = _fold(x.reshape(*x.shape[:-1], *self.image_shape), 3)  # [N, C_x, H, W]
-        return self.net(images).reshape(*lead, *self.out_shape)  # [..., out, h, w]
+        return full_precision(self.net(images).reshape(*lead, *self.out_shape))  # [..., out, h, w]
 
 
 class SpatialImageDecoder(nn.Module):
@@ -160,7 +160,7 @@ class SpatialImageDecoder(nn.Module):
 
     def forward(self, z: Tensor) -> Tensor:
         maps, lead = _fold(z, 3)  # [N, C, h, w]
-        return self.net(maps).reshape(*lead, -1)  # [..., C_x*H*W]
+        return full_precision(self.net(maps).reshape(*lead, -1))  # [..., C_x*H*W]
 
 
 class MapToVector(nn.Module):
@@ -189,7 +189,7 @@ class MapToVector(nn.Module):
 
     def forward(self, z: Tensor) -> Tensor:
         maps, lead = _fold(z, 3)  # [N, C, h, w]
-        return self.net(maps).reshape(*lead, -1)  # [..., out_dim]
+        return full_precision(self.net(maps).reshape(*lead, -1))  # [..., out_dim]
 
 
 class VectorToMap(nn.Module):
@@ -216,7 +216,7 @@ class VectorToMap(nn.Module):
     def forward(self, z: Tensor) -> Tensor:
         vectors, lead = _fold(z, 1)  # [N, d]
         h = self.project(vectors).reshape(-1, *self.start_shape)  # [N, width, 4, 4]
-        return self.net(h).reshape(*lead, *self.out_shape)  # [..., out, h, w]
+        return full_precision(self.net(h).reshape(*lead, *self.out_shape))  # [..., out, h, w]
 
 
 class ChannelGaussianHead(nn.Module):
@@ -337,7 +337,7 @@ class SpatialJointDiscriminator(nn.Module):
         h = self.z1_stage(h)  # [N, F]
         for stage, z in zip(self.latent_stages, zs[1:]):
             h = stage(torch.cat([h, z.reshape(-1, z.shape[-1])], -1))  # [N, H]: the next level joins
-        return self.out(h).reshape(lead), h.reshape(*lead, -1)
+        return full_precision(self.out(h).reshape(lead)), full_precision(h.reshape(*lead, -1))
 
 
 __all__ = [

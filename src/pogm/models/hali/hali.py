@@ -92,7 +92,7 @@ from pogm.data.batch import Batch
 from pogm.latents import DiagonalGaussian
 from pogm.models.base import Model, as_batch, check_class_labels, flat_x_shape_fields
 from pogm.models.registry import register_model
-from pogm.nn import MLP, GaussianHead, ImageDecoder, ImageEncoder, call_frozen
+from pogm.nn import MLP, GaussianHead, ImageDecoder, ImageEncoder, LinearOutput, call_frozen
 from pogm.nn.images import check_architecture
 from pogm.nn.joint import JointDiscriminator
 from pogm.nn.spatial import (
@@ -246,7 +246,7 @@ class HierarchicalALI(Model):
         if c.latent_init_std is not None:
             for kernel in (*self.encoder, *self.decoder):
                 kernel.start_std(c.latent_init_std)
-        self.classifier = nn.Linear(sum(self.classifier_width(level) for level in self.classifier_levels), c.num_classes) if c.num_classes else None
+        self.classifier = LinearOutput(sum(self.classifier_width(level) for level in self.classifier_levels), c.num_classes) if c.num_classes else None
         self.teacher = self._mean_teacher(c)
 
     def _mean_teacher(self, c: HALIConfig) -> nn.ModuleDict | None:
