@@ -217,17 +217,21 @@ def test_rows_and_scale_train_only_what_the_rows_read_for_longer_and_reuse_the_r
     out = tmp_path / "reproduce"
     run_cli([FAKE.name, "--out", str(out), "--jobs", "1", "--seeds", "0", "1", "--rows", "A"])
     assert sorted(TRAINED) == [("a-1min-seed0", 1.0, 0), ("a-1min-seed1", 1.0, 1)]  # b is not read by row A; a keeps its length
-    report = json.loads((out / "fake-seeds-rows.json").read_text())
+    report = json.loads((out / "fake-seeds-rows-a.json").read_text())
     assert [r["name"] for r in report["rows"]] == ["A"] and report["budget_cpu_minutes"] == pytest.approx(2.0)
     assert not (out / "fake-seeds.json").exists()  # the whole table's report is not overwritten
     TRAINED.clear()
     run_cli([FAKE.name, "--out", str(out), "--jobs", "1", "--seeds", "0", "1", "--rows", "A beats B", "--scale", "2"])
     assert sorted(TRAINED) == [("a-2min-seed0", 2.0, 0), ("a-2min-seed1", 2.0, 1), ("b-6min-seed0", 6.0, 0), ("b-6min-seed1", 6.0, 1)]
-    doubled = json.loads((out / "fake-seeds-rows-x2.json").read_text())
+    doubled = json.loads((out / "fake-seeds-rows-a-beats-b-x2.json").read_text())
     assert [r["name"] for r in doubled["rows"]] == ["A beats B"] and doubled["budget_cpu_minutes"] == pytest.approx(16.0)
     TRAINED.clear()
     run_cli([FAKE.name, "--out", str(out), "--jobs", "1", "--seeds", "0", "1", "--rows", "A"])
     assert TRAINED == []  # the first call's runs are reused
+    run_cli([FAKE.name, "--out", str(out), "--jobs", "1", "--seeds", "0", "1", "--rows", "A beats B"])
+    # another selection at the same scale writes a report of its own: the first one's stays
+    assert [r["name"] for r in json.loads((out / "fake-seeds-rows-a.json").read_text())["rows"]] == ["A"]
+    assert [r["name"] for r in json.loads((out / "fake-seeds-rows-a-beats-b.json").read_text())["rows"]] == ["A beats B"]
     with pytest.raises(ValueError, match="no row 'C'.*'A'; 'A and B'"):
         rp.reproduce(FAKE.name, out=out, rows=["C"])
     with pytest.raises(ValueError, match="--scale"):

@@ -18,7 +18,9 @@ evaluation by a string that `pogm.reproduce.evaluations` resolves.
 
 from __future__ import annotations
 
+import hashlib
 import math
+import re
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -224,14 +226,28 @@ class Table:
 
     def only(self, row_names: Sequence[str]) -> Table:
         """This table cut down to the rows ``row_names`` and the runs they read (same run names, so
-        their run directories are shared with the whole table's); named ``NAME-rows``."""
+        their run directories are shared with the whole table's); named ``NAME-rows-SLUG``
+        (`rows_slug`), so that reports of different selections do not overwrite each other."""
         unknown = sorted(set(row_names) - {row.name for row in self.rows})
         if unknown:
             known = "; ".join(repr(row.name) for row in self.rows)
             raise ValueError(f"table {self.name} has no row {unknown[0]!r}; its rows are: {known}")
         rows = tuple(row for row in self.rows if row.name in row_names)
         used = {name for row in rows for name in row.ours.runs}
-        return replace(self, name=f"{self.name}-rows", rows=rows, runs=tuple(run for run in self.runs if run.name in used))
+        name = f"{self.name}-rows-{rows_slug([row.name for row in rows])}"
+        return replace(self, name=name, rows=rows, runs=tuple(run for run in self.runs if run.name in used))
+
+
+def rows_slug(row_names: Sequence[str], limit: int = 60) -> str:
+    """A file-name part naming a selection of rows: each name in lower case with every run of other
+    characters as one hyphen, the names joined by underscores ("H-VAE(500, 19500) vs F-VAE(5000),
+    depth" -> "h-vae-500-19500-vs-f-vae-5000-depth"); beyond ``limit`` characters it is cut and ends
+    in 8 hex digits of the names' SHA-1, so that two selections never share a name."""
+    slug = "_".join(re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") for name in row_names)
+    if len(slug) <= limit:
+        return slug
+    digest = hashlib.sha1("\n".join(row_names).encode()).hexdigest()[:8]
+    return f"{slug[: limit - 9].rstrip('-_')}-{digest}"
 
 
 def check_seeds(seeds: Sequence[int], what: str = "seeds") -> tuple[int, ...]:

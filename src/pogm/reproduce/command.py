@@ -36,7 +36,7 @@ def add_reproduce_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--rows", nargs="+", default=None, metavar="ROW",
         help="only these rows (their names as the table prints them) and the runs they read, as long as in the whole "
-        "table; writes OUT/TABLE-rows.md",
+        "table; writes OUT/TABLE-rows-SLUG.md (SLUG names the rows)",
     )
     p.add_argument(
         "--scale", type=float, default=1.0, metavar="F",
