@@ -313,8 +313,8 @@ def reproduce(
     the paper's, and a claim row is reproduced only when it holds for every seed (`row_verdict`).
 
     ``rows`` keeps only those rows and the runs they read (`Table.only`; written as
-    ``OUT/NAME-rows-SLUG.md``, `pogm.tables.rows_slug`), each run as long as in the whole table; ``scale`` multiplies every run's
-    length (``scale=2`` checks that a doubled budget does not flip a verdict: the longer runs get
+    ``OUT/NAME-rows-SLUG.md``, `pogm.tables.rows_slug`), each run as long as in the whole table;
+    ``scale`` multiplies every run's length (``scale=2`` checks that a doubled budget does not flip a verdict: the longer runs get
     directories of their own, and the report's name ends in ``-x2``).
     """
     table = get_table(name)
