@@ -63,3 +63,27 @@ def test_bf16_objective_matches_fp32(name):
 
     full, mixed = loss(device_type="cpu", enabled=False), loss(**BF16)
     assert abs(mixed - full) < 0.1, (mixed, full)
+
+
+@pytest.mark.parametrize("units", [False, True])
+def test_bf16_on_a_cpu_without_bf16_units_warns(units, monkeypatch, tmp_path):
+    """bf16 autocast on a CPU without AVX512-BF16 or AMX runs emulated matrix multiplies, slower than
+    fp32: the Trainer says so and names the fix; on a CPU with them it says nothing."""
+    import warnings
+
+    from pogm.data.dataset import PartialDataset
+    from pogm.data.streams import SemiSupervisedStream
+    from pogm.train import trainer as trainer_module
+    from pogm.train.trainer import TrainConfig, Trainer
+
+    monkeypatch.setattr(trainer_module, "cpu_has_bf16_units", lambda: units)
+    entry = model_entry("m2")
+    model = entry.cls(entry.cls.Config(x_dim=8, num_classes=2, z_dim=2, hidden=(4,)))
+    x, y = torch.rand(10, 8), torch.randint(0, 2, (10,))
+    stream = SemiSupervisedStream(PartialDataset.from_arrays(x, y, num_classes=2), torch.arange(4), batch_size=4, labelled_batch_size=2, seed=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        Trainer(model, stream, TrainConfig(progress=False, precision="bf16"), tmp_path)
+    messages = [str(w.message) for w in caught if "bfloat16 matrix units" in str(w.message)]
+    assert len(messages) == (0 if units else 1)
+    assert units or "set train.precision=fp32" in messages[0]
