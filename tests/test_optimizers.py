@@ -35,6 +35,36 @@ def test_unknown_optimizer_and_bad_momentum_are_one_line_errors():
         make_optimizer("sgd", p, 0.1, TrainConfig(momentum=1.5))
 
 
+@pytest.mark.parametrize("kind", ["adam", "sgd"])
+def test_weight_decay_shrinks_weights_that_get_no_gradient(kind):
+    """``train.weight_decay``: Adam's is decoupled (AdamW), so a weight with a zero gradient shrinks by
+    exactly lr * weight_decay of itself a step; SGD's adds weight_decay * w to the gradient, the same
+    shrinkage without momentum. Without it the weight does not move."""
+    for decay, factor in ((0.5, 1 - 0.01 * 0.5), (0.0, 1.0)):
+        p = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+        optimizer = make_optimizer(kind, [p], 0.01, TrainConfig(optimizer=kind, weight_decay=decay))
+        for _ in range(3):
+            p.grad = torch.zeros(2)
+            optimizer.step()
+        torch.testing.assert_close(p.detach(), torch.tensor([1.0, -2.0]) * factor**3)
+
+
+def test_weight_decay_is_decoupled_from_adams_normalisation():
+    """AdamW, not Adam with L2: with a constant gradient Adam's step is lr * sign(g) whatever the
+    weight's size, and the decay adds lr * weight_decay * w on top (L2 inside Adam would be
+    normalised away with the gradient)."""
+    p = torch.nn.Parameter(torch.tensor([10.0]))
+    optimizer = make_optimizer("adam", [p], 0.01, TrainConfig(weight_decay=0.1))
+    p.grad = torch.tensor([1.0])
+    optimizer.step()
+    torch.testing.assert_close(p.detach(), torch.tensor([10.0 * (1 - 0.01 * 0.1) - 0.01]))
+
+
+def test_negative_weight_decay_is_a_one_line_error():
+    with pytest.raises(ValueError, match="train.weight_decay must be >= 0"):
+        make_optimizer("adam", [torch.nn.Parameter(torch.zeros(2))], 0.1, TrainConfig(weight_decay=-1.0))
+
+
 def test_each_parameter_group_gets_its_own_optimizer(tmp_path):
     trainer = _trainer(build("vaegan"), tmp_path, group_optimizer={"discriminator": "sgd"}, momentum=0.9)
     kinds = {g: type(opt).__name__ for g, opt in trainer.optimizers.items()}

@@ -19,6 +19,10 @@ class TrainConfig:
     optimizer: str = "adam"  # "adam", or "sgd" (with `momentum`; the Hybrid VAE paper's: lr 0.01, momentum 0.9)
     adam_betas: tuple[float, float] = (0.9, 0.999)
     momentum: float = 0.0  # SGD's momentum (heavy ball, as torch.optim.SGD)
+    # Weight decay over every trained parameter: Adam's is decoupled (AdamW, Loshchilov & Hutter 2019:
+    # each step also multiplies the weights by 1 - lr * weight_decay), SGD's adds weight_decay * w to
+    # the gradient. 0 = none, as in every paper here; a regulariser of ours, not of any paper's model.
+    weight_decay: float = 0.0
     kl_warmup_steps: int = 0  # KL weight rises linearly from 0 to 1 over these optimizer steps
     grad_clip: float | None = None  # max global gradient norm; None = no clipping
     # Evaluate, select and save an exponential moving average of the weights with this decay

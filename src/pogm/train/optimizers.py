@@ -1,6 +1,6 @@
 """Optimisers and schedules: one optimiser per parameter group (checked disjoint and complete;
-Adam, or SGD with momentum, `train.optimizer` / `train.group_optimizer`), the step decay of the
-learning rate and the linear KL warm-up."""
+Adam, or SGD with momentum, `train.optimizer` / `train.group_optimizer`, either with optional weight
+decay, `train.weight_decay`), the step decay of the learning rate and the linear KL warm-up."""
 
 from __future__ import annotations
 
@@ -11,32 +11,37 @@ from pogm.train.config import OPTIMIZERS, TrainConfig
 SINGLE_GROUP = "model"  # the name of the only optimizer of a single-loss model
 
 
-def adam(params: list[torch.nn.Parameter], lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
+def adam(params: list[torch.nn.Parameter], lr: float, betas: tuple[float, float], weight_decay: float = 0.0) -> torch.optim.Adam:
     """Adam with the fused implementation (one kernel per step instead of one loop over parameters:
     measured 1.0 ms instead of 3.4 ms for M2's 2.6 M parameters on 2 CPU threads), where PyTorch
-    has one for these parameters' device and dtype; the same update rule either way."""
+    has one for these parameters' device and dtype; the same update rule either way. A nonzero
+    ``weight_decay`` is decoupled from the gradient (AdamW: w <- w - lr * weight_decay * w each step)."""
+    options = {"lr": lr, "betas": betas, "weight_decay": weight_decay, "decoupled_weight_decay": weight_decay > 0}
     try:
-        return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
+        return torch.optim.Adam(params, fused=True, **options)
     except (RuntimeError, ValueError):  # a device or dtype without a fused kernel
-        return torch.optim.Adam(params, lr=lr, betas=betas)
+        return torch.optim.Adam(params, **options)
 
 
-def sgd(params: list[torch.nn.Parameter], lr: float, momentum: float) -> torch.optim.SGD:
-    """SGD with heavy-ball momentum (v = momentum * v + g; p -= lr * v), fused where PyTorch can."""
+def sgd(params: list[torch.nn.Parameter], lr: float, momentum: float, weight_decay: float = 0.0) -> torch.optim.SGD:
+    """SGD with heavy-ball momentum (v = momentum * v + g + weight_decay * w; p -= lr * v), fused
+    where PyTorch can."""
     try:
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, fused=True)
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, fused=True)
     except (RuntimeError, ValueError):
-        return torch.optim.SGD(params, lr=lr, momentum=momentum)
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
 
 
 def make_optimizer(kind: str, params: list[torch.nn.Parameter], lr: float, config: TrainConfig) -> torch.optim.Optimizer:
     """The optimiser ``kind`` (`OPTIMIZERS`) over ``params`` at learning rate ``lr``."""
+    if config.weight_decay < 0:
+        raise ValueError(f"train.weight_decay must be >= 0 (0 = none), got {config.weight_decay}")
     if kind == "adam":
-        return adam(params, lr, config.adam_betas)
+        return adam(params, lr, config.adam_betas, config.weight_decay)
     if kind == "sgd":
         if not 0 <= config.momentum < 1:
             raise ValueError(f"train.momentum must be in [0, 1), got {config.momentum}")
-        return sgd(params, lr, config.momentum)
+        return sgd(params, lr, config.momentum, config.weight_decay)
     raise ValueError(f"unknown optimizer {kind!r}; choose one of {list(OPTIMIZERS)} (train.optimizer, train.group_optimizer)")
 
 
