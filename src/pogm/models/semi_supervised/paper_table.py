@@ -150,7 +150,8 @@ POSTER_SSL_TABLE = Table(
     default_budget=120.0,  # CPU-minutes for all 3 seeds: 10 per run and seed
     notes=(
         "The poster gives neither its networks' sizes nor its training length. Here: the M2 CPU recipe (Kingma et al.'s "
-        "networks plus batch normalisation, Adam 1e-3 decayed x0.98 per epoch, per-batch weighting of the objective), "
+        "networks plus batch normalisation, Adam 1e-3 decayed x0.98 per epoch, per-batch weighting of the objective; "
+        "`pogm recipes` lists the rest), "
         "with network=conv for the convolutional rows (two stride-2 4x4 convolutions of 32 and 64 filters before the "
         "hidden layer of q(y|x) and q(z|x,y), and their transposes in p(x|y,z)). Split: the first 55,000 training "
         "images for training (labels class-balanced among them), the last 5,000 for validation, the 10,000 test images."
