@@ -74,8 +74,8 @@ def _say(message: str) -> None:
 
 def cpu_has_bf16_units() -> bool:
     """Whether this CPU multiplies bfloat16 matrices in hardware (AVX512-BF16 or AMX tiles), where
-    ``train.precision=bf16`` pays: 1.67-1.93x the steps per CPU-second for paper-sized SDGMs and M2s on
-    a Xeon with AMX (docs/results.md). Elsewhere oneDNN emulates bf16 and it is usually slower than fp32."""
+    ``train.precision=bf16`` pays (the M2 and SDGM CPU recipes: 1.55x and 1.67x the steps per CPU-second
+    on a Xeon with AMX, docs/results.md). Elsewhere oneDNN emulates bf16, usually slower than fp32."""
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
