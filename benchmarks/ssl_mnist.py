@@ -53,16 +53,16 @@ def run_dir(model: str, budget_minutes: float, seed: int, args: argparse.Namespa
 
 
 def parse_settings(pairs: list[str]) -> dict[str, dict]:
-    """``--set model.batch_norm=false train.lr=3e-4`` as ``{"model": {...}, "train": {...}}``, the values
+    """``--set model.batch_norm=false train.lr=3e-4`` as ``{"model": {...}, "train": {...}, "data": {...}}``, the values
     read as `pogm train --set` reads them (`pogm.runs.parse_value`: YAML with 3e-4 a float)."""
     from pogm.runs import parse_value
 
-    settings: dict[str, dict] = {"model": {}, "train": {}}
+    settings: dict[str, dict] = {"model": {}, "train": {}, "data": {}}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         section, _, name = key.partition(".")
         if not sep or section not in settings or not name:
-            raise SystemExit(f"--set {pair!r}: write model.NAME=VALUE or train.NAME=VALUE (e.g. model.batch_norm=false)")
+            raise SystemExit(f"--set {pair!r}: write model.NAME=VALUE, train.NAME=VALUE or data.NAME=VALUE (e.g. model.batch_norm=false)")
         settings[section][name] = parse_value(value)
     return settings
 
@@ -87,7 +87,7 @@ def asked_settings(model: str, args: argparse.Namespace) -> dict:
     top (`recipe_settings`), stored in the JSON so that a later summary knows which runs it may carry."""
     from pogm.reproduce.runs import recipe_settings
 
-    _, model_settings, train, data = recipe_settings(RECIPES[model], model_overrides(model, args), train_overrides(model, args), {})
+    _, model_settings, train, data = recipe_settings(RECIPES[model], model_overrides(model, args), train_overrides(model, args), parse_settings(args.set)["data"])
     return json.loads(json.dumps({"model": model_settings, "train": train, "data": data}))  # as read back from JSON
 
 
@@ -101,7 +101,7 @@ def run_one(model: str, budget_minutes: float, seed: int, args: argparse.Namespa
     fresh = (lambda seconds: {"m1_steps": m1_steps_for(seconds, args.m1_fraction, args.threads)}) if model == "m1m2" else None
     start = time.time()
     how = train_for_budget(
-        model, out, budget_minutes, seed=seed, model_options=model_overrides(model, args), train_options=train,
+        model, out, budget_minutes, seed=seed, data_options=parse_settings(args.set)["data"] or None, model_options=model_overrides(model, args), train_options=train,
         labels=10, recipe=RECIPES.get(model), fresh_options=fresh, threads=args.threads,
     )
     wall = time.time() - start
@@ -241,7 +241,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=None, help="override every model's learning rate (default: its recipe's)")
     parser.add_argument("--lr-min", type=float, default=None, help="override every model's learning-rate floor (default: its recipe's)")
     parser.add_argument("--precision", default=None, choices=["fp32", "bf16"], help="override the precision (default: the recipe's)")
-    parser.add_argument("--set", nargs="+", default=[], metavar="SECTION.NAME=VALUE", help="override a recipe setting of every model run, e.g. model.batch_norm=false train.lr=3e-4")
+    parser.add_argument("--set", nargs="+", default=[], metavar="SECTION.NAME=VALUE", help="override a recipe setting of every model run, e.g. model.batch_norm=false train.lr=3e-4 data.unlabelled_valid=true")
     parser.add_argument("--m1-fraction", type=float, default=M1_FRACTION, help=f"share of the M1+M2 budget spent on M1 (default {M1_FRACTION})")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds; budgets above --seed-budget-limit run the first seed only")
     parser.add_argument("--seed-budget-limit", type=float, default=10.0, help="the longest budget that every seed runs (CPU-minutes)")

@@ -326,6 +326,23 @@ def test_mnist_from_pogm_data():
     assert len(b) == 200 and b.y_mask.sum() == 100 and set(b.x["x"].unique().tolist()) == {0.0, 1.0}
 
 
+@pytest.mark.skipif(not _mnist_present(), reason="mnist.npz not in $POGM_DATA")
+def test_mnist_unlabelled_valid_adds_the_validation_images_without_their_labels():
+    from pogm.runs import choose_labels
+
+    plain = load_source("mnist", download=False)
+    s = load_source("mnist", download=False, unlabelled_valid=True)
+    assert (len(s.train), len(s.valid), len(s.test)) == (60000, 10000, 10000)
+    assert s.train.num_labelled == 50000 and not s.train.y_mask[50000:].any()
+    assert torch.equal(s.train.x["x"][50000:], s.valid.x["x"])  # the same images, unlabelled
+    assert torch.equal(s.valid.y, plain.valid.y)  # validation still scores them with labels
+    # The labelled examples are the same ones as without the option, all among the first 50,000.
+    lab = choose_labels(s, 10, seed=3, uses_labels=True)
+    assert torch.equal(lab, choose_labels(plain, 10, seed=3, uses_labels=True)) and int(lab.max()) < 50000
+    with pytest.raises(ValueError, match="n_valid=0 holds none out"):
+        load_source("mnist", download=False, n_valid=0, unlabelled_valid=True)
+
+
 def test_mnist_checksum_and_offline_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     fake = tmp_path / "data"
     fake.mkdir()
