@@ -16,12 +16,20 @@ Adam 3e-4, 100 + 100 a step, 5 samples of a, 1000 epochs of 500 steps) on the de
 steps that fit in ``--train-seconds`` at the measured rate, evaluating every ``--eval-every``
 epochs; the JSON holds the test error at the best validation error, the epochs reached and the
 projected time of the paper's 1000 epochs.
+
+Semi-supervised HALI (section ``hali``, not in the default list: ``--sections hali``): the
+hali-mnist100 table's two HALI settings on Table 4's spatial network (Belghazi et al. 2018,
+section 7.2 as written, and with the mean-teacher consistency and entropy costs on the unlabelled
+rows), grey-level MNIST with 100 labels, Adam 2e-4 with betas (0.5, 0.999), each for the steps that
+fit in ``--hali-seconds`` at its measured rate; the JSON holds the test errors out of 10,000 at the
+lowest validation error (the paper: 73).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -35,6 +43,7 @@ from pogm.runs import choose_labels, load_data, size_model
 from pogm.train.config import TrainConfig
 from pogm.train.launch import _make_trainer
 from pogm.reproduce.runs import selected_record
+from pogm.models.hali.paper_table import GAN_TRAIN, HALI, HALI_SSL_UNLABELLED_COSTS
 
 PAPER_EPOCHS = 1000
 STEPS_PER_EPOCH = 500  # 50,000 unlabelled images, 100 a step
@@ -102,6 +111,40 @@ def paper_run(name: str, recipe: str, device: str, seconds: float, rate: float, 
         "test_error": best["test_error"], "valid_error": best["valid_error"], "selected_step": best["step"], "last_test_error": last["test_error"],
         "train_wall_seconds": last["train_wall_seconds"], "total_wall_seconds": round(wall, 1), "evaluations": len(records),
         "projected_paper_run_hours": round((PAPER_EPOCHS * STEPS_PER_EPOCH * train_seconds_per_step + evaluation_seconds / len(records) * PAPER_EPOCHS / eval_every) / 3600, 2),
+        "curve": [{k: r[k] for k in ("step", "valid_error", "test_error", "train_wall_seconds")} for r in records],
+    }
+
+
+HALI_SETTINGS = {  # the hali-mnist100 table's two settings, on Table 4's spatial network
+    "section 7.2": {"architecture": "spatial"},
+    "section 7.2 + mean-teacher consistency and entropy": {**HALI_SSL_UNLABELLED_COSTS, "architecture": "spatial"},
+}
+HALI_TINY = {"spatial_width": 4, "z1_shape": [2, 14, 14], "z_dims": [4, 4], "discriminator_joint_hidden": [16]}
+
+
+def hali_rate(splits, labelled_index, model_options: dict, device: str, steps: int, warmup: int) -> float:
+    """Training steps per second of semi-supervised HALI with ``model_options`` (100 + 100 a step)."""
+    torch.manual_seed(0)
+    net = size_model("hali-ssl", splits, len(labelled_index), model_options)
+    config = TrainConfig(device=device, batch_size=100, labelled_batch_size=100, **GAN_TRAIN, progress=False, epochs=10**6)
+    with tempfile.TemporaryDirectory() as run_dir:
+        trainer = _make_trainer(net, splits, labelled_index, config, 0, Path(run_dir))
+        timed_steps(trainer, warmup, device)
+        return steps / timed_steps(trainer, steps, device)
+
+
+def hali_run(name: str, model_options: dict, device: str, seconds: float, rate: float, eval_every_steps: int, runs: Path, tiny: bool) -> dict:
+    """Train semi-supervised HALI for about ``seconds`` at ``rate`` steps/s; its test errors at the lowest validation error."""
+    steps = 20 if tiny else max(eval_every_steps, int(seconds * rate))
+    train = {"device": device, "max_steps": steps, "eval_every_steps": 10 if tiny else eval_every_steps, "progress": False, **GAN_TRAIN}
+    start = time.perf_counter()
+    run = pogm.train("hali-ssl", data="mnist", labels=10, out=runs / re.sub(r"[^a-z0-9.]+", "-", name), seed=0, overrides={"model": model_options, "train": train}, progress=False)
+    records = read_metrics(run.dir)
+    best, last = selected_record(records), records[-1]
+    return {
+        "setting": name, "model_options": model_options, "steps": last["step"], "steps_per_second": round(rate, 1),
+        "test_errors": round(best["test_error"] * 10000), "valid_error": best["valid_error"], "selected_step": best["step"],
+        "last_test_errors": round(last["test_error"] * 10000), "paper_test_errors": HALI["hali"], "total_wall_seconds": round(time.perf_counter() - start, 1),
         "curve": [{k: r[k] for k in ("step", "valid_error", "test_error", "train_wall_seconds")} for r in records],
     }
 
@@ -175,15 +218,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--eval-every", type=int, default=10, help="epochs between evaluations of the paper runs")
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--tiny", action="store_true", help="tiny networks and few steps: a dry run of the script")
-    parser.add_argument("--sections", nargs="+", default=["throughput", "paper", "compile"], choices=["throughput", "paper", "compile", "overhead"])
+    parser.add_argument("--sections", nargs="+", default=["throughput", "paper", "compile"], choices=["throughput", "paper", "compile", "overhead", "hali"])
     parser.add_argument("--paper-compile-mode", default="reduce-overhead", help="torch.compile mode of the paper runs ('none': eager); reduce-overhead replays CUDA graphs")
     parser.add_argument("--paper-rate", type=float, default=None, help="steps per second of the paper runs (default: measured in the throughput section)")
+    parser.add_argument("--hali-seconds", type=float, default=120.0, help="training time of each semi-supervised HALI run (section hali)")
+    parser.add_argument("--hali-eval-every", type=int, default=500, help="steps between evaluations of the HALI runs")
     parser.add_argument("--compile-modes", nargs="+", default=["default"], help="torch.compile modes of the compile section")
     args = parser.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("gpu_check: PyTorch sees no CUDA GPU here; run it on one, or try it with --device cpu --tiny")
 
-    report = {"benchmark": "gpu_check", "device": device_name(args.device), "torch": torch.__version__, "sections": args.sections, "throughput": [], "paper_runs": []}
+    report = {"benchmark": "gpu_check", "device": device_name(args.device), "torch": torch.__version__, "sections": args.sections, "throughput": [], "paper_runs": [], "hali_runs": []}
     splits = load_data("mnist", {"binarize": True})
     labelled_index = choose_labels(splits, 10, 0, True)
 
@@ -220,6 +265,17 @@ def main(argv: list[str] | None = None) -> None:
             report["paper_runs"].append(row)
             save()
             print(json.dumps({k: v for k, v in row.items() if k != "curve"}), flush=True)
+
+    if "hali" in args.sections:
+        grey = load_data("mnist", {"binarize": False})  # HALI's images: grey levels (a sigmoid image)
+        with tempfile.TemporaryDirectory() as runs:
+            for name, options in HALI_SETTINGS.items():
+                options = {**options, **(HALI_TINY if args.tiny else {})}
+                rate = hali_rate(grey, labelled_index, options, args.device, 5 if args.tiny else 50, 2 if args.tiny else 10)
+                row = hali_run(name, options, args.device, args.hali_seconds, rate, args.hali_eval_every, Path(runs), args.tiny)
+                report["hali_runs"].append(row)
+                save()
+                print(json.dumps({k: v for k, v in row.items() if k != "curve"}), flush=True)
 
     if "compile" in args.sections and not args.no_compile:  # last: compilation takes long, and the rest is saved by then
         for mode in args.compile_modes:
