@@ -5,6 +5,8 @@ it runs."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -68,7 +70,7 @@ def test_supervised_gradient_classifier_leaves_the_encoder_to_the_adversarial_ga
         tiny(supervised_gradient="decoder")
 
 
-@pytest.mark.parametrize("name", ["consistency", "entropy"])
+@pytest.mark.parametrize("name", ["consistency", "entropy", "balance"])
 def test_unlabelled_costs_read_the_unlabelled_rows_and_join_the_generator_loss_with_their_weight(name):
     b = batch()
     torch.manual_seed(0)
@@ -81,6 +83,9 @@ def test_unlabelled_costs_read_the_unlabelled_rows_and_join_the_generator_loss_w
     log_q = F.log_softmax(model.classifier(torch.cat([z[rows] for z in z_hat], -1)), -1)
     if name == "entropy":
         expected = -(log_q.exp() * log_q).sum(-1).mean()
+    elif name == "balance":
+        mean_q = log_q.exp().mean(0)
+        expected = (mean_q * (mean_q * 3).log()).sum()  # KL(mean q || uniform over 3 classes)
     else:  # the clean input's means, held fixed, are the target
         with torch.no_grad():
             target = F.softmax(model.classifier(torch.cat(model.encode_chain(x[rows], sample=False), -1)), -1)
@@ -99,6 +104,18 @@ def test_unlabelled_costs_read_the_unlabelled_rows_and_join_the_generator_loss_w
     base = without.loss(b)
     assert name in terms and name not in base
     torch.testing.assert_close(terms["loss/generator"], base["loss/generator"] + 0.5 * terms[name])
+
+
+def test_the_balance_cost_is_zero_for_classes_used_equally_and_log_k_for_one_class():
+    model = tiny(balance_weight=1.0)
+    model.classifier = torch.nn.Identity()  # the softmax's logits are then what classifier_input gives
+    b = Batch(x={"x": torch.zeros(6, 1, 4, 4)})  # no labels: every row is unlabelled
+    each_class_twice = 20 * torch.eye(3).repeat(2, 1)  # [6, 3] logits
+    all_class_0 = 20 * torch.tensor([[1.0, 0.0, 0.0]]).repeat(6, 1)  # [6, 3]
+    for logits, expected in ((each_class_twice, 0.0), (all_class_0, math.log(3))):
+        model.classifier_input = lambda zs, logits=logits: logits
+        cost = model.unlabelled_costs(("balance",), b, [torch.zeros(6, 1)], torch.zeros(6, 16))["balance"]
+        assert abs(float(cost) - expected) < 1e-3, (float(cost), expected)
 
 
 def test_the_mnist100_table_trains_with_the_unlabelled_costs_and_the_paper_version_stays_available():

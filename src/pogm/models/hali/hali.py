@@ -142,6 +142,7 @@ class HALIConfig:
     supervised_gradient: str = "encoder"  # "encoder": eq. 10 trains encoder and softmax (the paper); "classifier": the softmax only (a probe of the adversarial features)
     consistency_weight: float = 0.0  # unlabelled rows: cross-entropy of q(y | z^ of the noisy input) to q(y | z of the clean input's means), held fixed
     entropy_weight: float = 0.0  # unlabelled rows: entropy of q(y | z^ of the noisy input)
+    balance_weight: float = 0.0  # unlabelled rows: KL(batch mean of q(y | z^) || uniform), which keeps the classes in use (CatGAN's marginal entropy)
     teacher_decay: float = 0.0  # > 0: the consistency target comes from a mean teacher, an average of the encoder and softmax with this decay per step (Tarvainen & Valpola 2017); 0: from the model itself
 
 
@@ -353,7 +354,7 @@ class HierarchicalALI(Model):
             supervised = self.supervised_cost(batch, z_hat, x)
             loss_g = loss_g + self.config.supervised_weight * supervised
             terms["supervised"] = supervised.detach()
-            weights = {"consistency": self.config.consistency_weight, "entropy": self.config.entropy_weight}
+            weights = {"consistency": self.config.consistency_weight, "entropy": self.config.entropy_weight, "balance": self.config.balance_weight}
             asked = tuple(name for name, weight in weights.items() if weight)
             if asked:
                 for name, cost in self.unlabelled_costs(asked, batch, z_hat, x).items():
@@ -400,8 +401,10 @@ class HierarchicalALI(Model):
         departure from section 7.2, which trains the softmax on labelled rows only; ``names`` from
         ``"consistency"``: the cross-entropy of q(y | z^) (z^ from the noisy input, as the
         adversarial pass draws it) to the distribution of the clean input's means, held fixed;
-        ``"entropy"``: the entropy of q(y | z^) (Grandvalet and Bengio 2005). q(y | z^) is computed
-        once for all of them."""
+        ``"entropy"``: the entropy of q(y | z^) (Grandvalet and Bengio 2005); ``"balance"``: the KL
+        divergence of the batch's mean q(y | z^) from the uniform distribution, log K - H(mean q),
+        whose minimum keeps every class in use (the marginal entropy of Springenberg 2015's CatGAN,
+        which the conditional entropy alone lets collapse). q(y | z^) is computed once for all of them."""
         rows = ~batch.y_mask if batch.y is not None else torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
         if not bool(rows.any()):
             return {name: self.classifier.weight.sum() * 0.0 for name in names}
@@ -410,6 +413,9 @@ class HierarchicalALI(Model):
         for name in names:
             if name == "entropy":
                 costs[name] = -(log_q.exp() * log_q).sum(-1).mean()
+            elif name == "balance":
+                log_mean = torch.logsumexp(log_q, 0) - math.log(log_q.shape[0])  # [K], log of the batch's mean q(y | z^)
+                costs[name] = (log_mean.exp() * log_mean).sum() + math.log(log_q.shape[-1])  # KL(mean q || uniform)
             else:
                 costs[name] = -(self.consistency_target(x[rows]) * log_q).sum(-1).mean()
         return costs
