@@ -82,12 +82,17 @@ def train_overrides(model: str, args: argparse.Namespace) -> dict:
     return train
 
 
+def data_overrides(args: argparse.Namespace) -> dict:
+    """The data options this invocation sets on top of the recipe's (--set data.NAME=VALUE)."""
+    return parse_settings(args.set)["data"]
+
+
 def asked_settings(model: str, args: argparse.Namespace) -> dict:
     """``model``'s runs' settings as this invocation asks for them: its recipe with the overrides on
     top (`recipe_settings`), stored in the JSON so that a later summary knows which runs it may carry."""
     from pogm.reproduce.runs import recipe_settings
 
-    _, model_settings, train, data = recipe_settings(RECIPES[model], model_overrides(model, args), train_overrides(model, args), parse_settings(args.set)["data"])
+    _, model_settings, train, data = recipe_settings(RECIPES[model], model_overrides(model, args), train_overrides(model, args), data_overrides(args))
     return json.loads(json.dumps({"model": model_settings, "train": train, "data": data}))  # as read back from JSON
 
 
@@ -101,7 +106,7 @@ def run_one(model: str, budget_minutes: float, seed: int, args: argparse.Namespa
     fresh = (lambda seconds: {"m1_steps": m1_steps_for(seconds, args.m1_fraction, args.threads)}) if model == "m1m2" else None
     start = time.time()
     how = train_for_budget(
-        model, out, budget_minutes, seed=seed, data_options=parse_settings(args.set)["data"] or None, model_options=model_overrides(model, args), train_options=train,
+        model, out, budget_minutes, seed=seed, data_options=data_overrides(args) or None, model_options=model_overrides(model, args), train_options=train,
         labels=10, recipe=RECIPES.get(model), fresh_options=fresh, threads=args.threads,
     )
     wall = time.time() - start
