@@ -171,17 +171,23 @@ DIAGNOSIS = {
 }
 
 
-def diagnose_one(name: str, seconds: float, eval_every: int, seed: int, runs: Path) -> dict:
-    """Train hypothesis ``name`` for ``seconds`` CPU seconds; its record (cached in ``runs``)."""
+def diagnose_one(name: str, seconds: float, eval_every: int, seed: int, runs: Path, probe_train: int = 0) -> dict:
+    """Train hypothesis ``name`` for ``seconds`` CPU seconds; its record (cached in ``runs``). With
+    ``probe_train`` > 0 every evaluation also fits two linear probes (logistic regression) on the
+    encoder's features, scored on the validation set: one on the 100 labelled images, one on the first
+    ``probe_train`` training images with all their labels. They tell the features from the softmax:
+    if the probes hold while the softmax's error turns, the softmax overfits; if they turn too, the
+    features lost the classes."""
     import copy
     import time
 
     import torch
 
     from pogm.evaluate.metrics import classification_error
+    from pogm.evaluate.probe import linear_probe
     from pogm.train.optimizers import lr_factor
 
-    path = runs / f"{name}-{seconds:g}s-seed{seed}.json"
+    path = runs / f"{name}-{seconds:g}s-seed{seed}{'-probe' if probe_train else ''}.json"
     if path.is_file():
         return json.loads(path.read_text())
     model_options, train_options, meaning = DIAGNOSIS[name]
@@ -201,13 +207,18 @@ def diagnose_one(name: str, seconds: float, eval_every: int, seed: int, runs: Pa
         valid, test, train_labelled = (classification_error(net, d) for d in (splits.valid, splits.test, labelled_set))
         batch_stats = copy.deepcopy(net).train()  # batch norm on each evaluation batch's statistics instead of the running ones
         valid_batch_stats = classification_error(batch_stats, splits.valid)
+        probes = {}
+        if probe_train:  # linear_probe puts the model in evaluation mode; net.train() below undoes it
+            probes = {"probe_labelled_valid_error": 1.0 - linear_probe(net, labelled_set, splits.valid)["accuracy"],
+                      "probe_all_labels_valid_error": 1.0 - linear_probe(net, splits.train, splits.valid, train_limit=probe_train)["accuracy"]}
         net.train()
         curve.append({"step": step, "train_cpu_seconds": round(cpu, 1), "valid_error": valid, "test_error": test,
                       "labelled_error": train_labelled, "valid_error_batch_stats": valid_batch_stats,
-                      "supervised": sum(supervised) / max(len(supervised), 1)})
+                      "supervised": sum(supervised) / max(len(supervised), 1), **probes})
         supervised.clear()
         print(f"{name} step {step} cpu {cpu:.0f}s valid {valid:.4f} test {test:.4f} labelled {train_labelled:.2f} "
-              f"valid(batch stats) {valid_batch_stats:.4f} supervised {curve[-1]['supervised']:.4f}", flush=True)
+              f"valid(batch stats) {valid_batch_stats:.4f} supervised {curve[-1]['supervised']:.4f}"
+              + "".join(f" {k} {v:.4f}" for k, v in probes.items()), flush=True)
 
     net.train()
     while cpu < seconds:
@@ -227,7 +238,7 @@ def diagnose_one(name: str, seconds: float, eval_every: int, seed: int, runs: Pa
     best = min(curve, key=lambda r: (r["valid_error"], r["step"]))
     record = {
         "name": name, "tests": meaning, "model_options": model_options, "train_options": {**GAN_TRAIN, **train_options},
-        "seed": seed, "cpu_seconds": round(cpu, 1), "steps": step, "eval_every": eval_every,
+        "seed": seed, "cpu_seconds": round(cpu, 1), "steps": step, "eval_every": eval_every, "probe_train": probe_train,
         "best_step": best["step"], "best_valid_error": best["valid_error"], "test_error_at_best_valid": best["test_error"],
         "test_errors_out_of_10000": round(best["test_error"] * len(splits.test)), "last_valid_error": curve[-1]["valid_error"],
         "last_test_error": curve[-1]["test_error"], "curve": curve,
@@ -247,18 +258,23 @@ def diagnose(argv: list[str]) -> None:
     parser.add_argument("--seconds", type=float, default=180.0, help="CPU seconds of training per hypothesis (one thread)")
     parser.add_argument("--eval-every", type=int, default=200, help="steps between evaluations on the validation and test sets")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--probe-train", type=int, default=0,
+                        help="with N > 0, linear probes of the encoder's features at every evaluation: on the 100 labels, and on the first N training images with all labels")
     parser.add_argument("--runs", default=str(here / "runs-hali-ssl"))
     parser.add_argument("--out", default=str(here / "results" / "hali_ssl_diagnosis.json"))
     args = parser.parse_args(argv)
     for name in args.only:  # one at a time: each run is timed on one thread
-        diagnose_one(name, args.seconds, args.eval_every, args.seed, Path(args.runs))
+        diagnose_one(name, args.seconds, args.eval_every, args.seed, Path(args.runs), args.probe_train)
     # The summary holds every cached run of this seed, whatever its length, and keeps the runs of the
     # summary already written that are not cached here (the cache is git-ignored; the summary is not).
-    records = [json.loads(p.read_text()) for p in sorted(Path(args.runs).glob(f"*-seed{args.seed}.json"))]
+    records = [json.loads(p.read_text()) for pattern in (f"*-seed{args.seed}.json", f"*-seed{args.seed}-probe.json") for p in sorted(Path(args.runs).glob(pattern))]
     out = Path(args.out)
     if out.is_file():
-        cached = {(r["name"], r["seed"], round(r["cpu_seconds"] / 10)) for r in records}
-        records += [r for r in json.loads(out.read_text())["runs"] if (r["name"], r["seed"], round(r["cpu_seconds"] / 10)) not in cached]
+        def key(r: dict) -> tuple:
+            return r["name"], r["seed"], round(r["cpu_seconds"] / 10), r.get("probe_train", 0)
+
+        cached = {key(r) for r in records}
+        records += [r for r in json.loads(out.read_text())["runs"] if key(r) not in cached]
     order = {name: i for i, name in enumerate(DIAGNOSIS)}
     records.sort(key=lambda r: (order.get(r["name"], len(order)), r["cpu_seconds"]))
     out.parent.mkdir(parents=True, exist_ok=True)
