@@ -20,7 +20,10 @@ benchmarks/results/hali_ssl_diagnosis.json. The JSON in the repository came from
 500 --only consistency1+entropy1+teacher0.99``, ``--seconds 1200 --eval-every 500`` for the other
 two teacher rows, and ``--seconds 1500 --eval-every 500 --only
 consistency1+entropy1+teacher0.99+d-lr-x0.2`` and ``--only
-consistency1+entropy1+teacher0.99+lr-decay0.9`` (seed 0).
+consistency1+entropy1+teacher0.99+lr-decay0.9`` (seed 0). benchmarks/results/hali_ssl_probe.json
+came from ``--probe-train 10000 --out benchmarks/results/hali_ssl_probe.json`` with ``--seconds 600
+--eval-every 250 --only baseline`` and ``--seconds 1400 --eval-every 500 --only
+consistency1+entropy1+teacher0.99`` (seed 0, the two runs on the two cores).
 
 Runs live in ``--runs/<name>-<budget>min-seed<seed>`` and are reused when finished (see
 `gan_mnist.train_for_budget`). Every model sees grey-level MNIST (the adversarial models' default;
