@@ -179,8 +179,8 @@ def diagnose_one(name: str, seconds: float, eval_every: int, seed: int, runs: Pa
     ``probe_train`` > 0 every evaluation also fits two linear probes (logistic regression) on the
     encoder's features, scored on the validation set: one on the 100 labelled images, one on the first
     ``probe_train`` training images with all their labels. They tell the features from the softmax:
-    if the probes hold while the softmax's error turns, the softmax overfits; if they turn too, the
-    features lost the classes."""
+    the first shows whether the softmax does worse than a fresh linear fit to the same labels (its
+    own overfitting), the second whether the features still carry the classes at all."""
     import copy
     import time
 
