@@ -24,6 +24,10 @@ consistency1+entropy1+teacher0.99+lr-decay0.9`` (seed 0). benchmarks/results/hal
 came from ``--probe-train 10000 --out benchmarks/results/hali_ssl_probe.json`` with ``--seconds 600
 --eval-every 250 --only baseline`` and ``--seconds 1400 --eval-every 500 --only
 consistency1+entropy1+teacher0.99`` (seed 0, the two runs on the two cores).
+benchmarks/results/hali_ssl_conv.json came from ``--seconds 3600 --eval-every 250 --probe-train 10000
+--only dcgan+consistency1+entropy1+teacher0.99`` and ``--only spatial+consistency1+entropy1+teacher0.99``
+(seed 0, the two runs on the two cores), both stopped by hand after about 25 CPU-minutes; their
+curves were read from the runs' logs (a stopped run now keeps its curve in ``<run>.partial.json``).
 
 Runs live in ``--runs/<name>-<budget>min-seed<seed>`` and are reused when finished (see
 `gan_mnist.train_for_budget`). Every model sees grey-level MNIST (the adversarial models' default;
@@ -171,6 +175,10 @@ DIAGNOSIS = {
                                                        {"lr_decay": 0.9, "lr_decay_every": 1, "lr_min": 2e-5},
                                                        "the mean-teacher row with every player's learning rate x0.9 an epoch (500 steps) down to 2e-5: "
                                                        "does a cooling step size hold the error at its lowest instead of turning after 12,000 steps?"),
+    "spatial+consistency1+entropy1+teacher0.99": ({"architecture": "spatial", "consistency_weight": 1.0, "entropy_weight": 1.0, "teacher_decay": 0.99}, {},
+                                                  "the mean-teacher row on Table 4's network (spatial z1, residual blocks): do convolutional features carry the classes better than the MLP's?"),
+    "dcgan+consistency1+entropy1+teacher0.99": ({"architecture": "dcgan", "channels": [32, 64], "consistency_weight": 1.0, "entropy_weight": 1.0, "teacher_decay": 0.99}, {},
+                                                "the mean-teacher row on the convolutional network with a vector z1 (stride-2 convolutions 32, 64)"),
 }
 
 
@@ -223,6 +231,20 @@ def diagnose_one(name: str, seconds: float, eval_every: int, seed: int, runs: Pa
               f"valid(batch stats) {valid_batch_stats:.4f} supervised {curve[-1]['supervised']:.4f}"
               + "".join(f" {k} {v:.4f}" for k, v in probes.items()), flush=True)
 
+    def summary() -> dict:
+        best = min(curve, key=lambda r: (r["valid_error"], r["step"]))
+        return {
+            "name": name, "tests": meaning, "model_options": model_options, "train_options": {**GAN_TRAIN, **train_options},
+            "seed": seed, "cpu_seconds": round(cpu, 1), "steps": step, "eval_every": eval_every, "probe_train": probe_train,
+            "best_step": best["step"], "best_valid_error": best["valid_error"], "test_error_at_best_valid": best["test_error"],
+            "test_errors_out_of_10000": round(best["test_error"] * len(splits.test)), "last_valid_error": curve[-1]["valid_error"],
+            "last_test_error": curve[-1]["test_error"], "curve": curve,
+        }
+
+    # The curve so far, rewritten at every evaluation: a run stopped early keeps what it measured
+    # (the summary below reads only finished runs).
+    runs.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.stem + ".partial.json")
     net.train()
     while cpu < seconds:
         start = time.process_time()
@@ -236,18 +258,12 @@ def diagnose_one(name: str, seconds: float, eval_every: int, seed: int, runs: Pa
         supervised.append(float(terms.get("supervised", torch.tensor(float("nan")))))
         if step % eval_every == 0:
             evaluate()
+            partial.write_text(json.dumps({**summary(), "finished": False}, indent=1))
     if not curve or curve[-1]["step"] != step:
         evaluate()
-    best = min(curve, key=lambda r: (r["valid_error"], r["step"]))
-    record = {
-        "name": name, "tests": meaning, "model_options": model_options, "train_options": {**GAN_TRAIN, **train_options},
-        "seed": seed, "cpu_seconds": round(cpu, 1), "steps": step, "eval_every": eval_every, "probe_train": probe_train,
-        "best_step": best["step"], "best_valid_error": best["valid_error"], "test_error_at_best_valid": best["test_error"],
-        "test_errors_out_of_10000": round(best["test_error"] * len(splits.test)), "last_valid_error": curve[-1]["valid_error"],
-        "last_test_error": curve[-1]["test_error"], "curve": curve,
-    }
-    runs.mkdir(parents=True, exist_ok=True)
+    record = summary()
     path.write_text(json.dumps(record, indent=1))
+    partial.unlink(missing_ok=True)
     return record
 
 

@@ -135,6 +135,26 @@ def test_the_mnist100_table_trains_with_the_unlabelled_costs_and_the_paper_versi
     assert not {"consistency", "entropy"} & set(paper.train().loss(b))
 
 
+def test_the_mnist100_tables_convolutional_row_has_the_same_costs_on_convolutional_kernels():
+    from pogm.models.hali.paper_table import HALI_MNIST100
+
+    runs = {run.name: run for run in HALI_MNIST100.runs}
+    conv, mlp = runs["hali-ssl-conv-unlabelled-costs"].model_options, runs["hali-ssl-unlabelled-costs"].model_options
+    assert conv["architecture"] == "dcgan" and mlp["architecture"] == "mlp"
+    assert {k: v for k, v in conv.items() if k not in ("architecture", "channels")} == {k: v for k, v in mlp.items() if k != "architecture"}
+    torch.manual_seed(0)
+    options = {**conv, "channels": (4, 8)}  # the row's network, narrower
+    model = SemiSupervisedHALI(config_from_dict(SemiSupervisedHALI.Config, {
+        "x_dim": 784, "image_shape": (1, 28, 28), "z_dims": (6, 3), "num_classes": 10, "hidden": (12,),
+        "discriminator_hidden": (10,), "discriminator_joint_hidden": (8,), **options})).train()
+    convolutions = [m for m in model.encoder.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convolutions and all(m.stride == (2, 2) for m in convolutions)  # q(z1 | x) convolves, z1 a vector
+    x = torch.rand(6, 1, 28, 28)
+    terms = model.loss(Batch(x={"x": x}, y=torch.arange(6) % 10, y_mask=torch.arange(6) < 3))
+    assert {"consistency", "entropy", "supervised"} <= set(terms) and all(torch.isfinite(v).all() for v in terms.values())
+    assert model.classify(x).shape == (6, 10)
+
+
 def test_the_mean_teacher_averages_the_student_and_gives_the_consistency_target():
     torch.manual_seed(0)
     decay = 0.9
