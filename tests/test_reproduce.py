@@ -49,6 +49,14 @@ def test_list_names_every_table_with_a_description():
     assert rp.list_tables()[:6] == TABLES
 
 
+def test_the_readme_gives_every_tables_default_budget():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for name in TABLES:
+        line = next(line for line in readme.splitlines() if line.startswith(f"| `{name}` |"))
+        budget = float(line.split("|")[2].split()[0])
+        assert budget == rp.get_table(name).default_budget, (name, budget)
+
+
 @pytest.mark.parametrize("name", TABLES)
 def test_every_table_is_well_formed(name):
     table = rp.get_table(name)
