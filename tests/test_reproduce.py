@@ -414,3 +414,16 @@ def test_factvae_runs_on_one_or_two_trials_are_selected_on_a_third_trial():
             assert spec.train_options["eval_every"] * len(train) <= 50, spec.name  # about every 150 steps
         else:
             assert not valid and spec.evaluate_options["weights"] == "latest", spec.name
+
+
+def test_the_factvae_tables_one_trial_choices_train_on_different_walks():
+    from pogm.models.factvae.paper_table import FACTVAE_CHOICES, MOCAP_TRIALS, factvae_choices, mocap_choices
+
+    for size in FACTVAE_CHOICES:  # the first choice is the one the table always had
+        assert factvae_choices(size)[0] == mocap_choices(size, 1, 0)[0]
+    one = factvae_choices(1)
+    assert len(one) == FACTVAE_CHOICES[1] >= 3
+    assert len({train[0] for train, _ in one}) == len(one)  # each trains on another walk
+    assert all(held not in train and {held, *train} <= set(MOCAP_TRIALS) for train, held in one)
+    plain = mocap_choices(1, 3, 0)
+    assert len({train[0] for train, _ in plain}) < 3  # without the rule the shuffle repeats a walk: the rule does something
