@@ -53,7 +53,7 @@ HALI_MNIST100 = Table(
     runs=(
         RunSpec("hali-ssl", model="hali-ssl", source="mnist", labels=10, model_options=HALI_SSL_MODEL, train_options=GAN_TRAIN),
         RunSpec("hali-ssl-unlabelled-costs", model="hali-ssl", source="mnist", labels=10, model_options=HALI_SSL_UNLABELLED_COSTS, train_options=GAN_TRAIN),
-        # share 4: 60 CPU-minutes a run, half the goal's 120 (a conv step costs about 3 MLP steps)
+        # share 4: 60 CPU-minutes a run, half the goal's 120 (a conv step costs about 4.5 MLP steps)
         RunSpec("hali-ssl-conv-unlabelled-costs", model="hali-ssl", source="mnist", labels=10, model_options=HALI_SSL_CONV_UNLABELLED_COSTS,
                 train_options=GAN_TRAIN, share=4.0),
         ssl_run("adgm"),
