@@ -179,7 +179,22 @@ DIAGNOSIS = {
                                                   "the mean-teacher row on Table 4's network (spatial z1, residual blocks): do convolutional features carry the classes better than the MLP's?"),
     "dcgan+consistency1+entropy1+teacher0.99": ({"architecture": "dcgan", "channels": [32, 64], "consistency_weight": 1.0, "entropy_weight": 1.0, "teacher_decay": 0.99}, {},
                                                 "the mean-teacher row on the convolutional network with a vector z1 (stride-2 convolutions 32, 64)"),
+    "dcgan+consistency1+entropy1+teacher0.99+lr-decay0.9": ({"architecture": "dcgan", "channels": [32, 64], "consistency_weight": 1.0, "entropy_weight": 1.0, "teacher_decay": 0.99},
+                                                            {"lr_decay": 0.9, "lr_decay_every": 1, "lr_min": 2e-5},
+                                                            "the convolutional mean-teacher row with every player's learning rate x0.9 an epoch (500 steps) down to 2e-5: does a cooling step size stop the turn after 3,500-6,000 steps?"),
+    "dcgan+consistency1+entropy1+teacher0.999": ({"architecture": "dcgan", "channels": [32, 64], "consistency_weight": 1.0, "entropy_weight": 1.0, "teacher_decay": 0.999}, {},
+                                                 "the convolutional mean-teacher row with a slower teacher (decay 0.999): does a steadier target stop the turn?"),
 }
+
+
+class _TeacherView:
+    """A semi-supervised HALI seen through its mean teacher's predictions, for `classification_error`."""
+
+    def __init__(self, net) -> None:
+        self.net, self.device = net, net.device
+
+    def classify(self, batch):
+        return self.net.classify(batch, teacher=True)
 
 
 def diagnose_one(name: str, seconds: float, eval_every: int, seed: int, runs: Path, probe_train: int = 0) -> dict:
@@ -219,8 +234,11 @@ def diagnose_one(name: str, seconds: float, eval_every: int, seed: int, runs: Pa
         batch_stats = copy.deepcopy(net).train()  # batch norm on each evaluation batch's statistics instead of the running ones
         valid_batch_stats = classification_error(batch_stats, splits.valid)
         probes = {}
+        if net.teacher is not None:  # the mean teacher's own predictions (classify_with="teacher"), measured on every teacher run
+            teacher = _TeacherView(net)
+            probes = {"teacher_valid_error": classification_error(teacher, splits.valid), "teacher_test_error": classification_error(teacher, splits.test)}
         if probe_train:  # linear_probe puts the model in evaluation mode; net.train() below undoes it
-            probes = {"probe_labelled_valid_error": 1.0 - linear_probe(net, labelled_set, splits.valid)["accuracy"],
+            probes |= {"probe_labelled_valid_error": 1.0 - linear_probe(net, labelled_set, splits.valid)["accuracy"],
                       "probe_all_labels_valid_error": 1.0 - linear_probe(net, splits.train, splits.valid, train_limit=probe_train)["accuracy"]}
         net.train()
         curve.append({"step": step, "train_cpu_seconds": round(cpu, 1), "valid_error": valid, "test_error": test,
@@ -233,12 +251,17 @@ def diagnose_one(name: str, seconds: float, eval_every: int, seed: int, runs: Pa
 
     def summary() -> dict:
         best = min(curve, key=lambda r: (r["valid_error"], r["step"]))
+        teacher = {}
+        if "teacher_valid_error" in curve[-1]:
+            best_t = min(curve, key=lambda r: (r["teacher_valid_error"], r["step"]))
+            teacher = {"teacher_best_step": best_t["step"], "teacher_best_valid_error": best_t["teacher_valid_error"],
+                       "teacher_test_errors_out_of_10000": round(best_t["teacher_test_error"] * len(splits.test))}
         return {
             "name": name, "tests": meaning, "model_options": model_options, "train_options": {**GAN_TRAIN, **train_options},
             "seed": seed, "cpu_seconds": round(cpu, 1), "steps": step, "eval_every": eval_every, "probe_train": probe_train,
             "best_step": best["step"], "best_valid_error": best["valid_error"], "test_error_at_best_valid": best["test_error"],
             "test_errors_out_of_10000": round(best["test_error"] * len(splits.test)), "last_valid_error": curve[-1]["valid_error"],
-            "last_test_error": curve[-1]["test_error"], "curve": curve,
+            "last_test_error": curve[-1]["test_error"], **teacher, "curve": curve,
         }
 
     # The curve so far, rewritten at every evaluation: a run stopped early keeps what it measured

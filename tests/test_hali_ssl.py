@@ -189,3 +189,29 @@ def test_the_mean_teacher_averages_the_student_and_gives_the_consistency_target(
 def test_a_mean_teacher_without_a_consistency_cost_or_with_a_bad_decay_is_refused(overrides, message):
     with pytest.raises(ValueError, match=message):
         tiny(**overrides)
+
+
+def test_classify_with_teacher_returns_the_mean_teachers_predictions_not_the_students():
+    torch.manual_seed(0)
+    model = tiny(consistency_weight=1.0, teacher_decay=0.9, classify_with="teacher").eval()
+    x = batch().x["x"]
+    at_start = model.classify(x)
+    torch.testing.assert_close(at_start, model.classify(x, teacher=False))  # the teacher starts as a copy
+    with torch.no_grad():  # move the student only
+        for p in model.classifier.parameters():
+            p.add_(torch.randn_like(p))
+    torch.testing.assert_close(model.classify(x), at_start)  # classify_with="teacher": unchanged
+    torch.testing.assert_close(model.classify(x, teacher=True), at_start)
+    assert not torch.allclose(model.classify(x, teacher=False), at_start)  # the student's moved
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"classify_with": "teacher"}, "needs a mean teacher"),
+    ({"classify_with": "ema"}, "classify_with must be"),
+])
+def test_classify_with_a_missing_teacher_or_an_unknown_name_is_refused(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        tiny(**overrides)
+    if overrides["classify_with"] == "teacher":
+        with pytest.raises(ValueError, match="no mean teacher"):
+            tiny().classify(batch().x["x"], teacher=True)

@@ -147,6 +147,7 @@ class HALIConfig:
     entropy_weight: float = 0.0  # unlabelled rows: entropy of q(y | z^ of the noisy input)
     balance_weight: float = 0.0  # unlabelled rows: KL(batch mean of q(y | z^) || uniform), which keeps the classes in use (CatGAN's marginal entropy)
     teacher_decay: float = 0.0  # > 0: the consistency target comes from a mean teacher, an average of the encoder and softmax with this decay per step (Tarvainen & Valpola 2017); 0: from the model itself
+    classify_with: str = "student"  # whose q(y | z) `classify` returns: the trained encoder and softmax, or "teacher": the mean teacher's (Tarvainen & Valpola 2017 report the average's)
 
 
 def _gaussian_kernel(in_dim: int, out_dim: int, c: HALIConfig) -> GaussianHead:
@@ -252,6 +253,7 @@ class HierarchicalALI(Model):
                 kernel.start_std(c.latent_init_std)
         self.classifier = LinearOutput(sum(self.classifier_width(level) for level in self.classifier_levels), c.num_classes) if c.num_classes else None
         self.teacher = self._mean_teacher(c)
+        self._check_classify_with(c)
 
     def _mean_teacher(self, c: HALIConfig) -> nn.ModuleDict | None:
         """A frozen copy of the encoder and softmax that `update_teacher` averages, or None."""
@@ -262,6 +264,12 @@ class HierarchicalALI(Model):
         if self.classifier is None or not c.consistency_weight:
             raise ValueError("teacher_decay gives the consistency cost its target: set consistency_weight > 0 on a semi-supervised HALI (hali-ssl)")
         return nn.ModuleDict({"encoder": copy.deepcopy(self.encoder), "classifier": copy.deepcopy(self.classifier)}).requires_grad_(False)
+
+    def _check_classify_with(self, c: HALIConfig) -> None:
+        if c.classify_with not in ("student", "teacher"):
+            raise ValueError(f"classify_with must be 'student' or 'teacher', got {c.classify_with!r}")
+        if c.classify_with == "teacher" and self.teacher is None:
+            raise ValueError("classify_with='teacher' needs a mean teacher: set teacher_decay (and consistency_weight) > 0")
 
     @classmethod
     def data_fields(cls, x_dim: int, num_classes: int | None, num_train: int, num_labelled: int, train: Any = None) -> dict[str, Any]:
@@ -426,10 +434,15 @@ class HierarchicalALI(Model):
     @torch.no_grad()
     def consistency_target(self, x: Tensor) -> Tensor:
         """q(y | z) on the clean input's means ``[B, K]``, by the model itself or its mean teacher."""
-        if self.teacher is None:
-            return F.softmax(self.classifier(self.classifier_input(self.encode_chain(x, sample=False))), -1)
-        zs = self.encode_chain(x, sample=False, encoder=self.teacher["encoder"])
-        return F.softmax(self.teacher["classifier"](self.classifier_input(zs)), -1)
+        return F.softmax(self.class_logits(x, teacher=self.teacher is not None), -1)
+
+    def class_logits(self, x: Tensor, teacher: bool = False) -> Tensor:
+        """The softmax's logits ``[B, K]`` on the encoder's means of ``x`` ``[B, D]``: the trained
+        encoder and softmax, or with ``teacher`` the mean teacher's."""
+        if teacher and self.teacher is None:
+            raise ValueError("this model has no mean teacher to classify with: set teacher_decay (and consistency_weight) > 0")
+        encoder, classifier = (self.teacher["encoder"], self.teacher["classifier"]) if teacher else (self.encoder, self.classifier)
+        return classifier(self.classifier_input(self.encode_chain(x, sample=False, encoder=encoder)))
 
     @torch.no_grad()
     def update_teacher(self) -> None:
@@ -592,10 +605,13 @@ class SemiSupervisedHALI(HierarchicalALI):
         return {**super().data_fields(x_dim, num_classes, num_train, num_labelled, train), "num_classes": num_classes}
 
     @torch.no_grad()
-    def classify(self, batch: Batch | Tensor) -> Tensor:
-        """Log-probabilities of q(y | z) with z the encoder's means of the clean input: ``[B, K]``."""
+    def classify(self, batch: Batch | Tensor, teacher: bool | None = None) -> Tensor:
+        """Log-probabilities of q(y | z) with z the encoder's means of the clean input: ``[B, K]``;
+        by the mean teacher's encoder and softmax when ``teacher`` (None: as ``classify_with`` says)."""
         x, _ = self.flat_x(as_batch(batch))
-        return F.log_softmax(self.classifier(self.classifier_input(self.encode_chain(x, sample=False))), -1)
+        if teacher is None:
+            teacher = self.config.classify_with == "teacher"
+        return F.log_softmax(self.class_logits(x, teacher), -1)  # [B, K]
 
 
 __all__ = ["ALI", "HALI", "HALIConfig", "HierarchicalALI", "SemiSupervisedHALI"]
