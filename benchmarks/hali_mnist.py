@@ -309,7 +309,9 @@ def diagnose(argv: list[str]) -> None:
         diagnose_one(name, args.seconds, args.eval_every, args.seed, Path(args.runs), args.probe_train)
     # The summary holds every cached run of this seed, whatever its length, and keeps the runs of the
     # summary already written that are not cached here (the cache is git-ignored; the summary is not).
-    records = [json.loads(p.read_text()) for pattern in (f"*-seed{args.seed}.json", f"*-seed{args.seed}-probe.json") for p in sorted(Path(args.runs).glob(pattern))]
+    # Runs stopped before their budget are kept too, with "finished": false and the curve up to the stop.
+    patterns = [f"*-seed{args.seed}{probe}{end}" for probe in ("", "-probe") for end in (".json", ".partial.json")]
+    records = [json.loads(p.read_text()) for pattern in patterns for p in sorted(Path(args.runs).glob(pattern))]
     out = Path(args.out)
     if out.is_file():
         def key(r: dict) -> tuple:
