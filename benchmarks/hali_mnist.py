@@ -27,7 +27,16 @@ consistency1+entropy1+teacher0.99`` (seed 0, the two runs on the two cores).
 benchmarks/results/hali_ssl_conv.json came from ``--seconds 3600 --eval-every 250 --probe-train 10000
 --only dcgan+consistency1+entropy1+teacher0.99`` and ``--only spatial+consistency1+entropy1+teacher0.99``
 (seed 0, the two runs on the two cores), both stopped by hand after about 25 CPU-minutes; their
-curves were read from the runs' logs (a stopped run now keeps its curve in ``<run>.partial.json``).
+curves were read from the runs' logs (a stopped run now keeps its curve in ``<run>.partial.json``,
+and the summary includes it with ``"finished": false``).
+benchmarks/results/hali_ssl_conv_turn.json came from ``--eval-every 250 --out
+benchmarks/results/hali_ssl_conv_turn.json`` with ``--seconds 1800 --only
+dcgan+consistency1+entropy1+teacher0.99+lr-decay0.9`` and ``--only
+dcgan+consistency1+entropy1+teacher0.999`` (stopped by hand after 18 CPU-minutes), ``--seconds 3600
+--only dcgan+consistency1+entropy1+teacher0.99+lr-decay0.9`` with ``--seed 0`` and ``--seed 1``, and
+``--seconds 1500 --only spatial-mean-pool+consistency1+entropy1+teacher0.99`` (2-core AMD EPYC, up to
+three runs sharing the cores). Every run with a mean teacher also scores the teacher's predictions
+(``classify_with=teacher``) at each evaluation.
 
 Runs live in ``--runs/<name>-<budget>min-seed<seed>`` and are reused when finished (see
 `gan_mnist.train_for_budget`). Every model sees grey-level MNIST (the adversarial models' default;
@@ -182,6 +191,8 @@ DIAGNOSIS = {
     "dcgan+consistency1+entropy1+teacher0.99+lr-decay0.9": ({"architecture": "dcgan", "channels": [32, 64], "consistency_weight": 1.0, "entropy_weight": 1.0, "teacher_decay": 0.99},
                                                             {"lr_decay": 0.9, "lr_decay_every": 1, "lr_min": 2e-5},
                                                             "the convolutional mean-teacher row with every player's learning rate x0.9 an epoch (500 steps) down to 2e-5: does a cooling step size stop the turn after 3,500-6,000 steps?"),
+    "spatial-mean-pool+consistency1+entropy1+teacher0.99": ({"architecture": "spatial", "classifier_pooling": "mean", "consistency_weight": 1.0, "entropy_weight": 1.0, "teacher_decay": 0.99}, {},
+                                                            "the spatial mean-teacher row with the softmax on z1 averaged per channel (16 values) and z2: within reach of 100 labels, where the 3,168 flattened values are not?"),
     "dcgan+consistency1+entropy1+teacher0.999": ({"architecture": "dcgan", "channels": [32, 64], "consistency_weight": 1.0, "entropy_weight": 1.0, "teacher_decay": 0.999}, {},
                                                  "the convolutional mean-teacher row with a slower teacher (decay 0.999): does a steadier target stop the turn?"),
 }
@@ -304,8 +315,9 @@ def diagnose(argv: list[str]) -> None:
                         help="with N > 0, linear probes of the encoder's features at every evaluation: on the 100 labels, and on the first N training images with all labels")
     parser.add_argument("--runs", default=str(here / "runs-hali-ssl"))
     parser.add_argument("--out", default=str(here / "results" / "hali_ssl_diagnosis.json"))
+    parser.add_argument("--summary-only", action="store_true", help="train nothing: rewrite --out from the runs already cached (finished or stopped) for --seed")
     args = parser.parse_args(argv)
-    for name in args.only:  # one at a time: each run is timed on one thread
+    for name in [] if args.summary_only else args.only:  # one at a time: each run is timed on one thread
         diagnose_one(name, args.seconds, args.eval_every, args.seed, Path(args.runs), args.probe_train)
     # The summary holds every cached run of this seed, whatever its length, and keeps the runs of the
     # summary already written that are not cached here (the cache is git-ignored; the summary is not).
