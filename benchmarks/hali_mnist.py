@@ -33,9 +33,10 @@ benchmarks/results/hali_ssl_conv_turn.json came from ``--eval-every 250 --out
 benchmarks/results/hali_ssl_conv_turn.json`` with ``--seconds 1800 --only
 dcgan+consistency1+entropy1+teacher0.99+lr-decay0.9`` and ``--only
 dcgan+consistency1+entropy1+teacher0.999`` (stopped by hand after 18 CPU-minutes), ``--seconds 3600
---only dcgan+consistency1+entropy1+teacher0.99+lr-decay0.9`` with ``--seed 0`` and ``--seed 1``, and
-``--seconds 1500 --only spatial-mean-pool+consistency1+entropy1+teacher0.99`` (2-core AMD EPYC, up to
-three runs sharing the cores). Every run with a mean teacher also scores the teacher's predictions
+--only dcgan+consistency1+entropy1+teacher0.99+lr-decay0.9`` with ``--seed 0`` and ``--seed 1`` (stopped
+by hand after 40 CPU-minutes), and ``--seconds 1500 --only
+spatial-mean-pool+consistency1+entropy1+teacher0.99`` (2-core AMD EPYC, up to three runs sharing the
+cores), then ``--summary-only --seed 1`` to add seed 1's stopped run. Every run with a mean teacher also scores the teacher's predictions
 (``classify_with=teacher``) at each evaluation.
 
 Runs live in ``--runs/<name>-<budget>min-seed<seed>`` and are reused when finished (see
