@@ -67,6 +67,9 @@ validation error 6.8% at step 6,000, lowest 5.85% at step 8,500 (681 test errors
 then 9.6% at 13,000, 17% at 20,000 and 34% at 46,000 (60 CPU-minutes; benchmarks/hali_mnist.py
 diagnose, seed 0). The hali-mnist100 table's second HALI row trains consistency (to the mean
 teacher) and entropy, and keeps the weights of the lowest validation error.
+``classify_with="teacher"`` makes `classify` read the mean teacher's encoder and softmax (the
+average Tarvainen & Valpola report); on the convolutional row it was no better at its lowest
+validation error (3.86% against the student's 3.48%, seed 0; docs/hali.md).
 ``balance_weight`` (the KL divergence of the batch's mean q(y | z^) from uniform, CatGAN's marginal
 entropy) did not move the turn (744 test errors; the classes stayed in balance, the cost near 0.04
 nats throughout: benchmarks/results/hali_ssl_balance.json).
