@@ -36,8 +36,8 @@ dcgan+consistency1+entropy1+teacher0.999`` (stopped by hand after 18 CPU-minutes
 --only dcgan+consistency1+entropy1+teacher0.99+lr-decay0.9`` with ``--seed 0`` and ``--seed 1`` (stopped
 by hand after 40 CPU-minutes), and ``--seconds 1500 --only
 spatial-mean-pool+consistency1+entropy1+teacher0.99`` (2-core AMD EPYC, up to three runs sharing the
-cores), then ``--summary-only --seed 1`` to add seed 1's stopped run. Every run with a mean teacher also scores the teacher's predictions
-(``classify_with=teacher``) at each evaluation.
+cores), then ``--summary-only --seed 1`` to add seed 1's stopped run. Every run with a mean
+teacher also scores the teacher's predictions (``classify_with=teacher``) at each evaluation.
 
 Runs live in ``--runs/<name>-<budget>min-seed<seed>`` and are reused when finished (see
 `gan_mnist.train_for_budget`). Every model sees grey-level MNIST (the adversarial models' default;

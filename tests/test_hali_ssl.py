@@ -212,6 +212,8 @@ def test_classify_with_teacher_returns_the_mean_teachers_predictions_not_the_stu
 def test_classify_with_a_missing_teacher_or_an_unknown_name_is_refused(overrides, message):
     with pytest.raises(ValueError, match=message):
         tiny(**overrides)
-    if overrides["classify_with"] == "teacher":
-        with pytest.raises(ValueError, match="no mean teacher"):
-            tiny().classify(batch().x["x"], teacher=True)
+
+
+def test_asking_a_model_without_a_teacher_for_the_teachers_predictions_is_refused():
+    with pytest.raises(ValueError, match="no mean teacher"):
+        tiny().classify(batch().x["x"], teacher=True)
