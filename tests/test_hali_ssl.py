@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from pogm.data.batch import Batch
 from pogm.models.base import config_from_dict
 from pogm.models.hali.hali import SemiSupervisedHALI
+from pogm.objectives import virtual_adversarial_cost
 
 # No batch norm, so that rows do not interact and train and eval mode differ only by the noise.
 SMALL = {
@@ -155,6 +156,16 @@ def test_the_mnist100_tables_convolutional_row_has_the_same_costs_on_convolution
     assert model.classify(x).shape == (6, 10)
 
 
+def test_the_mnist100_tables_vat_row_is_the_convolutional_row_plus_virtual_adversarial_training_at_the_same_budget():
+    from pogm.models.hali.paper_table import HALI_MNIST100
+
+    runs = {run.name: run for run in HALI_MNIST100.runs}
+    vat, conv = runs["hali-ssl-conv-vat"], runs["hali-ssl-conv-unlabelled-costs"]
+    assert {k: v for k, v in vat.model_options.items() if not k.startswith("vat_")} == conv.model_options
+    assert vat.model_options["vat_weight"] > 0 and vat.model_options["vat_epsilon"] > 0
+    assert vat.share == conv.share and vat.train_options == conv.train_options
+
+
 def test_the_mean_teacher_averages_the_student_and_gives_the_consistency_target():
     torch.manual_seed(0)
     decay = 0.9
@@ -217,3 +228,28 @@ def test_classify_with_a_missing_teacher_or_an_unknown_name_is_refused(overrides
 def test_asking_a_model_without_a_teacher_for_the_teachers_predictions_is_refused():
     with pytest.raises(ValueError, match="no mean teacher"):
         tiny().classify(batch().x["x"], teacher=True)
+
+
+def test_the_virtual_adversarial_cost_reads_the_unlabelled_rows_and_joins_the_generator_loss():
+    b = batch()
+    torch.manual_seed(0)
+    model = tiny(vat_weight=0.5, vat_epsilon=0.3).train()
+    x = b.x["x"].reshape(8, -1)
+    rows = ~b.y_mask
+    z_hat = model.encode_chain(model.noisy(x))
+    torch.manual_seed(4)
+    cost = model.unlabelled_costs(("virtual_adversarial",), b, z_hat, x)["virtual_adversarial"]
+    torch.manual_seed(4)
+    torch.testing.assert_close(cost, virtual_adversarial_cost(model.class_logits, x[rows], 0.3).mean())  # on the encoder's means
+    assert sum(float(g.abs().sum()) for g in torch.autograd.grad(cost, encoder_parameters(model), allow_unused=True) if g is not None) > 0
+    without = tiny(vat_epsilon=0.3)
+    without.load_state_dict(model.state_dict())
+    torch.manual_seed(9)
+    terms = model.loss(b)
+    torch.manual_seed(9)
+    base = without.loss(b)
+    assert "virtual_adversarial" in terms and "virtual_adversarial" not in base
+    # The generator's loss gains the cost with its weight (the other terms drew the same noise first).
+    torch.testing.assert_close(terms["loss/generator"], base["loss/generator"] + 0.5 * terms["virtual_adversarial"])
+    with pytest.raises(ValueError, match="vat_epsilon > 0"):
+        tiny(vat_weight=1.0, vat_epsilon=0.0)

@@ -12,7 +12,13 @@ from pogm.latents import DiagonalGaussian, standard_normal_log_prob
 from pogm.likelihoods import Bernoulli, Categorical, Gaussian
 from pogm.models.semi_supervised.m2 import M2, M2Config
 from pogm.models.semi_supervised.vae import VAE, VAEConfig
-from pogm.objectives import chunked_importance_weighted_bound, importance_weighted_bound, unlabelled_bound
+from pogm.objectives import (
+    categorical_kl,
+    chunked_importance_weighted_bound,
+    importance_weighted_bound,
+    unlabelled_bound,
+    virtual_adversarial_cost,
+)
 
 
 def test_bernoulli_and_gaussian_match_torch_distributions():
@@ -185,3 +191,29 @@ def test_gaussian_with_a_fixed_standard_deviation_by_name():
     for bad in ("gaussian:0", "gaussian:-1", "gaussian:wide"):
         with pytest.raises(ValueError, match="standard deviation"):
             make_likelihood(bad, 3)
+
+
+def test_virtual_adversarial_direction_is_the_kl_hessian_times_a_random_direction():
+    """Miyato et al. (2018), eq. 12: one power iteration from d gives r_adv along H d, H the Hessian
+    of KL(q(y | x) || q(y | x + r)) at r = 0; the cost is the KL at x + r_adv, and it beats random
+    directions of the same norm (a cost built from a random or zero direction would not)."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Tanh(), torch.nn.Linear(5, 4)).double()
+    x = torch.randn(1, 6, dtype=torch.float64)
+    log_q = torch.log_softmax(net(x), -1).detach()
+
+    def kl_at(r):  # [6] -> scalar
+        return categorical_kl(log_q, torch.log_softmax(net(x + r), -1)).sum()
+
+    hessian = torch.autograd.functional.hessian(kl_at, torch.zeros(6, dtype=torch.float64))  # [6, 6]
+    torch.manual_seed(5)
+    d = torch.nn.functional.normalize(torch.randn_like(x), dim=-1)[0]  # the draw virtual_adversarial_cost makes
+    expected_direction = torch.nn.functional.normalize(hessian @ d, dim=0)  # [6]
+    eps = 0.5
+    torch.manual_seed(5)
+    cost = virtual_adversarial_cost(net, x, eps, xi=1e-4)
+    torch.testing.assert_close(cost, kl_at(eps * expected_direction).reshape(1), rtol=1e-4, atol=1e-9)
+    random_costs = torch.stack([kl_at(eps * torch.nn.functional.normalize(torch.randn(6, dtype=torch.float64), dim=0)) for _ in range(50)])
+    assert cost.item() > random_costs.median().item()
+    # The target is held fixed: the cost's gradient reaches the parameters through q(y | x + r_adv) only.
+    assert cost.requires_grad and torch.autograd.grad(cost.sum(), net[0].weight)[0].abs().sum() > 0

@@ -5,11 +5,13 @@ from pogm.objectives.group_lasso import column_norms, group_lasso_penalty, group
 from pogm.objectives.semi_supervised import (
     WEIGHTINGS,
     ObjectiveWeights,
+    categorical_kl,
     classification_loss,
     default_alpha,
     objective_weights,
     semi_supervised_loss,
     unlabelled_bound,
+    virtual_adversarial_cost,
 )
 
 __all__ = [
@@ -26,4 +28,6 @@ __all__ = [
     "group_lasso_penalty",
     "group_soft_threshold",
     "semi_supervised_loss",
+    "categorical_kl",
+    "virtual_adversarial_cost",
 ]

@@ -20,8 +20,10 @@ M2, M1+M2, ADGM and SDGM:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -42,6 +44,28 @@ def unlabelled_bound(log_q_y_x: Tensor, bound_x_y: Tensor) -> Tensor:
 def classification_loss(logits_y: Tensor, y: Tensor) -> Tensor:
     """E[-log q(y|x)] over labelled rows (the alpha-weighted term of Kingma et al. 2014, eq. 9)."""
     return F.cross_entropy(logits_y, y, reduction="none")
+
+
+def categorical_kl(log_p: Tensor, log_q: Tensor) -> Tensor:
+    """KL(p || q) of two categorical distributions given as log-probabilities ``[B, K]``; ``[B]``."""
+    return (log_p.exp() * (log_p - log_q)).sum(-1)
+
+
+def virtual_adversarial_cost(logits: Callable[[Tensor], Tensor], x: Tensor, epsilon: float, xi: float = 1e-3) -> Tensor:
+    """Virtual adversarial training (Miyato et al. 2018, eqs. 5-6 with one power iteration, eq. 12):
+    KL(q(y | x) || q(y | x + r_adv)) with q(y | x) held fixed, where r_adv = epsilon * g / ||g|| and
+    g is the gradient in r of KL(q(y | x) || q(y | x + r)) at r = xi * d, d a random unit direction.
+
+    ``logits`` maps inputs ``[B, D]`` to class logits ``[B, K]``; ``x`` ``[B, D]``; epsilon and xi
+    are L2 norms per row (xi only has to be small: the gradient at xi * d approximates the
+    Hessian's leading direction). No labels are read. Returns ``[B]``.
+    """
+    with torch.no_grad():
+        log_q = F.log_softmax(logits(x), -1)  # [B, K], the fixed target
+    d = (xi * F.normalize(torch.randn_like(x), dim=-1)).requires_grad_(True)  # [B, D]
+    (g,) = torch.autograd.grad(categorical_kl(log_q, F.log_softmax(logits(x + d), -1)).sum(), d)
+    r_adv = epsilon * F.normalize(g, dim=-1)  # [B, D], the direction that changes q(y | x) most
+    return categorical_kl(log_q, F.log_softmax(logits(x + r_adv), -1))
 
 
 def default_alpha(num_total: int, num_labelled: int, weighting: str = "per-batch") -> float:

@@ -105,7 +105,7 @@ from pogm.nn.spatial import (
     ChannelGaussianHead, MapToVector, SpatialEncoder, SpatialImageDecoder, SpatialJointDiscriminator, VectorToMap, halvings,
 )
 from pogm.objectives.adversarial import discriminator_loss, joint_generator_loss
-from pogm.objectives.semi_supervised import classification_loss
+from pogm.objectives.semi_supervised import classification_loss, virtual_adversarial_cost
 
 ARCHITECTURES = ("spatial", "mlp", "dcgan")  # "spatial": z_1 a feature map (Table 4); the others: z_1 a vector
 INNOVATIONS = ("sample", "mean")
@@ -149,6 +149,8 @@ class HALIConfig:
     consistency_weight: float = 0.0  # unlabelled rows: cross-entropy of q(y | z^ of the noisy input) to q(y | z of the clean input's means), held fixed
     entropy_weight: float = 0.0  # unlabelled rows: entropy of q(y | z^ of the noisy input)
     balance_weight: float = 0.0  # unlabelled rows: KL(batch mean of q(y | z^) || uniform), which keeps the classes in use (CatGAN's marginal entropy)
+    vat_weight: float = 0.0  # unlabelled rows: virtual adversarial cost KL(q(y | x) || q(y | x + r_adv)) on the encoder's means (Miyato et al. 2018)
+    vat_epsilon: float = 2.0  # L2 norm of r_adv per image ([0, 1] pixels; Miyato et al.'s MNIST runs: 0.3 semi-supervised, 2.1 supervised)
     teacher_decay: float = 0.0  # > 0: the consistency target comes from a mean teacher, an average of the encoder and softmax with this decay per step (Tarvainen & Valpola 2017); 0: from the model itself
     classify_with: str = "student"  # whose q(y | z) `classify` returns: the trained encoder and softmax, or "teacher": the mean teacher's (Tarvainen & Valpola 2017 report the average's)
 
@@ -257,6 +259,8 @@ class HierarchicalALI(Model):
         self.classifier = LinearOutput(sum(self.classifier_width(level) for level in self.classifier_levels), c.num_classes) if c.num_classes else None
         self.teacher = self._mean_teacher(c)
         self._check_classify_with(c)
+        if c.vat_weight and (self.classifier is None or not c.vat_epsilon > 0):
+            raise ValueError(f"vat_weight needs a semi-supervised HALI (hali-ssl) and vat_epsilon > 0, got vat_epsilon={c.vat_epsilon}")
 
     def _mean_teacher(self, c: HALIConfig) -> nn.ModuleDict | None:
         """A frozen copy of the encoder and softmax that `update_teacher` averages, or None."""
@@ -368,7 +372,8 @@ class HierarchicalALI(Model):
             supervised = self.supervised_cost(batch, z_hat, x)
             loss_g = loss_g + self.config.supervised_weight * supervised
             terms["supervised"] = supervised.detach()
-            weights = {"consistency": self.config.consistency_weight, "entropy": self.config.entropy_weight, "balance": self.config.balance_weight}
+            weights = {"consistency": self.config.consistency_weight, "entropy": self.config.entropy_weight, "balance": self.config.balance_weight,
+                       "virtual_adversarial": self.config.vat_weight}
             asked = tuple(name for name, weight in weights.items() if weight)
             if asked:
                 for name, cost in self.unlabelled_costs(asked, batch, z_hat, x).items():
@@ -418,7 +423,10 @@ class HierarchicalALI(Model):
         ``"entropy"``: the entropy of q(y | z^) (Grandvalet and Bengio 2005); ``"balance"``: the KL
         divergence of the batch's mean q(y | z^) from the uniform distribution, log K - H(mean q),
         whose minimum keeps every class in use (the marginal entropy of Springenberg 2015's CatGAN,
-        which the conditional entropy alone lets collapse). q(y | z^) is computed once for all of them."""
+        which the conditional entropy alone lets collapse); ``"virtual_adversarial"``: Miyato et
+        al. (2018)'s KL(q(y | x) || q(y | x + r_adv)) on the encoder's means, r_adv of norm
+        ``vat_epsilon`` in the direction that moves q(y | x) most (no noise: its own encoder passes).
+        q(y | z^) is computed once for the first three."""
         rows = ~batch.y_mask if batch.y is not None else torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
         if not bool(rows.any()):
             return {name: self.classifier.weight.sum() * 0.0 for name in names}
@@ -427,6 +435,8 @@ class HierarchicalALI(Model):
         for name in names:
             if name == "entropy":
                 costs[name] = -(log_q.exp() * log_q).sum(-1).mean()
+            elif name == "virtual_adversarial":
+                costs[name] = virtual_adversarial_cost(self.class_logits, x[rows], self.config.vat_epsilon).mean()
             elif name == "balance":
                 log_mean = torch.logsumexp(log_q, 0) - math.log(log_q.shape[0])  # [K], log of the batch's mean q(y | z^)
                 costs[name] = (log_mean.exp() * log_mean).sum() + math.log(log_q.shape[-1])  # KL(mean q || uniform)
