@@ -42,7 +42,9 @@ benchmarks/results/hali_ssl_vat.json came from ``--seed 1 --seconds 1200 --eval-
 dcgan+consistency1+entropy1+teacher0.99+vat1-eps2`` and ``--only
 dcgan+consistency1+entropy1+teacher0.99+vat1-eps0.5`` (the two runs on the two cores, both stopped
 by hand after 11 CPU-minutes, when the row's runs started), then ``--seconds 1500 --only
-dcgan+consistency1+entropy1+teacher0.99+vat1-eps1`` (seed 1) and ``--summary-only --seed 1``.
+dcgan+consistency1+entropy1+teacher0.99+vat1-eps1`` and ``--seconds 1200 --only
+dcgan+consistency1+entropy1+teacher0.99+vat3-eps0.5`` (seed 1, the two runs on the two cores), and
+``--summary-only --seed 1``.
 
 Runs live in ``--runs/<name>-<budget>min-seed<seed>`` and are reused when finished (see
 `gan_mnist.train_for_budget`). Every model sees grey-level MNIST (the adversarial models' default;
@@ -209,6 +211,9 @@ DIAGNOSIS = {
     "dcgan+consistency1+entropy1+teacher0.99+vat1-eps1": ({"architecture": "dcgan", "channels": [32, 64], "consistency_weight": 1.0, "entropy_weight": 1.0,
                                                           "teacher_decay": 0.99, "vat_weight": 1.0, "vat_epsilon": 1.0}, {},
                                                          "as vat1-eps0.5 with a perturbation of norm 1: does a wider smoothing lift the weakest seed (1)?"),
+    "dcgan+consistency1+entropy1+teacher0.99+vat3-eps0.5": ({"architecture": "dcgan", "channels": [32, 64], "consistency_weight": 1.0, "entropy_weight": 1.0,
+                                                            "teacher_decay": 0.99, "vat_weight": 3.0, "vat_epsilon": 0.5}, {},
+                                                           "as vat1-eps0.5 with the cost weighted 3: does more of it lift the weakest seed (1)?"),
     "dcgan+consistency1+entropy1+teacher0.999": ({"architecture": "dcgan", "channels": [32, 64], "consistency_weight": 1.0, "entropy_weight": 1.0, "teacher_decay": 0.999}, {},
                                                  "the convolutional mean-teacher row with a slower teacher (decay 0.999): does a steadier target stop the turn?"),
 }
