@@ -16,6 +16,9 @@ M2, M1+M2, ADGM and SDGM:
   and one unlabelled minibatch per step, each averaged, weighted equally,
       mean_l L + mean_u U + alpha * mean_l CE,   alpha = 0.1 * N / N_l,
   i.e. the labelled part about N / N_l times heavier against U than in eq. 9 (ADGM, SDGM).
+
+`virtual_adversarial_cost` is Miyato et al.'s (2018) smoothness cost on unlabelled inputs, which
+semi-supervised HALI can add (``vat_weight``).
 """
 
 from __future__ import annotations

@@ -156,7 +156,7 @@ class HALIConfig:
     entropy_weight: float = 0.0  # unlabelled rows: entropy of q(y | z^ of the noisy input)
     balance_weight: float = 0.0  # unlabelled rows: KL(batch mean of q(y | z^) || uniform), which keeps the classes in use (CatGAN's marginal entropy)
     vat_weight: float = 0.0  # unlabelled rows: virtual adversarial cost KL(q(y | x) || q(y | x + r_adv)) on the encoder's means (Miyato et al. 2018)
-    vat_epsilon: float = 2.0  # L2 norm of r_adv per image ([0, 1] pixels; Miyato et al.'s MNIST runs: 0.3 semi-supervised, 2.1 supervised)
+    vat_epsilon: float = 0.5  # L2 norm of r_adv per image, [0, 1] pixels (the convolutional MNIST row's; 2 diverged there. Miyato et al.'s MNIST runs: 0.3 semi-supervised, 2.1 supervised)
     teacher_decay: float = 0.0  # > 0: the consistency target comes from a mean teacher, an average of the encoder and softmax with this decay per step (Tarvainen & Valpola 2017); 0: from the model itself
     classify_with: str = "student"  # whose q(y | z) `classify` returns: the trained encoder and softmax, or "teacher": the mean teacher's (Tarvainen & Valpola 2017 report the average's)
 
