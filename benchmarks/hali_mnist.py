@@ -61,7 +61,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import adversarial_setup, group_step, machine, run_in_pool, stage_parser, train_for_budget, write_report
 
 # HALI, Table 3: test errors out of 10,000 on MNIST with 100 labels.
-from pogm.models.hali.paper_table import GAN_TRAIN
+from pogm.models.hali.paper_table import GAN_TRAIN, HALI_SSL_CONV_UNLABELLED_COSTS
 from pogm.models.hali.paper_table import HALI as PAPER
 
 # (model, labels per class or None, data options, model options, train options, share of the budget)
@@ -201,18 +201,14 @@ DIAGNOSIS = {
                                                             "the convolutional mean-teacher row with every player's learning rate x0.9 an epoch (500 steps) down to 2e-5: does a cooling step size stop the turn after 3,500-6,000 steps?"),
     "spatial-mean-pool+consistency1+entropy1+teacher0.99": ({"architecture": "spatial", "classifier_pooling": "mean", "consistency_weight": 1.0, "entropy_weight": 1.0, "teacher_decay": 0.99}, {},
                                                             "the spatial mean-teacher row with the softmax on z1 averaged per channel (16 values) and z2: within reach of 100 labels, where the 3,168 flattened values are not?"),
-    "dcgan+consistency1+entropy1+teacher0.99+vat1-eps2": ({"architecture": "dcgan", "channels": [32, 64], "consistency_weight": 1.0, "entropy_weight": 1.0,
-                                                          "teacher_decay": 0.99, "vat_weight": 1.0, "vat_epsilon": 2.0}, {},
+    "dcgan+consistency1+entropy1+teacher0.99+vat1-eps2": ({**HALI_SSL_CONV_UNLABELLED_COSTS, "vat_weight": 1.0, "vat_epsilon": 2.0}, {},
                                                          "the convolutional mean-teacher row plus virtual adversarial training (Miyato et al. 2018, weight 1, "
                                                          "epsilon 2): does smoothing q(y | x) in its most sensitive direction stop the turn and the seeds' spread?"),
-    "dcgan+consistency1+entropy1+teacher0.99+vat1-eps0.5": ({"architecture": "dcgan", "channels": [32, 64], "consistency_weight": 1.0, "entropy_weight": 1.0,
-                                                            "teacher_decay": 0.99, "vat_weight": 1.0, "vat_epsilon": 0.5}, {},
+    "dcgan+consistency1+entropy1+teacher0.99+vat1-eps0.5": ({**HALI_SSL_CONV_UNLABELLED_COSTS, "vat_weight": 1.0, "vat_epsilon": 0.5}, {},
                                                            "as vat1-eps2 with a perturbation of norm 0.5"),
-    "dcgan+consistency1+entropy1+teacher0.99+vat1-eps1": ({"architecture": "dcgan", "channels": [32, 64], "consistency_weight": 1.0, "entropy_weight": 1.0,
-                                                          "teacher_decay": 0.99, "vat_weight": 1.0, "vat_epsilon": 1.0}, {},
+    "dcgan+consistency1+entropy1+teacher0.99+vat1-eps1": ({**HALI_SSL_CONV_UNLABELLED_COSTS, "vat_weight": 1.0, "vat_epsilon": 1.0}, {},
                                                          "as vat1-eps0.5 with a perturbation of norm 1: does a wider smoothing lift the weakest seed (1)?"),
-    "dcgan+consistency1+entropy1+teacher0.99+vat3-eps0.5": ({"architecture": "dcgan", "channels": [32, 64], "consistency_weight": 1.0, "entropy_weight": 1.0,
-                                                            "teacher_decay": 0.99, "vat_weight": 3.0, "vat_epsilon": 0.5}, {},
+    "dcgan+consistency1+entropy1+teacher0.99+vat3-eps0.5": ({**HALI_SSL_CONV_UNLABELLED_COSTS, "vat_weight": 3.0, "vat_epsilon": 0.5}, {},
                                                            "as vat1-eps0.5 with the cost weighted 3: does more of it lift the weakest seed (1)?"),
     "dcgan+consistency1+entropy1+teacher0.999": ({"architecture": "dcgan", "channels": [32, 64], "consistency_weight": 1.0, "entropy_weight": 1.0, "teacher_decay": 0.999}, {},
                                                  "the convolutional mean-teacher row with a slower teacher (decay 0.999): does a steadier target stop the turn?"),

@@ -194,7 +194,7 @@ def test_gaussian_with_a_fixed_standard_deviation_by_name():
 
 
 def test_virtual_adversarial_direction_is_the_kl_hessian_times_a_random_direction():
-    """Miyato et al. (2018), eq. 12: one power iteration from d gives r_adv along H d, H the Hessian
+    """Miyato et al. (2018): one power iteration from d gives r_adv along H d, H the Hessian
     of KL(q(y | x) || q(y | x + r)) at r = 0; the cost is the KL at x + r_adv, and it beats random
     directions of the same norm (a cost built from a random or zero direction would not)."""
     torch.manual_seed(0)

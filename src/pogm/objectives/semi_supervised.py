@@ -55,7 +55,7 @@ def categorical_kl(log_p: Tensor, log_q: Tensor) -> Tensor:
 
 
 def virtual_adversarial_cost(logits: Callable[[Tensor], Tensor], x: Tensor, epsilon: float, xi: float = 1e-3) -> Tensor:
-    """Virtual adversarial training (Miyato et al. 2018, eqs. 5-6 with one power iteration, eq. 12):
+    """Virtual adversarial training (Miyato et al. 2018), its adversarial direction by one power iteration:
     KL(q(y | x) || q(y | x + r_adv)) with q(y | x) held fixed, where r_adv = epsilon * g / ||g|| and
     g is the gradient in r of KL(q(y | x) || q(y | x + r)) at r = xi * d, d a random unit direction.
 
