@@ -145,6 +145,24 @@ def test_the_data_set_scale_counts_both_priors_once_per_data_set():
         build("factvae", num_train=None)
 
 
+def test_lasso_per_example_shrinks_by_eta_lambda_and_keeps_theta_prior_once_per_data_set():
+    data_set = build("factvae", sparsity=2.4, prox_lr=0.1)  # N = 12 training rows
+    mixed = build("factvae", sparsity=2.4, prox_lr=0.1, prior_scale="lasso-per-example")
+    mixed.load_state_dict(data_set.state_dict())
+    batch = grouped_data().batch(torch.arange(12))
+    torch.manual_seed(1)
+    a = data_set.loss(batch)
+    torch.manual_seed(1)
+    b = mixed.loss(batch)
+    assert torch.allclose(a["loss"], b["loss"])  # log p(theta) / N in both
+    assert torch.allclose(b["group_lasso"], a["group_lasso"] * 12)  # lambda counts per example
+    norms = mixed.sparsity_pattern()
+    mixed.proximal_step()
+    assert torch.allclose(mixed.sparsity_pattern(), torch.clamp(norms - 0.1 * 2.4, min=0), atol=1e-6)  # eta * lambda
+    with pytest.raises(ValueError, match="num_train"):
+        build("factvae", num_train=None, prior_scale="lasso-per-example")
+
+
 def test_phi_starts_with_unit_variance_entries_unless_fan_in_is_asked():
     torch.manual_seed(0)
     unit = build("factvae", z_dim=16, group_input_dim=64, encoder_features=64)
