@@ -51,7 +51,7 @@ def run_one(row: str, train_trials: list[str], held_out: str, args: argparse.Nam
 
     torch.set_num_threads(args.threads)
     model, settings = MODELS[row]
-    name = f"{row.replace('=', '')}-train{'+'.join(t[-2:] for t in train_trials)}-test{held_out[-2:]}-seed{args.seed}"
+    name = f"{row.replace('=', '').replace(' ', '-')}-train{'+'.join(t[-2:] for t in train_trials)}-test{held_out[-2:]}-seed{args.seed}"
     out = Path(args.runs) / name
     train_settings = {**TRAIN_SETTINGS, "max_steps": args.steps, "threads": args.threads, "progress": False, "eval_every": 10**6}
     overrides = {
