@@ -125,16 +125,22 @@ def test_the_shrinkage_is_eta_lambda_whatever_the_kl_warmup_unless_asked():
     assert torch.allclose(warmed.sparsity_pattern(), torch.clamp(norms - 0.1, min=0), atol=1e-6)
 
 
+def _losses_of_one_draw(first, second):
+    """Both models' losses on the 12 rows of `grouped_data`, ``second`` holding ``first``'s weights
+    and the same random draws."""
+    second.load_state_dict(first.state_dict())
+    batch = grouped_data().batch(torch.arange(12))
+    torch.manual_seed(1)
+    a = first.loss(batch)
+    torch.manual_seed(1)
+    return a, second.loss(batch)
+
+
 def test_the_data_set_scale_counts_both_priors_once_per_data_set():
     per_example = build("factvae", sparsity=2.4, prox_lr=0.1, prior_scale="per-example")
     data_set = build("factvae", sparsity=2.4, prox_lr=0.1)  # the default; N = 12 training rows
     assert data_set.config.num_train == 12
-    data_set.load_state_dict(per_example.state_dict())
-    batch = grouped_data().batch(torch.arange(12))
-    torch.manual_seed(1)
-    a = per_example.loss(batch)
-    torch.manual_seed(1)
-    b = data_set.loss(batch)
+    a, b = _losses_of_one_draw(per_example, data_set)
     log_p_theta = per_example.log_p_theta().detach()
     assert torch.allclose(a["loss"] - b["loss"], -(1 - 1 / 12) * log_p_theta, atol=1e-4)  # log p(theta) / N per example
     assert torch.allclose(b["group_lasso"], a["group_lasso"] / 12)
@@ -148,12 +154,7 @@ def test_the_data_set_scale_counts_both_priors_once_per_data_set():
 def test_lasso_per_example_shrinks_by_eta_lambda_and_keeps_theta_prior_once_per_data_set():
     data_set = build("factvae", sparsity=2.4, prox_lr=0.1)  # N = 12 training rows
     mixed = build("factvae", sparsity=2.4, prox_lr=0.1, prior_scale="lasso-per-example")
-    mixed.load_state_dict(data_set.state_dict())
-    batch = grouped_data().batch(torch.arange(12))
-    torch.manual_seed(1)
-    a = data_set.loss(batch)
-    torch.manual_seed(1)
-    b = mixed.loss(batch)
+    a, b = _losses_of_one_draw(data_set, mixed)
     assert torch.allclose(a["loss"], b["loss"])  # log p(theta) / N in both
     assert torch.allclose(b["group_lasso"], a["group_lasso"] * 12)  # lambda counts per example
     norms = mixed.sparsity_pattern()
