@@ -36,6 +36,7 @@ from pogm.models.factvae.paper_table import FACTVAE_SOURCE
 from pogm.models.factvae.paper_table import FACTVAE_MODEL_SETTINGS as MODEL_SETTINGS
 from pogm.models.factvae.paper_table import FACTVAE_MODELS as MODELS
 from pogm.models.factvae.paper_table import FACTVAE_TRAIN_SETTINGS as TRAIN_SETTINGS
+from pogm.models.factvae.paper_table import factvae_run_name
 from pogm.models.factvae.paper_table import mocap_choices as choices
 from pogm.reproduce.evaluations import factvae_metrics
 from pogm.reproduce.runs import machine
@@ -51,7 +52,7 @@ def run_one(row: str, train_trials: list[str], held_out: str, args: argparse.Nam
 
     torch.set_num_threads(args.threads)
     model, settings = MODELS[row]
-    name = f"{row.replace('=', '').replace(' ', '-')}-train{'+'.join(t[-2:] for t in train_trials)}-test{held_out[-2:]}-seed{args.seed}"
+    name = f"{factvae_run_name(row, train_trials, held_out)}-seed{args.seed}"
     out = Path(args.runs) / name
     train_settings = {**TRAIN_SETTINGS, "max_steps": args.steps, "threads": args.threads, "progress": False, "eval_every": 10**6}
     overrides = {

@@ -33,12 +33,13 @@ import json
 import statistics
 from pathlib import Path
 
+from pogm.checkpoint import read_metrics
 from pogm.data import load_source
-from pogm.models.factvae.paper_table import _factvae_name, _factvae_run, factvae_choices
+from pogm.models.factvae.paper_table import factvae_run_name, factvae_run_spec, factvae_choices
 from pogm.reproduce.evaluations import factvae_metrics
 from pogm.reproduce.runs import machine, train_for_budget
 
-MINUTES = 1.0  # the table's budget per run (default_budget 45 over 15 runs and 3 seeds)
+MINUTES = 1.0  # the table's budget per run (default_budget 60 over 20 runs and 3 seeds)
 
 
 def parse_variant(text: str) -> dict[str, float | str]:
@@ -58,19 +59,18 @@ def parse_variant(text: str) -> dict[str, float | str]:
 def variant_run(variant: str, train: list[str], held_out: str):
     """The table's lambda = 0 run on ``train`` with the variant's settings (``lambda_pe``: lambda
     per example, theta's prior once per data set)."""
-    spec = _factvae_run("lambda=0", train, held_out)
+    spec = factvae_run_spec("lambda=0", train, held_out)
     settings = parse_variant(variant)
     options = dict(spec.model_options)
     if "lambda_pe" in settings:
         frames = len(load_source("mocap", train_trials=train, test_trials=[held_out]).train)
         options["sparsity"] = settings.pop("lambda_pe") * frames  # prior_scale="data-set" divides by N
     options.update(settings)
-    slug = variant.replace("=", "").replace(",", "+")
-    return dataclasses.replace(spec, name=f"{slug}-" + _factvae_name("lambda=0", train, held_out)[len("lambda0-"):], model_options=options)
+    return dataclasses.replace(spec, name=factvae_run_name(variant.replace(",", "+"), train, held_out), model_options=options)
 
 
 def table_number(table_runs: Path, row: str, train: list[str], held_out: str, seed: int) -> float | None:
-    record = table_runs / f"{_factvae_name(row, train, held_out)}-1min-seed{seed}" / "reproduce.json"
+    record = table_runs / f"{factvae_run_name(row, train, held_out)}-{MINUTES:g}min-seed{seed}" / "reproduce.json"
     if not record.is_file():
         return None
     return json.loads(record.read_text())["evaluation"]["numbers"]["test_log_likelihood"]
@@ -95,7 +95,7 @@ def main() -> None:
                 train_for_budget(spec.model, run_dir, MINUTES, seed, spec.data_options, spec.model_options, spec.train_options, source=spec.source)
                 numbers = factvae_metrics(run_dir, **spec.evaluate_options)
                 latest = factvae_metrics(run_dir, iw_samples=100, weights="latest")
-                metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+                metrics = read_metrics(run_dir)
                 best = max((m for m in metrics if m.get("best")), key=lambda m: m["step"], default=None)
                 entry = {
                     "variant": variant, "size": len(train), "train": train, "held_out": held_out, "seed": seed,

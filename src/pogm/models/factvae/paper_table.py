@@ -80,7 +80,7 @@ def factvae_choices(size: int) -> list[tuple[list[str], str]]:
     return mocap_choices(size, FACTVAE_CHOICES[size], 0, new_training_trials=True)
 
 
-def _factvae_name(row: str, train: list[str], held_out: str) -> str:
+def factvae_run_name(row: str, train: list[str], held_out: str) -> str:
     return f"{row.replace('=', '').replace(' ', '-')}-train{'+'.join(t[-2:] for t in train)}-test{held_out[-2:]}"
 
 
@@ -90,7 +90,7 @@ def validation_trial(train: list[str], held_out: str) -> str | None:
     return next((t for t in MOCAP_TRIALS if t not in train and t != held_out), None)
 
 
-def _factvae_run(row: str, train: list[str], held_out: str) -> RunSpec:
+def factvae_run_spec(row: str, train: list[str], held_out: str) -> RunSpec:
     """A run of ``row`` on the trials ``train``, scored on ``held_out``. Where a walking trial is
     left, it validates: the bound on it every ~150 steps (a trial is about 300 frames, 3 steps of
     100) picks the weights the held-out trial is scored with, because on one or two trials every
@@ -104,7 +104,7 @@ def _factvae_run(row: str, train: list[str], held_out: str) -> RunSpec:
         train_options = {**FACTVAE_TRAIN_SETTINGS, "eval_every": max(1, 50 // len(train))}
         data_options = {"train_trials": train, "valid_trials": [valid], "test_trials": [held_out]}
     return RunSpec(
-        _factvae_name(row, train, held_out), model=model, source="mocap",
+        factvae_run_name(row, train, held_out), model=model, source="mocap",
         model_options={**FACTVAE_MODEL_SETTINGS, **settings, "prox_lr": 1e-2},
         train_options=train_options, data_options=data_options,
         evaluate="factvae_metrics", evaluate_options={"iw_samples": 1000, "weights": "latest" if valid is None else "best"},
@@ -112,7 +112,7 @@ def _factvae_run(row: str, train: list[str], held_out: str) -> RunSpec:
 
 
 def _factvae_mean(row: str, size: int) -> Mean:
-    return Mean(tuple(_factvae_name(row, train, held) for train, held in factvae_choices(size)), "test_log_likelihood")
+    return Mean(tuple(factvae_run_name(row, train, held) for train, held in factvae_choices(size)), "test_log_likelihood")
 
 
 def _factvae_rows(size: int) -> list[Row]:
@@ -135,7 +135,7 @@ FACTVAE_MOCAP = Table(
     name="factvae-mocap",
     description="factVAE on CMU walking: product of experts vs JMVAE+, and the group lasso, by held-out log-likelihood",
     paper=FACTVAE_SOURCE,
-    runs=tuple(_factvae_run(row, train, held) for size in FACTVAE_SIZES for train, held in factvae_choices(size) for row in FACTVAE_ROWS),
+    runs=tuple(factvae_run_spec(row, train, held) for size in FACTVAE_SIZES for train, held in factvae_choices(size) for row in FACTVAE_ROWS),
     rows=tuple(row for size in FACTVAE_SIZES for row in _factvae_rows(size)),
     default_budget=60.0,  # CPU-minutes for all 3 seeds (Table.seeds): 1 per run and seed, about 8,000 steps (20 runs a seed)
     notes=(
