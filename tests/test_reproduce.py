@@ -418,8 +418,8 @@ def test_factvae_runs_on_one_or_two_trials_are_selected_on_a_third_trial():
             assert not valid and spec.evaluate_options["weights"] == "latest", spec.name
 
 
-def test_the_factvae_tables_five_trial_rows_hold_out_every_walk_once():
-    """With five training trials no walk is left to validate, so the rows average over every held-out walk."""
+def test_the_factvae_tables_rows_average_over_choices_of_walks():
+    """With five training trials no walk is left to validate, so the rows average over every held-out walk; with two, over three pairs."""
     from pogm.models.factvae.paper_table import FACTVAE_MOCAP, MOCAP_TRIALS, factvae_choices
 
     five = factvae_choices(5)
@@ -427,6 +427,8 @@ def test_the_factvae_tables_five_trial_rows_hold_out_every_walk_once():
     assert all(set(train) == set(MOCAP_TRIALS) - {held} for train, held in five)
     row = next(r for r in FACTVAE_MOCAP.rows if r.name == "lambda=1 vs lambda=0, 5 training trials")
     assert "mean of 6 choices" in row.measures
+    two = factvae_choices(2)  # and no 2-trial row rests on one pair of walks
+    assert len({frozenset(train) for train, _ in two}) == len(two) == 3
 
 
 def test_the_factvae_tables_one_trial_choices_train_on_different_walks():
