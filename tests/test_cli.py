@@ -153,6 +153,21 @@ def test_eval_vae_writes_eval_json(vae_run):
     assert json.loads(out[: out.rindex("}") + 1]) == results  # the printed results are the written ones
 
 
+def test_eval_refines_the_proposal_of_a_grouped_model_and_refuses_one_without_it(tmp_path, vae_run):
+    run = tmp_path / "factvae"
+    code, _, err = call(["train", "factvae", "--data", "bars", "--set", "train.max_steps=30", "--out", run])
+    assert code == 0, err
+    code, _, err = call(["eval", run, "--iw-samples", 50, "--refine-steps", 30, "--limit", 40])
+    assert code == 0, err
+    results = json.loads((run / "eval.json").read_text())
+    assert results["refine_steps"] == 30 and math.isfinite(results["refined_log_likelihood"])
+    assert results["refined_log_likelihood"] > results["iw_log_likelihood"] - 0.5  # a proposal fitted to p(z | x) is not looser than q
+    code, _, err = call(["eval", vae_run, "--iw-samples", 20, "--refine-steps", 10, "--limit", 10])
+    assert code != 0 and "importance_parts" in err
+    code, _, err = call(["eval", run, "--refine-steps", 10])
+    assert code != 0 and "--iw-samples" in err
+
+
 def test_sample_vae_writes_a_png_grid(vae_run):
     code, out, err = call(["sample", vae_run, "--n", 16])
     assert code == 0, err

@@ -27,6 +27,10 @@ class DiagonalGaussian:
         eps = torch.randn(shape, dtype=self.mean.dtype, device=self.mean.device)
         return self.mean + torch.exp(0.5 * self.log_var) * eps
 
+    def sample(self, n: int) -> Tensor:
+        """``[n, ..., D]`` draws without a path for gradients (as `GaussianMixture.sample`)."""
+        return self.rsample(n).detach()
+
     def log_prob(self, z: Tensor) -> Tensor:
         return (-0.5 * (LOG_2PI + self.log_var + (z - self.mean) ** 2 * torch.exp(-self.log_var))).sum(-1)
 

@@ -97,7 +97,7 @@ def config_to_dict(config: Any) -> dict[str, Any]:
 CAPABILITIES = (
     "classify", "predict_labels", "sample", "sample_joint", "encode", "decode", "reconstruct", "impute", "interpolate",
     "transfer_style", "log_likelihood", "log_weights", "conditional_log_likelihood", "sparsity_pattern",
-    "encode_auxiliary", "canvas_sequence", "innovate",
+    "encode_auxiliary", "canvas_sequence", "innovate", "importance_parts",
 )
 # The capabilities that `pogm models` lists.
 LISTED_CAPABILITIES = (
@@ -119,8 +119,9 @@ class Model(nn.Module):
     logits [B, K]``, ``predict_labels``, ``sample(n, y=None)``, ``sample_joint(n)``, ``encode``,
     ``decode``, ``reconstruct``, ``impute``, ``interpolate``, ``transfer_style``,
     ``log_likelihood(batch, k)``, ``log_weights(batch, k)``, ``conditional_log_likelihood``,
-    ``sparsity_pattern()``, ``encode_auxiliary``, ``canvas_sequence``, ``innovate``. Callers ask
-    `offers` and never probe.
+    ``sparsity_pattern()``, ``encode_auxiliary``, ``canvas_sequence``, ``innovate``,
+    ``importance_parts(batch) -> (q(z | x), z -> log p(x, z))`` (what an estimator of log p(x) with
+    a proposal of its own needs, `pogm.evaluate.refined`). Callers ask `offers` and never probe.
 
     **Hooks** have defaults here and are overridden where a model needs them: the Trainer calls
     `parameter_groups` / ``discriminator_groups`` (several optimisers), `proximal_parameters` /

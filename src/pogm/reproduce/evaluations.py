@@ -83,25 +83,42 @@ def hybrid_metrics(run: Any, iw_samples: int = 50, test_examples: int = 500) -> 
     return result
 
 
-def factvae_metrics(run: Any, iw_samples: int = 1000, weights: str = "latest") -> dict[str, Any]:
+def factvae_metrics(run: Any, iw_samples: int = 1000, weights: str = "latest", proposal: str = "q", refine_steps: int = 300) -> dict[str, Any]:
     """The factVAE table's numbers (Ainsworth et al., Table 1) for a mocap run: log p(x) of every
-    frame of the held-out trial, all groups observed, by the ELBO and by the importance-weighted
-    bound with ``iw_samples`` samples, in nats per frame, and the columns of Phi that the group
-    lasso zeroed; of the ``weights`` "latest" or "best" (the best validation bound)."""
+    frame of the held-out trial, all groups observed, in nats per frame, and the columns of Phi
+    that the group lasso zeroed; of the ``weights`` "latest" or "best" (the best validation bound).
+
+    ``test_log_likelihood`` is the importance-weighted estimate with ``iw_samples`` samples from
+    the ``proposal``: "q", the model's own q(z | x) (the bound of Burda et al. 2015), or
+    "refined", a Gaussian per frame fitted to p(z | x) in ``refine_steps`` steps, mixed with q
+    (`pogm.evaluate.refined`), which removes most of the amortisation gap that q leaves on a
+    held-out trial. ``test_log_likelihood_q`` (q's bound) and ``test_elbo`` are always given."""
     import torch
 
     from pogm.evaluate import mean_log_likelihood
+    from pogm.evaluate.refined import mean_refined_log_likelihood
 
+    if proposal not in ("q", "refined"):
+        raise ValueError(f"proposal must be 'q' (the model's q(z | x)) or 'refined' (fitted per frame), got {proposal!r}")
     loaded = _loaded(run, weights=weights)
+    model, test = loaded.model, loaded.data.test
     torch.manual_seed(0)
-    return {
+    numbers = {
         "train_frames": len(loaded.data.train),
-        "test_frames": len(loaded.data.test),
-        "test_elbo": mean_log_likelihood(loaded.model, loaded.data.test, k=1),
-        "test_log_likelihood": mean_log_likelihood(loaded.model, loaded.data.test, k=iw_samples, chunk_size=250),
+        "test_frames": len(test),
+        "test_elbo": mean_log_likelihood(model, test, k=1),
+        "test_log_likelihood_q": mean_log_likelihood(model, test, k=iw_samples, chunk_size=250),
         "iw_samples": iw_samples,
-        "zero_columns": int((loaded.model.sparsity_pattern() == 0).sum().item()),
+        "proposal": proposal,
+        "zero_columns": int((model.sparsity_pattern() == 0).sum().item()),
     }
+    if proposal == "refined":
+        torch.manual_seed(0)
+        numbers["test_log_likelihood"] = mean_refined_log_likelihood(model, test, k=iw_samples, steps=refine_steps)
+        numbers["refine_steps"] = refine_steps
+    else:
+        numbers["test_log_likelihood"] = numbers["test_log_likelihood_q"]
+    return numbers
 
 
 EVALUATIONS: dict[str, Callable[..., dict[str, Any]]] = {

@@ -74,7 +74,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -322,12 +322,16 @@ class GroupedVAE(ImportanceWeighted, Model):
             "group_lasso": self.group_lasso(),
         }
 
+    def importance_parts(self, batch: Batch) -> tuple[DiagonalGaussian | GaussianMixture, Callable[[Tensor], Tensor]]:
+        """The proposal q(z | x_O), every observed group used, and ``z [n, B, K] -> log p(x_O, z) [n, B]``."""
+        x, masks, observed = self.groups(batch)
+        return self.posterior(x, observed), lambda z: self.log_p_x_z(z, x, masks) + standard_normal_log_prob(z)
+
     def log_weights(self, batch: Batch, k: int) -> Tensor:
         """log p(x_O, z_k) - log q(z_k | x_O) for ``k`` samples, every observed group used: ``[k, B]``."""
-        x, masks, observed = self.groups(batch)
-        q_z = self.posterior(x, observed)
-        z = q_z.rsample(k) if isinstance(q_z, DiagonalGaussian) else q_z.sample(k)  # [k, B, K]
-        return self.log_p_x_z(z, x, masks) + standard_normal_log_prob(z) - q_z.log_prob(z)
+        q_z, log_joint = self.importance_parts(batch)
+        z = q_z.sample(k)  # [k, B, K]
+        return log_joint(z) - q_z.log_prob(z)
 
     # ------------------------------------------------------------------ using a trained model
     @torch.no_grad()
