@@ -93,7 +93,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -253,15 +253,31 @@ class FVAE(ImportanceWeighted, ImputesByReconstruction, Model):
         """log p(d, h, z) - log q(z | d, h) for ``k`` samples of z: ``[k, B]``; its mean is L_F
         and its log-mean-exp the importance-weighted estimate of log p(d, h) (eq. 2)."""
         d, mask, inputs = self.image(batch)
+        h = self.pair_labels(batch)
+        return self.joint_log_weights(d, mask, self.encoder_d(inputs), h, k)
+
+    def importance_parts(self, batch: Batch) -> tuple[DiagonalGaussian, Callable[[Tensor], Tensor]]:
+        """q(z | d, h) of labelled pairs and ``z [n, B, Z] -> log p(d, h, z) [n, B]``: what an
+        estimator of log p(d, h) with a proposal of its own needs (`pogm.evaluate.refined`)."""
+        d, mask, inputs = self.image(batch)
+        h = self.pair_labels(batch)
+        return self.q_z(self.encoder_d(inputs), h), self.log_joint(d, mask, h)
+
+    def pair_labels(self, batch: Batch) -> Tensor:
+        """The labels ``[B, D]`` of a batch of labelled pairs; a batch with unlabelled images is refused."""
         h, labelled = self.labels(batch)
         if not labelled.all():
             raise ValueError(f"{type(self).__name__} scores labelled pairs (d, h) only; it has no q(h|d) for images without labels")
-        return self.joint_log_weights(d, mask, self.encoder_d(inputs), h, k)
+        return h
+
+    def log_joint(self, d: Tensor, mask: Tensor | None, h: Tensor) -> Callable[[Tensor], Tensor]:
+        """``z [..., B, Z] -> log p(d | z) + log p(h | z) + log p(z)  [..., B]``."""
+        return lambda z: self.log_p_d_h_z(z, d, mask, h) + standard_normal_log_prob(z)
 
     def joint_log_weights(self, d: Tensor, mask: Tensor | None, features_d: Tensor, h: Tensor, k: int) -> Tensor:
         q_z_dh = self.q_z(features_d, h)
         z = q_z_dh.rsample(k)  # [k, B, Z]
-        return self.log_p_d_h_z(z, d, mask, h) + standard_normal_log_prob(z) - q_z_dh.log_prob(z)
+        return self.log_joint(d, mask, h)(z) - q_z_dh.log_prob(z)
 
     @torch.no_grad()
     def encode(self, batch: Batch | Tensor) -> Tensor:
