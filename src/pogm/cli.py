@@ -310,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="evaluate a run on its test split; writes DIR/eval.json")
     p.add_argument("run_dir")
     p.add_argument("--iw-samples", type=int, default=0, help="importance samples for log p(x) (e.g. 5000); 0 = skip")
-    p.add_argument("--refine-steps", type=int, default=0, help="with --iw-samples: also estimate log p(x) from a proposal fitted to p(z | x) per example in N steps (e.g. 300; models with importance_parts: factvae, jmvae-plus, oivae); 0 = skip")
+    p.add_argument("--refine-steps", type=int, default=0, help="with --iw-samples: also estimate log p(x) from a proposal fitted to p(z | x) per example in N steps (e.g. 300; models with importance_parts: factvae, jmvae-plus, oivae, and fvae and hvae on labelled pairs); 0 = skip")
     p.add_argument("--limit", type=int, default=None, help="evaluate the likelihoods on the first N examples only")
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--split", default="test", choices=["test", "valid"])
