@@ -2,19 +2,31 @@
 
 The table's row (`HALI_SSL_CONV_VAT`: weight 1, perturbations of norm 0.5) trains as
 ``pogm reproduce hali-mnist100 --rows ...``; this script trains the same row with another
-perturbation norm (``--epsilon``) through the same machinery (`pogm.reproduce.table.reproduce`:
-resumable runs, selection at the lowest validation error, test errors there), as a side table of
-its own so that the main table's budget and runs are untouched:
+perturbation norm (``--epsilon``) or with the class-balance cost (``--balance-weight``: KL of the
+batch's mean q(y | z^) from uniform, CatGAN's marginal entropy) through the same machinery
+(`pogm.reproduce.table.reproduce`: resumable runs, selection at the lowest validation error, test
+errors there), as a side table of its own so that the main table's budget and runs are untouched:
 
     POGM_DATA=../shared/data OMP_NUM_THREADS=1 python benchmarks/hali_vat_settings.py --epsilon 1 --seeds 1
+    POGM_DATA=../shared/data OMP_NUM_THREADS=1 python benchmarks/hali_vat_settings.py --balance-weight 1 --seeds 1
 
-writes reproduce/hali-vat-eps1/hali-vat-eps1.{md,json} (runs in reproduce/hali-vat-eps1/runs/,
-git-ignored); rerunning resumes an interrupted run and reuses finished ones.
+write reproduce/hali-vat-eps1/hali-vat-eps1.{md,json} and
+reproduce/hali-vat-eps0.5-balance1/hali-vat-eps0.5-balance1.{md,json} (runs under each folder's
+runs/, git-ignored); rerunning resumes an interrupted run and reuses finished ones.
+
+``--confusion RUN_DIR ...`` trains nothing: it classifies the test images with each run's best
+weights and writes which classes its errors confuse (benchmarks/results/hali_ssl_confusion.json):
+
+    POGM_DATA=../shared/data python benchmarks/hali_vat_settings.py --confusion reproduce/hali-vat-x2/runs/hali-mnist100/*
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
+
+import torch
 
 from pogm.models.hali.paper_table import GAN_TRAIN, HALI, HALI_SSL_CONV_VAT
 from pogm.models.semi_supervised.paper_table import SELECTED
@@ -24,25 +36,54 @@ from pogm.tables import Metric, Row, RunSpec, Table
 MINUTES_PER_RUN = 120.0  # the goal's budget: 300 test errors within 120 CPU-minutes of one thread
 
 
-def vat_table(epsilon: float) -> Table:
-    """The VAT row of hali-mnist100 with perturbations of norm ``epsilon``, 120 CPU-minutes a run."""
-    name = f"hali-vat-eps{epsilon:g}"
-    run = RunSpec(f"hali-ssl-conv-vat-eps{epsilon:g}", model="hali-ssl", source="mnist", labels=10,
-                  model_options={**HALI_SSL_CONV_VAT, "vat_epsilon": epsilon}, train_options=GAN_TRAIN)
-    row = Row(f"semi-supervised HALI, convolutional, mean teacher, entropy, VAT of norm {epsilon:g} (not in the paper)",
+def vat_table(epsilon: float, balance_weight: float = 0.0) -> Table:
+    """The VAT row of hali-mnist100 with perturbations of norm ``epsilon`` and the class-balance
+    cost at ``balance_weight``, 120 CPU-minutes a run."""
+    setting = f"eps{epsilon:g}" + (f"-balance{balance_weight:g}" if balance_weight else "")
+    run = RunSpec(f"hali-ssl-conv-vat-{setting}", model="hali-ssl", source="mnist", labels=10,
+                  model_options={**HALI_SSL_CONV_VAT, "vat_epsilon": epsilon, "balance_weight": balance_weight}, train_options=GAN_TRAIN)
+    what = f"VAT of norm {epsilon:g}" + (f", class balance {balance_weight:g}" if balance_weight else "")
+    row = Row(f"semi-supervised HALI, convolutional, mean teacher, entropy, {what} (not in the paper)",
               f"test errors out of 10,000, 100 labels {SELECTED}", HALI["hali"] / 10000, Metric(run.name, "test_error"), unit="errors/10,000")
-    return Table(name=name, description=f"the hali-mnist100 VAT row with perturbations of norm {epsilon:g}", paper=HALI["source"],
+    return Table(name=f"hali-vat-{setting}", description=f"the hali-mnist100 VAT row with {what}", paper=HALI["source"],
                  runs=(run,), rows=(row,), default_budget=MINUTES_PER_RUN * 3,
-                 notes=f"hali-mnist100's VAT row (weight 1) with vat_epsilon={epsilon:g} instead of 0.5, {MINUTES_PER_RUN:g} CPU-minutes a run.")
+                 notes=f"hali-mnist100's VAT row (weight 1, norm 0.5) with vat_epsilon={epsilon:g}, balance_weight={balance_weight:g}, {MINUTES_PER_RUN:g} CPU-minutes a run.")
+
+
+def confusion(run_dir: Path) -> dict:
+    """Test errors of a run's best weights by (true class, predicted class)."""
+    from pogm.data.dataset import evaluation_view
+    from pogm.data.streams import iterate_batches
+    from pogm.runs import load_run
+
+    run = load_run(run_dir, weights="best")
+    counts = torch.zeros(10, 10, dtype=torch.long)  # [true, predicted]
+    with torch.no_grad():
+        for batch in iterate_batches(evaluation_view(run.data.test), 500, run.model.device):
+            predicted = run.model.classify(batch).argmax(-1)  # [B]
+            counts.index_put_((batch.y, predicted), torch.ones_like(predicted), accumulate=True)
+    errors = counts.clone().fill_diagonal_(0)
+    pairs = sorted(((errors[i, j].item(), i, j) for i in range(10) for j in range(10) if errors[i, j]), reverse=True)
+    return {"run": str(run_dir), "test_errors": int(errors.sum()), "errors_by_true_class": errors.sum(1).tolist(),
+            "largest_confusions": [{"true": i, "predicted": j, "errors": n} for n, i, j in pairs[:5]]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epsilon", type=float, required=True, help="norm of the virtual adversarial perturbation (the table's: 0.5)")
+    parser.add_argument("--epsilon", type=float, default=HALI_SSL_CONV_VAT["vat_epsilon"], help="norm of the virtual adversarial perturbation (the table's: 0.5)")
+    parser.add_argument("--balance-weight", type=float, default=0.0, help="weight of KL(batch mean of q(y | z^) || uniform) on the unlabelled rows (the table's: 0)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--jobs", type=int, default=1, choices=[1, 2])
+    parser.add_argument("--confusion", type=Path, nargs="+", help="run directories to analyse instead of training")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/hali_ssl_confusion.json"))
     args = parser.parse_args()
-    table = register_table(vat_table(args.epsilon))
+    if args.confusion:
+        torch.set_num_threads(1)
+        result = [confusion(run_dir) for run_dir in args.confusion]
+        args.out.write_text(json.dumps(result, indent=1) + "\n")
+        print(json.dumps(result, indent=1))
+        return
+    table = register_table(vat_table(args.epsilon, args.balance_weight))
     reproduce(table.name, out=f"reproduce/{table.name}", seeds=args.seeds, jobs=args.jobs)
 
 
