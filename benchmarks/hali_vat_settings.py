@@ -2,8 +2,9 @@
 
 The table's row (`HALI_SSL_CONV_VAT`: weight 1, perturbations of norm 0.5) trains as
 ``pogm reproduce hali-mnist100 --rows ...``; this script trains the same row with another
-perturbation norm (``--epsilon``) or with the class-balance cost (``--balance-weight``: KL of the
-batch's mean q(y | z^) from uniform, CatGAN's marginal entropy) through the same machinery
+perturbation norm (``--epsilon``), with the class-balance cost (``--balance-weight``: KL of the
+batch's mean q(y | z^) from uniform, CatGAN's marginal entropy) or with the unlabelled-row costs
+ramped up over their first steps (``--rampup-steps``, Laine & Aila 2017) through the same machinery
 (`pogm.reproduce.table.reproduce`: resumable runs, selection at the lowest validation error, test
 errors there), as a side table of its own so that the main table's budget and runs are untouched:
 
@@ -36,18 +37,21 @@ from pogm.tables import Metric, Row, RunSpec, Table
 MINUTES_PER_RUN = 120.0  # the goal's budget: 300 test errors within 120 CPU-minutes of one thread
 
 
-def vat_table(epsilon: float, balance_weight: float = 0.0) -> Table:
-    """The VAT row of hali-mnist100 with perturbations of norm ``epsilon`` and the class-balance
-    cost at ``balance_weight``, 120 CPU-minutes a run."""
-    setting = f"eps{epsilon:g}" + (f"-balance{balance_weight:g}" if balance_weight else "")
-    run = RunSpec(f"hali-ssl-conv-vat-{setting}", model="hali-ssl", source="mnist", labels=10,
-                  model_options={**HALI_SSL_CONV_VAT, "vat_epsilon": epsilon, "balance_weight": balance_weight}, train_options=GAN_TRAIN)
-    what = f"VAT of norm {epsilon:g}" + (f", class balance {balance_weight:g}" if balance_weight else "")
+def vat_table(epsilon: float, balance_weight: float = 0.0, rampup_steps: int = 0) -> Table:
+    """The VAT row of hali-mnist100 with perturbations of norm ``epsilon``, the class-balance
+    cost at ``balance_weight`` and the unlabelled costs ramped up over ``rampup_steps``, 120 CPU-minutes a run."""
+    setting = f"eps{epsilon:g}" + (f"-balance{balance_weight:g}" if balance_weight else "") + (f"-rampup{rampup_steps}" if rampup_steps else "")
+    options = {**HALI_SSL_CONV_VAT, "vat_epsilon": epsilon, "balance_weight": balance_weight}
+    if rampup_steps:
+        options["unlabelled_rampup_steps"] = rampup_steps
+    run = RunSpec(f"hali-ssl-conv-vat-{setting}", model="hali-ssl", source="mnist", labels=10, model_options=options, train_options=GAN_TRAIN)
+    what = f"VAT of norm {epsilon:g}" + (f", class balance {balance_weight:g}" if balance_weight else "") + (f", costs ramped up over {rampup_steps} steps" if rampup_steps else "")
     row = Row(f"semi-supervised HALI, convolutional, mean teacher, entropy, {what} (not in the paper)",
               f"test errors out of 10,000, 100 labels {SELECTED}", HALI["hali"] / 10000, Metric(run.name, "test_error"), unit="errors/10,000")
     return Table(name=f"hali-vat-{setting}", description=f"the hali-mnist100 VAT row with {what}", paper=HALI["source"],
                  runs=(run,), rows=(row,), default_budget=MINUTES_PER_RUN * 3,
-                 notes=f"hali-mnist100's VAT row (weight 1, norm 0.5) with vat_epsilon={epsilon:g}, balance_weight={balance_weight:g}, {MINUTES_PER_RUN:g} CPU-minutes a run.")
+                 notes=f"hali-mnist100's VAT row (weight 1, norm 0.5) with vat_epsilon={epsilon:g}, balance_weight={balance_weight:g}, "
+                       f"unlabelled_rampup_steps={rampup_steps}, {MINUTES_PER_RUN:g} CPU-minutes a run.")
 
 
 def confusion(run_dir: Path) -> dict:
@@ -72,6 +76,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epsilon", type=float, default=HALI_SSL_CONV_VAT["vat_epsilon"], help="norm of the virtual adversarial perturbation (the table's: 0.5)")
     parser.add_argument("--balance-weight", type=float, default=0.0, help="weight of KL(batch mean of q(y | z^) || uniform) on the unlabelled rows (the table's: 0)")
+    parser.add_argument("--rampup-steps", type=int, default=0, help="steps over which the unlabelled-row costs rise to full weight (the table's: 0)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--jobs", type=int, default=1, choices=[1, 2])
     parser.add_argument("--confusion", type=Path, nargs="+", help="run directories to analyse instead of training")
@@ -83,7 +88,7 @@ def main() -> None:
         args.out.write_text(json.dumps(result, indent=1) + "\n")
         print(json.dumps(result, indent=1))
         return
-    table = register_table(vat_table(args.epsilon, args.balance_weight))
+    table = register_table(vat_table(args.epsilon, args.balance_weight, args.rampup_steps))
     reproduce(table.name, out=f"reproduce/{table.name}", seeds=args.seeds, jobs=args.jobs)
 
 

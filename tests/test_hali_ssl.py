@@ -107,6 +107,28 @@ def test_unlabelled_costs_read_the_unlabelled_rows_and_join_the_generator_loss_w
     torch.testing.assert_close(terms["loss/generator"], base["loss/generator"] + 0.5 * terms[name])
 
 
+def test_the_rampup_raises_the_unlabelled_costs_from_e_minus_5_to_full_weight():
+    from pogm.objectives import rampup
+
+    assert rampup(0, 100) == pytest.approx(math.exp(-5)) and rampup(50, 100) == pytest.approx(math.exp(-1.25))
+    assert rampup(100, 100) == rampup(10**6, 100) == 1.0 and rampup(0, 0) == 1.0
+    b = batch()
+    ramped = tiny(consistency_weight=2.0, entropy_weight=1.0, unlabelled_rampup_steps=100).train()
+    scaled = tiny(consistency_weight=2.0 * math.exp(-1.25), entropy_weight=math.exp(-1.25)).train()
+    full = tiny(consistency_weight=2.0, entropy_weight=1.0).train()
+    scaled.load_state_dict(ramped.state_dict())
+    full.load_state_dict(ramped.state_dict())
+    losses = {}
+    for name, model, step in (("ramped", ramped, 50), ("scaled", scaled, 50), ("ramped, done", ramped, 100), ("full", full, 100)):
+        torch.manual_seed(9)
+        losses[name] = model.loss(b, step=step)["loss/generator"]
+    torch.testing.assert_close(losses["ramped"], losses["scaled"])  # at step 50 of 100: the weights times e^-1.25
+    torch.testing.assert_close(losses["ramped, done"], losses["full"])
+    assert not torch.allclose(losses["ramped"], losses["full"])
+    with pytest.raises(ValueError, match="unlabelled_rampup_steps"):
+        tiny(unlabelled_rampup_steps=-1)
+
+
 def test_the_balance_cost_is_zero_for_classes_used_equally_and_log_k_for_one_class():
     model = tiny(balance_weight=1.0)
     model.classifier = torch.nn.Identity()  # the softmax's logits are then what classifier_input gives

@@ -9,6 +9,7 @@ from pogm.objectives.semi_supervised import (
     classification_loss,
     default_alpha,
     objective_weights,
+    rampup,
     semi_supervised_loss,
     unlabelled_bound,
     virtual_adversarial_cost,
@@ -28,6 +29,7 @@ __all__ = [
     "group_lasso_penalty",
     "group_soft_threshold",
     "semi_supervised_loss",
+    "rampup",
     "categorical_kl",
     "virtual_adversarial_cost",
 ]

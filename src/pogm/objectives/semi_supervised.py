@@ -23,6 +23,7 @@ semi-supervised HALI can add (``vat_weight``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -52,6 +53,16 @@ def classification_loss(logits_y: Tensor, y: Tensor) -> Tensor:
 def categorical_kl(log_p: Tensor, log_q: Tensor) -> Tensor:
     """KL(p || q) of two categorical distributions given as log-probabilities ``[B, K]``; ``[B]``."""
     return (log_p.exp() * (log_p - log_q)).sum(-1)
+
+
+def rampup(step: int, length: int) -> float:
+    """exp(-5 (1 - t)^2) with t = min(step / length, 1): the weight the unlabelled-row costs of
+    Laine & Aila (2017) and Tarvainen & Valpola (2017) rise by over their first ``length`` steps,
+    from e^-5 to 1; 1 throughout when ``length`` is 0."""
+    if length <= 0:
+        return 1.0
+    t = min(max(step, 0) / length, 1.0)
+    return math.exp(-5.0 * (1.0 - t) ** 2)
 
 
 def virtual_adversarial_cost(logits: Callable[[Tensor], Tensor], x: Tensor, epsilon: float, xi: float = 1e-3) -> Tensor:

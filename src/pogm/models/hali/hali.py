@@ -79,6 +79,10 @@ power iteration finds q(y | x) most sensitive. It changes no image (HALI's Table
 without data augmentation); it makes the softmax smooth around each unlabelled image. On the
 convolutional row's weakest seed it lowered the validation error at step 1,250 from 11.7% to 7.6%
 (epsilon 0.5; epsilon 2 diverged; benchmarks/results/hali_ssl_vat.json).
+``unlabelled_rampup_steps`` raises the weights of all these unlabelled-row costs from e^-5 of their
+values to their values over that many steps, as exp(-5 (1 - t)^2) (Laine & Aila 2017's ramp-up,
+which Tarvainen & Valpola keep), so that the labelled rows shape q(y | z) before the costs make
+it confident around its own predictions.
 ``supervised_gradient="classifier"`` keeps eq. 10 away from the encoder (a probe of the adversarial
 features: about 50% error, since the features move under the softmax).
 
@@ -111,7 +115,7 @@ from pogm.nn.spatial import (
     ChannelGaussianHead, MapToVector, SpatialEncoder, SpatialImageDecoder, SpatialJointDiscriminator, VectorToMap, halvings,
 )
 from pogm.objectives.adversarial import discriminator_loss, joint_generator_loss
-from pogm.objectives.semi_supervised import classification_loss, virtual_adversarial_cost
+from pogm.objectives.semi_supervised import classification_loss, rampup, virtual_adversarial_cost
 
 ARCHITECTURES = ("spatial", "mlp", "dcgan")  # "spatial": z_1 a feature map (Table 4); the others: z_1 a vector
 INNOVATIONS = ("sample", "mean")
@@ -156,6 +160,7 @@ class HALIConfig:
     entropy_weight: float = 0.0  # unlabelled rows: entropy of q(y | z^ of the noisy input)
     balance_weight: float = 0.0  # unlabelled rows: KL(batch mean of q(y | z^) || uniform), which keeps the classes in use (CatGAN's marginal entropy)
     vat_weight: float = 0.0  # unlabelled rows: virtual adversarial cost KL(q(y | x) || q(y | x + r_adv)) on the encoder's means (Miyato et al. 2018)
+    unlabelled_rampup_steps: int = 0  # > 0: the unlabelled-row costs' weights rise as exp(-5 (1 - t)^2), t = step / this, to full weight (Laine & Aila 2017); 0: full weight from the start
     vat_epsilon: float = 0.5  # L2 norm of r_adv per image, [0, 1] pixels (the convolutional MNIST row's; 2 diverged there. Miyato et al.'s MNIST runs: 0.3 semi-supervised, 2.1 supervised)
     teacher_decay: float = 0.0  # > 0: the consistency target comes from a mean teacher, an average of the encoder and softmax with this decay per step (Tarvainen & Valpola 2017); 0: from the model itself
     classify_with: str = "student"  # whose q(y | z) `classify` returns: the trained encoder and softmax, or "teacher": the mean teacher's (Tarvainen & Valpola 2017 report the average's)
@@ -265,6 +270,8 @@ class HierarchicalALI(Model):
         self.classifier = LinearOutput(sum(self.classifier_width(level) for level in self.classifier_levels), c.num_classes) if c.num_classes else None
         self.teacher = self._mean_teacher(c)
         self._check_classify_with(c)
+        if c.unlabelled_rampup_steps < 0:
+            raise ValueError(f"unlabelled_rampup_steps must be >= 0 (0: the unlabelled-row costs at full weight from the start), got {c.unlabelled_rampup_steps}")
         if c.vat_weight and (self.classifier is None or not c.vat_epsilon > 0):
             raise ValueError(f"vat_weight needs a semi-supervised HALI (hali-ssl) and vat_epsilon > 0, got vat_epsilon={c.vat_epsilon}")
 
@@ -382,8 +389,9 @@ class HierarchicalALI(Model):
                        "virtual_adversarial": self.config.vat_weight}
             asked = tuple(name for name, weight in weights.items() if weight)
             if asked:
+                ramp = rampup(step, self.config.unlabelled_rampup_steps) if self.training else 1.0
                 for name, cost in self.unlabelled_costs(asked, batch, z_hat, x).items():
-                    loss_g = loss_g + weights[name] * cost
+                    loss_g = loss_g + ramp * weights[name] * cost
                     terms[name] = cost.detach()
         with torch.no_grad():
             terms["d_encoder_accuracy"] = (logits_q > 0).float().mean()  # how often D calls the encoder's joint real
