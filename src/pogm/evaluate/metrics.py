@@ -6,11 +6,13 @@ binarisation (``PartialDataset.binarized``), so numbers are comparable between r
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
 
+from pogm.data.batch import Batch
 from pogm.data.dataset import PartialDataset, evaluation_view  # noqa: F401  (evaluation_view: re-exported for callers of this module)
 from pogm.data.streams import iterate_batches
 
@@ -71,13 +73,20 @@ def mean_log_likelihood(
     progress: bool = False,
 ) -> float:
     """Mean importance-weighted bound on log p(x) with ``k`` samples (Burda et al. 2015)."""
+    return mean_per_example(lambda batch: model.log_likelihood(batch, k=k, chunk_size=chunk_size), dataset, model.device, batch_size, limit,
+                            desc=f"log p(x), k={k}", progress=progress)
+
+
+def mean_per_example(score: Callable[[Batch], torch.Tensor], dataset: PartialDataset, device: torch.device, batch_size: int = 100,
+                     limit: int | None = None, desc: str = "", progress: bool = False) -> float:
+    """The mean of ``score(batch) -> [B]`` over the examples of ``dataset`` (its first ``limit``)."""
     view = evaluation_view(dataset)
     if limit is not None and limit < len(view):
         view = view.subset(torch.arange(limit))
     total, count = 0.0, 0
-    batches = iterate_batches(view, batch_size, model.device)
-    for batch in tqdm(batches, total=-(-len(view) // batch_size), desc=f"log p(x), k={k}", disable=not progress, leave=False):
-        total += model.log_likelihood(batch, k=k, chunk_size=chunk_size).sum().item()
+    batches = iterate_batches(view, batch_size, device)
+    for batch in tqdm(batches, total=-(-len(view) // batch_size), desc=desc, disable=not progress, leave=False):
+        total += score(batch).sum().item()
         count += len(batch)
     return total / count
 

@@ -24,8 +24,8 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from pogm.data.dataset import PartialDataset, evaluation_view
-from pogm.data.streams import iterate_batches
+from pogm.data.dataset import PartialDataset
+from pogm.evaluate.metrics import mean_per_example
 from pogm.latents import DiagonalGaussian, GaussianMixture
 from pogm.objectives.bounds import chunked_importance_weighted_bound
 
@@ -82,12 +82,9 @@ def mean_refined_log_likelihood(model: torch.nn.Module, dataset: PartialDataset,
     that offers ``importance_parts`` (the proposal q(z | x) and log p(x, z) of a batch)."""
     if not model.offers("importance_parts"):
         raise ValueError(f"{type(model).__name__} does not offer importance_parts(batch) -> (q, log_joint): the refined estimate of log p(x) needs both")
-    view = evaluation_view(dataset)
-    if limit is not None and limit < len(view):
-        view = view.subset(torch.arange(limit))
-    total, count = 0.0, 0
-    for batch in iterate_batches(view, batch_size, model.device):
+
+    def score(batch) -> Tensor:  # [B]
         q, log_joint = model.importance_parts(batch)
-        total += refined_log_likelihood(log_joint, q, k, steps).sum().item()
-        count += len(batch)
-    return total / count
+        return refined_log_likelihood(log_joint, q, k, steps)
+
+    return mean_per_example(score, dataset, model.device, batch_size, limit)
