@@ -243,6 +243,33 @@ def test_labelled_index_is_balanced_and_seeded(tmp_path, digits):
         assert counts.tolist() == [10] * 10
 
 
+def test_label_seed_draws_the_labels_apart_from_the_initialisation(tmp_path):
+    # One label draw under several initialisations: --label-seed picks the labelled rows, --seed the
+    # rest. With lr = 0 the saved weights are the initial ones.
+    def run(name: str, seed: int, label_seed: int | None = None) -> Path:
+        return pogm.train(
+            "m2", data="digits", labels=10, seed=seed, label_seed=label_seed, out=tmp_path / name,
+            overrides=overrides({"max_steps": 1, "lr": 0.0}), progress=False,
+        ).dir
+
+    def labelled(run_dir: Path) -> list[int]:
+        return json.loads((run_dir / "labelled_index.json").read_text())
+
+    seed0, seed1, swapped = run("s0", 0), run("s1", 1), run("init1-labels0", 1, label_seed=0)
+    assert labelled(swapped) == labelled(seed0) != labelled(seed1)
+    tensors_bitwise_equal(swapped / "model.safetensors", seed1 / "model.safetensors")
+    init0, init1 = load_file(str(seed0 / "model.safetensors")), load_file(str(seed1 / "model.safetensors"))
+    assert any(not torch.equal(init0[k], init1[k]) for k in init0)
+    config = yaml.safe_load((swapped / "config.yaml").read_text())
+    assert config["seed"] == 1 and config["data"]["label_seed"] == 0
+    assert pogm.load_run(swapped).labelled_index.tolist() == labelled(seed0)
+    assert "label_seed" not in yaml.safe_load((seed1 / "config.yaml").read_text())["data"]
+    # A resume asking for another label draw is refused by name; the run's own is accepted.
+    with pytest.raises(ValueError, match="label seed 1"):
+        pogm.train(out=swapped, resume=True, label_seed=1, progress=False)
+    pogm.train(out=swapped, resume=True, label_seed=0, progress=False)
+
+
 def test_parse_overrides_sections_and_values():
     sets = parse_overrides(["z_dim=32", "hidden=[64, 32]", "train.lr=3e-4", "train.grad_clip=null", "data.binarize=false", "model.activation=relu"])
     assert sets["model"] == {"z_dim": 32, "hidden": [64, 32], "activation": "relu"}
@@ -528,3 +555,11 @@ def test_learning_rate_steps_down_every_n_epochs_to_a_floor(digits, tmp_path):
     assert lrs == pytest.approx([1e-3, 1e-3, 5e-4, 5e-4, 2.5e-4, 2.5e-4, 2e-4, 2e-4])
     with pytest.raises(ValueError, match="lr_decay"):
         small_trainer(digits, tmp_path, lr_decay=1.5)
+
+
+def test_the_step_decay_keeps_its_floor_and_a_zero_learning_rate_is_frozen_weights_not_an_error():
+    from pogm.train.optimizers import lr_factor
+
+    assert lr_factor(TrainConfig(lr=1e-3, lr_decay=0.5, lr_min=2e-4), 1) == 0.5
+    assert lr_factor(TrainConfig(lr=1e-3, lr_decay=0.5, lr_min=2e-4), 5) == pytest.approx(0.2)  # 1/32 is below the floor
+    assert lr_factor(TrainConfig(lr=0.0, lr_decay=0.5), 3) == 0.125  # was a ZeroDivisionError

@@ -132,6 +132,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             epochs=args.epochs,
             out=args.out,
             seed=args.seed,
+            label_seed=args.label_seed,
             config_file=args.config,
             overrides=overrides,
             resume=args.resume,
@@ -296,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", "--config", dest="config", default=None, help="a packaged recipe name (`pogm recipes`) or a YAML file with model:, train:, data: sections")
     p.add_argument("--out", default=None, help="run directory (default: runs/MODEL-DATA-TIME)")
     p.add_argument("--seed", type=int, default=None, help="seed of the label split, data split and model (default 0; on --resume, the run's)")
+    p.add_argument("--label-seed", type=int, default=None, help="draw the labelled examples (and the unlabelled pool) with this seed instead of --seed: one label draw, several initialisations")
     p.add_argument("--device", default=None, help="cpu or cuda (under torchrun: one GPU per process, cuda:LOCAL_RANK)")
     p.add_argument("--precision", default=None, choices=["fp32", "bf16"], help="bf16: autocast matmuls to bfloat16 (for GPUs; fp32 weights, losses and gradients); default fp32")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value: z_dim=32, train.lr=1e-3, data.binarize=false")

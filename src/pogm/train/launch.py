@@ -77,6 +77,7 @@ def train(
     progress: bool = True,
     config_file: str | Path | None = None,
     overrides: Mapping[str, Any] | list[str] | None = None,
+    label_seed: int | None = None,
 ) -> Run:
     """Train ``model`` on ``data`` with ``labels`` labelled examples per class; returns the `Run`
     (its ``.model`` holds the best validation weights; ``.data``, ``.dir``, ``.metrics``).
@@ -95,6 +96,9 @@ def train(
         unlabelled: restrict the unlabelled pool to this many training examples outside the
             labelled ones (the m of H-VAE(n, m)); None = every training example.
         seed: the seed of the label split, the data split and the model (default 0).
+        label_seed: draw the labelled examples (and the unlabelled pool) with this seed instead of
+            ``seed``, so that one label draw can be trained from several initialisations, or one
+            initialisation on several label draws; None = ``seed``. Recorded in config.yaml.
         config: settings, as nested sections (``{"model": {"z_dim": 32}, "train": {"lr": 1e-3},
             "data": {...}}``), dotted keys (``{"z_dim": 32, "train.lr": 1e-3}``) or ``--set``
             strings (``["z_dim=32"]``); they win over the recipe's.
@@ -121,13 +125,13 @@ def train(
         if out is None:
             raise ValueError("--resume needs the run directory (--out DIR)")
         run_config = checkpoint.read_config(Path(out))
-        check_resume_request(Path(out), run_config, model, data, labels, unlabelled, seed, recipe, sets)
+        check_resume_request(Path(out), run_config, model, data, labels, unlabelled, seed, recipe, sets, label_seed)
         stop = {key: value for key, value in sets.get("train", {}).items() if key in STOPPING_RULE}
         with process_group(str(run_config["train"].get("device") or "cpu")) as dist:
             return _resume(Path(out), epochs, progress, dist, stop)
     device = str(merge_dicts(recipe.get("train"), sets.get("train")).get("device") or "cpu")
     with process_group(device) as dist:
-        return _train_new(model, data, labels, epochs, out, unlabelled, 0 if seed is None else seed, recipe, sets, progress, dist)
+        return _train_new(model, data, labels, epochs, out, unlabelled, 0 if seed is None else seed, recipe, sets, progress, dist, label_seed)
 
 
 # Training settings that a resume may change: they decide speed and output, not the numbers.
@@ -137,7 +141,9 @@ RESUMABLE_TRAIN_SETTINGS = frozenset({"progress", "threads"})
 STOPPING_RULE = frozenset({"cpu_budget_seconds", "max_steps"})
 
 
-def check_resume_request(run_dir: Path, config: dict[str, Any], model, data, labels, unlabelled, seed, recipe: dict[str, Any], sets: dict[str, dict[str, Any]]) -> None:
+def check_resume_request(
+    run_dir: Path, config: dict[str, Any], model, data, labels, unlabelled, seed, recipe: dict[str, Any], sets: dict[str, dict[str, Any]], label_seed: int | None = None
+) -> None:
     """A resume continues the run as it was: a ValueError, on one line, names everything the
     request names that differs from the run (model, data, labels, unlabelled pool, seed, settings)."""
     recorded = config["data"]
@@ -157,6 +163,7 @@ def check_resume_request(run_dir: Path, config: dict[str, Any], model, data, lab
     differs("labels", labels if labels is not None else recipe.get("labels"), recorded.get("labels_per_class"))
     differs("unlabelled", unlabelled, recorded.get("unlabelled"))
     differs("seed", seed, config["seed"])
+    differs("label seed", label_seed, recorded.get("label_seed", config["seed"]))
     requested = merge_sections({k: recipe.get(k) or {} for k in SECTIONS}, sets)
     recorded_sections = {"model": config["model_config"], "train": config["train"], "data": recorded.get("options") or {}}
     for section, values in requested.items():
@@ -215,7 +222,9 @@ def save_arrays(path: Path, arrays: Mapping[str, Any]) -> None:
     checkpoint.atomic_write(path, write)
 
 
-def _train_new(model, data, labels, epochs, out, unlabelled, seed: int, recipe: dict[str, Any], sets: dict[str, dict[str, Any]], progress: bool, dist: Distributed) -> Run:
+def _train_new(
+    model, data, labels, epochs, out, unlabelled, seed: int, recipe: dict[str, Any], sets: dict[str, dict[str, Any]], progress: bool, dist: Distributed, label_seed: int | None = None
+) -> Run:
     """`train` of a new run, in this process of ``dist``."""
     model = model or recipe.get("model_name")
     if model is None:
@@ -246,13 +255,16 @@ def _train_new(model, data, labels, epochs, out, unlabelled, seed: int, recipe: 
     train_values.setdefault("progress", progress)
     train_config = config_from_dict(TrainConfig, train_values)
     _check_device(train_config)
-    labelled_index = choose_labels(splits, labels, seed, entry.cls.uses_labels)
-    unlabelled_index = choose_unlabelled(splits, unlabelled, labelled_index, seed) if entry.cls.uses_unlabelled else None
+    draw_seed = seed if label_seed is None else label_seed  # which examples carry labels
+    labelled_index = choose_labels(splits, labels, draw_seed, entry.cls.uses_labels)
+    unlabelled_index = choose_unlabelled(splits, unlabelled, labelled_index, draw_seed) if entry.cls.uses_unlabelled else None
     if unlabelled is not None and not entry.cls.uses_unlabelled:
         raise ValueError(f"{model} learns from labelled examples only; drop --unlabelled")
     num_unlabelled = None if unlabelled_index is None else len(unlabelled_index)
     net = size_model(model, splits, 0 if labelled_index is None else len(labelled_index), model_overrides, num_unlabelled)
     data_record = {"name": data_name, "options": data_kwargs, "labels_per_class": labels, "unlabelled": unlabelled}
+    if label_seed is not None:
+        data_record["label_seed"] = label_seed
     if in_memory:
         data_record["file"] = ARRAYS_FILE
     config = {

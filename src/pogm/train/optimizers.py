@@ -77,8 +77,10 @@ def parameter_groups(model: torch.nn.Module, proximal_ids: set[int]) -> dict[str
 
 
 def lr_factor(config: TrainConfig, epoch: int) -> float:
-    """Step decay: lr * lr_decay ** (epoch // lr_decay_every), never below lr_min."""
-    return max(config.lr_decay ** (epoch // config.lr_decay_every), min(1.0, config.lr_min / config.lr))
+    """Step decay: lr * lr_decay ** (epoch // lr_decay_every), never below lr_min (lr = 0, frozen
+    weights, stays 0)."""
+    floor = min(1.0, config.lr_min / config.lr) if config.lr > 0 else 0.0
+    return max(config.lr_decay ** (epoch // config.lr_decay_every), floor)
 
 
 def kl_weight(config: TrainConfig, step: int) -> float:
