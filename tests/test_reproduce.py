@@ -172,7 +172,7 @@ FAKE = rp.Table(
 @pytest.fixture
 def fake_table(monkeypatch):
     monkeypatch.setitem(rp.TABLES, FAKE.name, FAKE)
-    monkeypatch.setattr(reproduce_table, "train_for_budget", fake_train)
+    monkeypatch.setattr(reproduce_table, "train_best_start", fake_train)
     TRAINED.clear()
     EVALUATED.clear()
     return FAKE
@@ -442,3 +442,58 @@ def test_the_factvae_tables_one_trial_choices_train_on_different_walks():
     assert all(held not in train and {held, *train} <= set(MOCAP_TRIALS) for train, held in one)
     plain = mocap_choices(1, 3, 0)
     assert len({train[0] for train, _ in plain}) < 3  # without the rule the shuffle repeats a walk: the rule does something
+
+
+# ----------------------------------------------------------------------------- several starts
+
+
+def test_the_best_of_several_starts_continues_on_the_runs_labels_within_the_runs_budget(tmp_path):
+    out = tmp_path / "m2-starts"
+    kwargs = dict(source="digits", labels=10, model_options=SMALL, starts=3, start_minutes=0.01)
+    assert rp.train_best_start("m2", out, 0.04, 5, **kwargs) == "trained"
+    record = json.loads((out / "starts.json").read_text())
+    starts = [tmp_path / "m2-starts.starts" / f"start-{k}" for k in range(3)]
+    # Every start trains on the run's own labels (drawn with seed 5) from its own initialisation.
+    labelled = [json.loads((d / "labelled_index.json").read_text()) for d in starts]
+    assert labelled[0] == labelled[1] == labelled[2] == json.loads((out / "labelled_index.json").read_text())
+    assert [checkpoint.read_config(d)["seed"] for d in starts] == [5, 1005, 2005]
+    assert all(checkpoint.read_config(d)["data"]["label_seed"] == 5 for d in starts)
+    # The chosen start is the one of lowest validation error, and it is what continues in out.
+    best = [rp.selected_record(checkpoint.read_metrics(d))["valid_error"] for d in starts]
+    chosen = min(range(3), key=lambda k: (best[k], k))
+    assert record["chosen"] == chosen and [c["valid_error"] for c in record["candidates"]] == best
+    assert checkpoint.read_config(out)["seed"] == record["chosen_seed"] == 5 + 1000 * chosen
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert lines[: len((starts[chosen] / "metrics.jsonl").read_text().splitlines())] == (starts[chosen] / "metrics.jsonl").read_text().splitlines()
+    # All starts together train for the run's budget: the chosen one for 0.04 - 2 x 0.01 CPU-minutes.
+    assert rp.finished(out, 0.02 * 60) and not rp.finished(out, 0.03 * 60)
+    assert record["others_cpu_seconds"] == pytest.approx(sum(checkpoint.read_metrics(d)[-1]["train_cpu_seconds"] for k, d in enumerate(starts) if k != chosen))
+    assert rp.train_best_start("m2", out, 0.04, 5, **kwargs) == "reused"
+    with pytest.raises(ValueError, match="chosen from 3 starts of 0.01 CPU-min for seed 5 .asked: 2 of 0.01"):
+        rp.train_best_start("m2", out, 0.04, 5, **{**kwargs, "starts": 2})
+
+
+def test_several_starts_refuse_a_run_of_one_start_and_starts_that_leave_no_time(tmp_path):
+    out = tmp_path / "m2-run"
+    rp.train_for_budget("m2", out, 0.01, source="digits", labels=10, model_options=SMALL)
+    with pytest.raises(ValueError, match="trained from one start, not chosen from 2"):
+        rp.train_best_start("m2", out, 0.04, source="digits", labels=10, model_options=SMALL, starts=2, start_minutes=0.01)
+    with pytest.raises(ValueError, match="3 starts of 0.02 CPU-min do not fit a budget of 0.04"):
+        rp.train_best_start("m2", tmp_path / "other", 0.04, source="digits", labels=10, model_options=SMALL, starts=3, start_minutes=0.02)
+    assert not (tmp_path / "other").exists() and not (tmp_path / "other.starts").exists()
+
+
+def test_a_table_run_of_several_starts_counts_every_start_against_its_budget(tmp_path, monkeypatch):
+    spec = dataclasses.replace(TINY.runs[0], starts=2, start_fraction=0.25)
+    table = dataclasses.replace(TINY, runs=(spec,), rows=TINY.rows[:1], seeds=(0,), default_budget=0.04)
+    monkeypatch.setitem(rp.TABLES, table.name, table)
+    out = tmp_path / "reproduce"
+    printed = run_cli([table.name, "--out", str(out), "--jobs", "1"])
+    assert "(2 starts of 0.01, the best continued)" in printed and progress(printed, "finished") == 1, printed
+    run = json.loads((out / "tiny-digits.json").read_text())["runs"][0]
+    record = run["starts"]
+    assert record["starts"] == 2 and record["label_seed"] == 0
+    own = checkpoint.read_metrics(Path(run["run_dir"]))[-1]["train_cpu_seconds"]
+    assert run["train_cpu_seconds"] == pytest.approx(own + record["others_cpu_seconds"]) and run["train_cpu_seconds"] >= 0.04 * 60 * 0.99
+    printed = run_cli([table.name, "--out", str(out), "--jobs", "1"])
+    assert progress(printed, "reused") == 1, printed

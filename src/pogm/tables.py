@@ -111,7 +111,9 @@ class RunSpec:
     `pogm.reproduce.evaluations.EVALUATIONS` (or is a module-level function ``f(run_dir) -> dict``,
     so that it can run in a worker process), called with the keyword arguments
     ``evaluate_options``. ``fresh_options(budget_seconds)`` gives model options computed only when
-    the run starts."""
+    the run starts. ``starts`` > 1 trains that many initialisations for ``start_fraction`` of the
+    run's budget each and continues the one of lowest validation error, all within the run's
+    budget (`pogm.reproduce.runs.train_best_start`)."""
 
     name: str
     model: str | None = None
@@ -126,6 +128,8 @@ class RunSpec:
     evaluate: str | Callable[[Path], dict] = "selected_errors"
     evaluate_options: Mapping[str, Any] = field(default_factory=dict)
     fresh_options: Callable[[float], Mapping[str, Any]] | None = None
+    starts: int = 1
+    start_fraction: float = 0.0
 
 
 UNITS: dict[str, Callable[[float], str]] = {

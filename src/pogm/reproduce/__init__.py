@@ -35,8 +35,8 @@ Each model family defines its tables, the papers' numbers and the training setti
 beside its models (``pogm.models.<family>.paper_table``, as data: `pogm.tables`);
 `pogm.reproduce.paper_tables` collects and registers them. This package holds what runs them: the
 evaluations of finished runs (`pogm.reproduce.evaluations`, named by the tables), the verdict, the
-registry and the budgeted-run helpers (`machine`, `train_for_budget`, `finished`) that the
-benchmark scripts share.
+registry and the budgeted-run helpers (`machine`, `train_for_budget`, `train_best_start`,
+`finished`) that the benchmark scripts share.
 """
 
 from pogm.reproduce.command import add_reproduce_parser, cmd_reproduce
@@ -45,6 +45,7 @@ from pogm.reproduce.runs import (
     machine,
     run_in_pool,
     selected_record,
+    train_best_start,
     train_for_budget,
     write_report,
 )
@@ -84,6 +85,7 @@ __all__ = [
     "row_verdict",
     "run_in_pool",
     "selected_record",
+    "train_best_start",
     "train_for_budget",
     "verdict",
     "write_report",

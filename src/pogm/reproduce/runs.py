@@ -153,6 +153,7 @@ def train_for_budget(
     recipe: str | None = None,
     fresh_options: Callable[[float], Mapping[str, Any]] | None = None,
     threads: int = 1,
+    label_seed: int | None = None,
 ) -> str:
     """Train ``model`` on ``source`` into ``out`` for ``budget_minutes`` of training CPU time on
     ``threads`` threads; returns ``"reused"``, ``"resumed"`` or ``"trained"``.
@@ -160,7 +161,8 @@ def train_for_budget(
     A finished run is left alone; an interrupted one continues from its last checkpoint under its
     own budget; one interrupted before its first checkpoint starts again. ``recipe`` is a packaged
     recipe (or YAML file) whose settings the options override; ``fresh_options(budget_seconds)``
-    gives model options that are computed only when a run starts (M1+M2's M1 steps).
+    gives model options that are computed only when a run starts (M1+M2's M1 steps);
+    ``label_seed`` draws the labelled examples apart from ``seed`` (`pogm.train`).
     """
     import torch
 
@@ -186,8 +188,146 @@ def train_for_budget(
         "train": {**(train_options or {}), "cpu_budget_seconds": budget_seconds, "threads": threads, "progress": False},
         "data": dict(data_options or {}),
     }
-    train(model, data=source, labels=labels, unlabelled=unlabelled, epochs=100000, out=out, seed=seed, config_file=recipe, overrides=overrides, progress=False)
+    train(
+        model, data=source, labels=labels, unlabelled=unlabelled, epochs=100000, out=out, seed=seed, label_seed=label_seed,
+        config_file=recipe, overrides=overrides, progress=False,
+    )
     return "trained"
+
+
+# ----------------------------------------------------------------------------- several starts
+STARTS_RECORD = "starts.json"  # in the chosen run's directory: every start and why it was chosen
+START_SEED_STRIDE = 1000  # start k of seed s initialises with seed s + k * 1000 (start 0: seed s itself)
+
+
+def start_seed(seed: int, k: int) -> int:
+    """The seed of the network and batches of start ``k`` of a run of ``seed``; every start draws
+    the labelled examples with ``seed`` itself."""
+    return seed + k * START_SEED_STRIDE
+
+
+def starts_dir(out: str | Path) -> Path:
+    """Where the starts of the run ``out`` train: ``OUT.starts/start-K``."""
+    out = Path(out)
+    return out.with_name(out.name + ".starts")
+
+
+def chosen_budget_minutes(budget_minutes: float, starts: int, start_minutes: float) -> float:
+    """The CPU budget of the chosen start: the run's budget less what the starts it beat used, so
+    that all starts together train for ``budget_minutes``."""
+    return budget_minutes - (starts - 1) * start_minutes
+
+
+def check_starts(budget_minutes: float, starts: int, start_minutes: float) -> None:
+    """A ValueError unless ``starts`` starts of ``start_minutes`` leave the chosen one more time."""
+    if isinstance(starts, bool) or not isinstance(starts, int) or starts < 1:
+        raise ValueError(f"starts must be a whole number >= 1, got {starts!r}")
+    if starts > 1 and not 0 < start_minutes * starts < budget_minutes:
+        raise ValueError(
+            f"{starts} starts of {start_minutes:g} CPU-min do not fit a budget of {budget_minutes:g} CPU-min; "
+            "shorten the starts or raise the budget"
+        )
+
+
+def read_starts(out: str | Path) -> dict[str, Any] | None:
+    """The `STARTS_RECORD` of ``out``, or None for a run trained from one start."""
+    path = Path(out) / STARTS_RECORD
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def train_best_start(
+    model: str | None,
+    out: str | Path,
+    budget_minutes: float,
+    seed: int = 0,
+    data_options: Mapping[str, Any] | None = None,
+    model_options: Mapping[str, Any] | None = None,
+    train_options: Mapping[str, Any] | None = None,
+    labels: int | None = None,
+    *,
+    starts: int = 1,
+    start_minutes: float = 0.0,
+    **options: Any,
+) -> str:
+    """`train_for_budget` from the best of ``starts`` initialisations, in the same total budget.
+
+    Adversarially trained classifiers sometimes settle, in their first thousand steps, on a
+    mistake that the rest of the run keeps (a part of one class inside another's cluster): which
+    runs do depends on the pairing of initial weights and labelled examples, not on either alone.
+    Each start k trains for ``start_minutes`` on the run's labels (drawn with ``seed``) from its
+    own initialisation and batch order (`start_seed`) in ``OUT.starts/start-k``; the start with the
+    lowest validation error (`selected_record`, as every run is selected) is copied to ``out`` and
+    continued to `chosen_budget_minutes`, so that all starts together train for
+    ``budget_minutes``. ``out/starts.json`` records every start's validation error and the choice.
+    With ``starts=1`` this is `train_for_budget`. Every stage resumes after a crash; returns
+    ``"reused"``, ``"resumed"`` or ``"trained"`` for the chosen run.
+    """
+    from pogm.train import train
+
+    if starts == 1:
+        return train_for_budget(model, out, budget_minutes, seed, data_options, model_options, train_options, labels, **options)
+    check_starts(budget_minutes, starts, start_minutes)
+    out = Path(out)
+    record = read_starts(out)
+    if record is None and (out / "config.yaml").is_file():
+        raise ValueError(
+            f"the run in {out} was trained from one start, not chosen from {starts}; "
+            "delete that directory to train it again with the new settings, or write the runs elsewhere (--out)."
+        )
+    if record is None:
+        record = _choose_start(out, seed, starts, start_minutes, lambda k, start_dir: train_for_budget(
+            model, start_dir, start_minutes, start_seed(seed, k), data_options, model_options, train_options, labels, label_seed=seed, **options
+        ))
+        state = "trained"
+    elif (record["starts"], float(record["start_minutes"]), record["label_seed"]) != (starts, float(start_minutes), seed):
+        raise ValueError(
+            f"the run in {out} was chosen from {record['starts']} starts of {record['start_minutes']:g} CPU-min for seed {record['label_seed']} "
+            f"(asked: {starts} of {start_minutes:g} for seed {seed}). Delete {out} and {starts_dir(out)} to choose again, or write the runs elsewhere (--out)."
+        )
+    else:
+        state = "resumed"
+    budget_seconds = chosen_budget_minutes(budget_minutes, starts, start_minutes) * 60
+    if finished(out, budget_seconds):
+        return "reused"
+    train(out=out, resume=True, config={"train": {"cpu_budget_seconds": budget_seconds}}, progress=False)
+    return state
+
+
+def _choose_start(out: Path, seed: int, starts: int, start_minutes: float, train_start: Callable[[int, Path], Any]) -> dict[str, Any]:
+    """Train every start (``train_start(k, directory)``), copy the one of lowest validation error to
+    ``out`` with its `STARTS_RECORD`, and return the record. The copy appears at ``out`` in one
+    rename, so a crash leaves either no chosen run or a whole one."""
+    from pogm.checkpoint import read_metrics
+
+    candidates = []
+    for k in range(starts):
+        start_dir = starts_dir(out) / f"start-{k}"
+        train_start(k, start_dir)
+        records = read_metrics(start_dir)
+        best = selected_record(records)
+        candidates.append({
+            "start": k, "seed": start_seed(seed, k), "dir": str(start_dir), "valid_error": best["valid_error"], "step": best["step"],
+            "train_cpu_seconds": records[-1]["train_cpu_seconds"],
+        })
+    chosen = min(candidates, key=lambda c: (c["valid_error"], c["start"]))
+    record = {
+        "starts": starts,
+        "start_minutes": start_minutes,
+        "label_seed": seed,
+        "candidates": candidates,
+        "chosen": chosen["start"],
+        "chosen_seed": chosen["seed"],
+        "others_cpu_seconds": sum(c["train_cpu_seconds"] for c in candidates if c is not chosen),
+    }
+    tmp = out.with_name(out.name + ".choosing")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    shutil.copytree(chosen["dir"], tmp)
+    (tmp / STARTS_RECORD).write_text(json.dumps(record, indent=2))
+    if out.exists():  # empty (train_best_start refuses a run there)
+        out.rmdir()
+    tmp.rename(out)
+    return record
 
 
 def selected_record(records: list[dict[str, Any]]) -> dict[str, Any]:

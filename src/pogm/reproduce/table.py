@@ -24,9 +24,11 @@ from pogm.reproduce.runs import (
     check_run_settings,
     describe_machine,
     finished,
+    chosen_budget_minutes,
     machine,
+    read_starts,
     run_in_pool,
-    train_for_budget,
+    train_best_start,
     write_report,
 )
 from pogm.tables import ERROR_UNITS, Row, RunSpec, Table, check_seeds
@@ -156,21 +158,30 @@ def _run_job(job: _Job) -> dict[str, Any]:
     torch.set_num_threads(1)
     spec, run_dir = job.spec, job.run_dir
     prefix = f"[{job.table}] {spec.name} (seed {job.seed}):"
+    start_minutes = job.minutes * spec.start_fraction
+    starts = read_starts(run_dir)
     if (run_dir / "state.pt").is_file():  # never reuse or resume a run of other settings
-        check_run_settings(run_dir, spec.model, job.seed, spec.model_options, spec.train_options, spec.data_options, spec.recipe)
-    done = finished(run_dir, job.minutes * 60)
+        seed = starts["chosen_seed"] if starts is not None else job.seed
+        check_run_settings(run_dir, spec.model, seed, spec.model_options, spec.train_options, spec.data_options, spec.recipe)
+    own_minutes = chosen_budget_minutes(job.minutes, spec.starts, start_minutes) if spec.starts > 1 else job.minutes
+    done = finished(run_dir, own_minutes * 60) and (spec.starts == 1 or starts is not None)
     if not done:
         state = "resumed" if (run_dir / "state.pt").is_file() else "started"
-        print(f"{prefix} {state}, {job.minutes:.3g} CPU-min budget -> {run_dir}", flush=True)
+        of = f" ({spec.starts} starts of {start_minutes:.3g}, the best continued)" if spec.starts > 1 else ""
+        print(f"{prefix} {state}, {job.minutes:.3g} CPU-min budget{of} -> {run_dir}", flush=True)
         start = time.time()
-        train_for_budget(
+        train_best_start(
             spec.model, run_dir, job.minutes, job.seed, spec.data_options, spec.model_options, spec.train_options, spec.labels,
+            starts=spec.starts, start_minutes=start_minutes,
             source=spec.source, unlabelled=spec.unlabelled, recipe=spec.recipe, fresh_options=spec.fresh_options,
         )
         _write_record(run_dir, {**_read_record(run_dir), "machine": machine(), "last_training_wall_seconds": round(time.time() - start, 1)})
+        starts = read_starts(run_dir)
     last = read_metrics(run_dir)[-1]
     numbers = _evaluate(spec, run_dir, last["step"])
-    length = f"{last['step']:,} steps, {last['epoch']} epochs, {last['train_cpu_seconds'] / 60:.2f} CPU-min"
+    # The starts that lost count against the budget too.
+    cpu_seconds = last["train_cpu_seconds"] + (starts["others_cpu_seconds"] if starts is not None else 0.0)
+    length = f"{last['step']:,} steps, {last['epoch']} epochs, {cpu_seconds / 60:.2f} CPU-min"
     print(f"{prefix} {'reused' if done else 'finished'}, {length} ({run_dir})", flush=True)
     return {
         "name": spec.name,
@@ -183,8 +194,9 @@ def _run_job(job: _Job) -> dict[str, Any]:
         "status": "reused" if done else "trained",
         "steps": last["step"],
         "epochs": last["epoch"],
-        "train_cpu_seconds": last["train_cpu_seconds"],
+        "train_cpu_seconds": cpu_seconds,
         "train_wall_seconds": last["train_wall_seconds"],
+        "starts": starts,
         "machine": _read_record(run_dir).get("machine"),
         "evaluated_by": _callable_name(resolve_evaluation(spec))[0],
         "numbers": numbers,
