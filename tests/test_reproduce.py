@@ -497,3 +497,60 @@ def test_a_table_run_of_several_starts_counts_every_start_against_its_budget(tmp
     assert run["train_cpu_seconds"] == pytest.approx(own + record["others_cpu_seconds"]) and run["train_cpu_seconds"] >= 0.04 * 60 * 0.99
     printed = run_cli([table.name, "--out", str(out), "--jobs", "1"])
     assert progress(printed, "reused") == 1, printed
+
+
+# ----------------------------------------------------------------------------- the pool of jobs
+
+
+def _marking_job(job: tuple[Path, int]) -> int:
+    """Test job: marks that it started; job 0 fails at once, the others take a moment."""
+    import time
+
+    folder, k = job
+    (folder / f"started-{k}").touch()
+    if k == 0:
+        raise RuntimeError("job 0 failed")
+    time.sleep(1.0)
+    return k
+
+
+def test_a_failing_job_stops_the_pool_before_any_other_job_starts(tmp_path):
+    # Before: the pool ran every queued job to the end and only then raised (a table stopped by
+    # a signal went on training its next runs).
+    jobs = [(tmp_path, k) for k in range(6)]
+    with pytest.raises(RuntimeError, match="job 0 failed"):
+        rp.run_in_pool(_marking_job, jobs, workers=2, echo=False)
+    started = {p.name for p in tmp_path.iterdir()}
+    assert "started-0" in started and started <= {"started-0", "started-1"}, started
+    assert rp.run_in_pool(_marking_job, [(tmp_path, k) for k in (1, 2, 3)], workers=2, echo=False) == [1, 2, 3]
+
+
+def test_sigterm_to_the_process_running_the_pool_stops_its_workers(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "pool.py"
+    script.write_text(
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from pogm.reproduce import run_in_pool\n"
+        "def job(k):\n"
+        "    Path(sys.argv[1], f'started-{k}').touch()\n"
+        "    time.sleep(4)\n"
+        "    Path(sys.argv[1], f'finished-{k}').touch()\n"
+        "if __name__ == '__main__':\n"
+        "    run_in_pool(job, range(4), workers=2, echo=False)\n"
+    )
+    process = subprocess.Popen([sys.executable, str(script), str(tmp_path)], cwd=tmp_path)
+    deadline = time.time() + 60
+    while len([p for p in tmp_path.iterdir() if p.name.startswith("started-")]) < 2 and time.time() < deadline:
+        time.sleep(0.1)
+    start = time.time()
+    os.kill(process.pid, signal.SIGTERM)
+    assert process.wait(timeout=20) != 0 and time.time() - start < 3  # at once, not after the jobs
+    time.sleep(6.0)  # orphaned workers would have finished their jobs and started the next by now
+    names = {p.name for p in tmp_path.iterdir()}
+    assert names & {"started-2", "started-3", "finished-0", "finished-1"} == set(), names

@@ -336,9 +336,51 @@ def selected_record(records: list[dict[str, Any]]) -> dict[str, Any]:
     return min(records, key=lambda r: (r["valid_error"], r["step"]))
 
 
+class PoolStopped(RuntimeError):
+    """A job of `run_in_pool` that did not start because another job failed or a stop signal came."""
+
+
+_STOP = None  # in a worker of run_in_pool: the event that says "start no more jobs"
+
+
+def _init_worker(stop: Any) -> None:
+    global _STOP
+    _STOP = stop
+
+
+def _guarded(work: Callable[[Any], Any], job: Any) -> Any:
+    """``work(job)`` in a worker, unless the pool was stopped; a job that raises (a failure, or a
+    run stopped by a signal after its checkpoint) stops the pool before this worker takes another."""
+    if _STOP is not None and _STOP.is_set():
+        raise PoolStopped("not started: the pool was stopped")
+    try:
+        return work(job)
+    except BaseException:
+        if _STOP is not None:
+            _STOP.set()
+        raise
+
+
+class _Terminated(Exception):
+    """SIGTERM arrived in the process that runs the pool."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise _Terminated(f"stopped by signal {signum}")
+
+
 def run_in_pool(work: Callable[[Any], Any], jobs: Iterable[Any], workers: int, echo: bool = True) -> list[Any]:
     """``work`` on each job in ``workers`` processes (in this process when ``workers`` is 1 or
-    there is one job), in order; ``echo`` prints each result as it arrives."""
+    there is one job), in order; ``echo`` prints each result as it arrives.
+
+    The pool stops as a whole: when a job raises, when Ctrl-C reaches the processes, or when
+    SIGTERM reaches this one, no further job starts, the workers still training get SIGTERM (a
+    run then saves a checkpoint, so the same call resumes it), and the first error is raised here.
+    ``work`` must be a module-level function (it is pickled to the workers)."""
+    import multiprocessing
+    import signal
+    import threading
+
     jobs = list(jobs)
     results = []
 
@@ -351,9 +393,27 @@ def run_in_pool(work: Callable[[Any], Any], jobs: Iterable[Any], workers: int, e
         for job in jobs:
             collect(work(job))
         return results
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        for result in pool.map(work, jobs):
-            collect(result)
+    context = multiprocessing.get_context()
+    stop = context.Event()
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if main_thread else None
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(stop,))
+    futures = []
+    try:
+        futures = [pool.submit(_guarded, work, job) for job in jobs]
+        for future in futures:
+            collect(future.result())
+    except BaseException:
+        stop.set()
+        for future in futures:
+            future.cancel()
+        for child in multiprocessing.active_children():  # this process's children: the pool's workers
+            child.terminate()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
     return results
 
 
