@@ -23,6 +23,11 @@ runs/, git-ignored); rerunning resumes an interrupted run and reuses finished on
 weights and writes which classes its errors confuse (benchmarks/results/hali_ssl_confusion.json):
 
     POGM_DATA=../shared/data python benchmarks/hali_vat_settings.py --confusion reproduce/hali-vat-x2/runs/hali-mnist100/*
+
+``--label-draws SEED ...`` trains nothing either: it scores each seed's 100 labelled images by a
+nearest neighbour in pixel space (is a seed's label draw the hard one?):
+
+    POGM_DATA=../shared/data python benchmarks/hali_vat_settings.py --label-draws 0 1 2 3 4 5 6 7 --out benchmarks/results/hali_label_draws.json
 """
 
 from __future__ import annotations
@@ -95,6 +100,21 @@ def confusion(run_dir: Path) -> dict:
             "valid_error_by_step": early}
 
 
+def label_draw(seed: int) -> dict:
+    """How hard seed ``seed``'s 100 labelled images make MNIST in pixel space: the test errors of
+    a nearest neighbour among them (Euclidean, grey levels), and how many test nines it calls fours."""
+    from pogm.runs import choose_labels, load_data
+
+    data = load_data("mnist", {"binarize": False})
+    labelled = choose_labels(data, 10, seed, True)
+    x_train = data.train.x["x"].reshape(len(data.train.y), -1).float()  # [N, 784]
+    x_test = data.test.x["x"].reshape(len(data.test.y), -1).float()  # [T, 784]
+    nearest = torch.cdist(x_test, x_train[labelled]).argmin(1)  # [T]
+    predicted, true = data.train.y[labelled][nearest], data.test.y  # [T], [T]
+    return {"label_seed": seed, "nearest_neighbour_test_errors": int((predicted != true).sum()),
+            "nines_called_fours": int(((true == 9) & (predicted == 4)).sum()), "fours_called_nines": int(((true == 4) & (predicted == 9)).sum())}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epsilon", type=float, default=HALI_SSL_CONV_VAT["vat_epsilon"], help="norm of the virtual adversarial perturbation (the table's: 0.5)")
@@ -105,11 +125,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--jobs", type=int, default=1, choices=[1, 2])
     parser.add_argument("--confusion", type=Path, nargs="+", help="run directories to analyse instead of training")
+    parser.add_argument("--label-draws", type=int, nargs="+", metavar="SEED", help="score these seeds' labelled images by a pixel nearest neighbour instead of training")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/hali_ssl_confusion.json"))
     args = parser.parse_args()
-    if args.confusion:
+    if args.confusion or args.label_draws:
         torch.set_num_threads(1)
-        result = [confusion(run_dir) for run_dir in args.confusion]
+        result = [confusion(run_dir) for run_dir in args.confusion] if args.confusion else [label_draw(seed) for seed in args.label_draws]
         args.out.write_text(json.dumps(result, indent=1) + "\n")
         print(json.dumps(result, indent=1))
         return
