@@ -469,6 +469,7 @@ def test_the_best_of_several_starts_continues_on_the_runs_labels_within_the_runs
     assert rp.finished(out, 0.02 * 60) and not rp.finished(out, 0.03 * 60)
     assert record["others_cpu_seconds"] == pytest.approx(sum(checkpoint.read_metrics(d)[-1]["train_cpu_seconds"] for k, d in enumerate(starts) if k != chosen))
     assert rp.train_best_start("m2", out, 0.04, 5, **kwargs) == "reused"
+    assert rp.train_best_start("m2", out, 0.04, 5, **{**kwargs, "start_minutes": 0.1 * 0.1}) == "reused"  # 0.010000000000000002: a share of a budget, in floats
     with pytest.raises(ValueError, match="chosen from 3 starts of 0.01 CPU-min for seed 5 .asked: 2 of 0.01"):
         rp.train_best_start("m2", out, 0.04, 5, **{**kwargs, "starts": 2})
 

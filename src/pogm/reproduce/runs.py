@@ -7,6 +7,7 @@ a Markdown table.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import shutil
@@ -279,7 +280,7 @@ def train_best_start(
             model, start_dir, start_minutes, start_seed(seed, k), data_options, model_options, train_options, labels, label_seed=seed, **options
         ))
         state = "trained"
-    elif (record["starts"], float(record["start_minutes"]), record["label_seed"]) != (starts, float(start_minutes), seed):
+    elif (record["starts"], record["label_seed"]) != (starts, seed) or not math.isclose(record["start_minutes"], start_minutes, rel_tol=1e-9):
         raise ValueError(
             f"the run in {out} was chosen from {record['starts']} starts of {record['start_minutes']:g} CPU-min for seed {record['label_seed']} "
             f"(asked: {starts} of {start_minutes:g} for seed {seed}). Delete {out} and {starts_dir(out)} to choose again, or write the runs elsewhere (--out)."
