@@ -56,6 +56,15 @@ HALI_SSL_CONV_UNLABELLED_COSTS = {**HALI_SSL_UNLABELLED_COSTS, "architecture": "
 # at its last step. The table gives it the goal's 120 CPU-minutes (share 8): 282, 466 and 267
 # (338 ± 111); only seed 1 gains from the second hour.
 HALI_SSL_CONV_VAT = {**HALI_SSL_CONV_UNLABELLED_COSTS, "vat_weight": 1.0, "vat_epsilon": 0.5}
+# Seed 1's 466 are one mistake (nines called fours) made in the first 500 steps by the pairing of
+# seed 1's initial weights with seed 1's labels: swapping either for seed 0's removes it
+# (benchmarks/results/hali_label_swap.json). So the row trains 2 starts on the run's labels for 9
+# CPU-minutes each (about 1,000 steps; seed 1's pairing is at 8.4% validation error there, the others
+# at 3.9-5.2%) and continues the one of lowest validation error to 120 in all
+# (pogm.reproduce.train_best_start); the good seeds' best weights come at steps 2,000-5,000, well
+# inside what remains.
+VAT_STARTS = 2
+VAT_START_FRACTION = 9 / 120
 
 # ----------------------------------------------------------------------------- the table
 HALI_MNIST100 = Table(
@@ -68,8 +77,10 @@ HALI_MNIST100 = Table(
         # share 4: 60 CPU-minutes a run, half the goal's 120 (a conv step costs about 4.5 MLP steps)
         RunSpec("hali-ssl-conv-unlabelled-costs", model="hali-ssl", source="mnist", labels=10, model_options=HALI_SSL_CONV_UNLABELLED_COSTS,
                 train_options=GAN_TRAIN, share=4.0),
-        # share 8: the goal's 120 CPU-minutes a run (at most 300 test errors within 120 CPU-minutes of one thread)
-        RunSpec("hali-ssl-conv-vat", model="hali-ssl", source="mnist", labels=10, model_options=HALI_SSL_CONV_VAT, train_options=GAN_TRAIN, share=8.0),
+        # share 8: the goal's 120 CPU-minutes a run (at most 300 test errors within 120 CPU-minutes of one thread),
+        # the best of VAT_STARTS starts of 9 minutes continued (the starts included)
+        RunSpec("hali-ssl-conv-vat-starts", model="hali-ssl", source="mnist", labels=10, model_options=HALI_SSL_CONV_VAT, train_options=GAN_TRAIN, share=8.0,
+                starts=VAT_STARTS, start_fraction=VAT_START_FRACTION),
         ssl_run("adgm"),
     ),
     rows=(
@@ -78,8 +89,8 @@ HALI_MNIST100 = Table(
             Metric("hali-ssl-unlabelled-costs", "test_error"), unit="errors/10,000"),
         Row("semi-supervised HALI, convolutional, + mean-teacher consistency and entropy (not in the paper)", f"test errors out of 10,000, 100 labels {SELECTED}",
             HALI["hali"] / 10000, Metric("hali-ssl-conv-unlabelled-costs", "test_error"), unit="errors/10,000"),
-        Row("semi-supervised HALI, convolutional, + mean-teacher consistency, entropy and virtual adversarial training (not in the paper)",
-            f"test errors out of 10,000, 100 labels {SELECTED}", HALI["hali"] / 10000, Metric("hali-ssl-conv-vat", "test_error"), unit="errors/10,000"),
+        Row("semi-supervised HALI, convolutional, + mean-teacher consistency, entropy and virtual adversarial training, best of 2 starts (not in the paper)",
+            f"test errors out of 10,000, 100 labels {SELECTED}", HALI["hali"] / 10000, Metric("hali-ssl-conv-vat-starts", "test_error"), unit="errors/10,000"),
         Row("ADGM (as HALI's Table 3 quotes it)", f"test errors out of 10,000, 100 labels {SELECTED}", HALI["adgm"] / 10000, Metric("adgm", "test_error"), unit="errors/10,000"),
     ),
     default_budget=675.0,  # CPU-minutes for all 3 seeds (Table.seeds): 225 per seed, 15 a run, 60 for the convolutional row, 120 for the VAT row
@@ -91,7 +102,9 @@ HALI_MNIST100 = Table(
         "section 7.2 as written. The third trains the second's costs on convolutional kernels (z1 a vector; "
         "stride-2 convolutions of 32 and 64 channels in q(z1 | x), G_x(z1) and D(x)) for 60 CPU-minutes a run; the fourth adds "
         "virtual adversarial training (Miyato et al. 2018, weight 1, perturbations of norm 0.5) on the unlabelled rows and trains for "
-        "the 120 CPU-minutes a run that pogm's goal of 300 test errors allows (at 60: 365 ± 156 over seeds 0-2). "
+        "the 120 CPU-minutes a run that pogm's goal of 300 test errors allows (from one start: 338 ± 111 over seeds 0-2), as the best of "
+        "2 starts: two initialisations on the run's labels for 9 CPU-minutes each, the one of lowest validation error continued (the starts "
+        "count against the 120). "
         "ADGM: the adgm-mnist100-cpu recipe."
     ),
 )
