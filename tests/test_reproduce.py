@@ -555,3 +555,24 @@ def test_sigterm_to_the_process_running_the_pool_stops_its_workers(tmp_path):
     time.sleep(6.0)  # orphaned workers would have finished their jobs and started the next by now
     names = {p.name for p in tmp_path.iterdir()}
     assert names & {"started-2", "started-3", "finished-0", "finished-1"} == set(), names
+
+
+def test_a_stopped_table_says_so_in_one_line_and_the_stop_crosses_the_pool(tmp_path, monkeypatch, capsys):
+    import pickle
+    import signal
+
+    from pogm.reproduce import command
+    from pogm.train.signals import TrainingInterrupted
+
+    stop = TrainingInterrupted(tmp_path / "run", 7666, signal.SIGTERM)
+    again = pickle.loads(pickle.dumps(stop))  # as a worker of --jobs 2 hands it back (was a TypeError)
+    assert (type(again), str(again), again.step, again.exit_code) == (TrainingInterrupted, str(stop), 7666, 143)
+
+    def stopped(*args, **kwargs):
+        raise stop
+
+    monkeypatch.setattr(command, "reproduce", stopped)
+    args = argparse.Namespace(list=False, table="tiny-digits", seed=None, seeds=None, out=str(tmp_path), budget=None, jobs=1, rows=None, scale=1.0)
+    assert command.cmd_reproduce(args) == 143
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("pogm reproduce: stopped by SIGTERM at step 7666 of") and "same command continues" in err

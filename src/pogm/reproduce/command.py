@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import signal
+import sys
 
+from pogm.reproduce.runs import PoolTerminated
 from pogm.reproduce.table import MAX_JOBS, get_table, list_tables, reproduce
+from pogm.train.signals import TrainingInterrupted
 
 
 def add_reproduce_parser(subparsers) -> argparse.ArgumentParser:
@@ -60,5 +64,11 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if args.table is None:
         raise ValueError(f"name a table: {', '.join(list_tables())} (`pogm reproduce --list` describes them)")
     seeds = [args.seed] if args.seed is not None else args.seeds
-    reproduce(args.table, out=args.out, budget=args.budget, jobs=args.jobs, seeds=seeds, rows=args.rows, scale=args.scale)
+    try:
+        reproduce(args.table, out=args.out, budget=args.budget, jobs=args.jobs, seeds=seeds, rows=args.rows, scale=args.scale)
+    except (TrainingInterrupted, PoolTerminated, KeyboardInterrupt) as stop:
+        signum = getattr(stop, "signum", signal.SIGTERM if isinstance(stop, PoolTerminated) else signal.SIGINT)
+        where = f" at step {stop.step} of {stop.run_dir} (checkpoint saved)" if isinstance(stop, TrainingInterrupted) else ""
+        print(f"pogm reproduce: stopped by {signal.Signals(signum).name}{where}; the same command continues the table", file=sys.stderr)
+        return 128 + int(signum)
     return 0

@@ -362,12 +362,12 @@ def _guarded(work: Callable[[Any], Any], job: Any) -> Any:
         raise
 
 
-class _Terminated(Exception):
-    """SIGTERM arrived in the process that runs the pool."""
+class PoolTerminated(Exception):
+    """SIGTERM arrived in the process that runs a pool of `run_in_pool`."""
 
 
 def _raise_terminated(signum: int, frame: Any) -> None:
-    raise _Terminated(f"stopped by signal {signum}")
+    raise PoolTerminated(f"stopped by signal {signum}")
 
 
 def run_in_pool(work: Callable[[Any], Any], jobs: Iterable[Any], workers: int, echo: bool = True) -> list[Any]:

@@ -18,12 +18,16 @@ class TrainingInterrupted(Exception):
     every_process = True  # with several processes, all of them stop at the same step
 
     def __init__(self, run_dir: Path, step: int, signum: int, world_size: int = 1) -> None:
-        self.run_dir, self.step, self.signum = run_dir, step, signum
+        self.run_dir, self.step, self.signum, self.world_size = run_dir, step, signum, world_size
         self.exit_code = 128 + int(signum)
         super().__init__(
             f"training stopped by {signal.Signals(signum).name} at step {step}; checkpoint saved in {run_dir}. "
             f"Continue with: {resume_command(run_dir, world_size)}"
         )
+
+    def __reduce__(self):
+        # rebuilt from its fields, so that it crosses a process pool (`pogm reproduce --jobs 2`) intact
+        return type(self), (self.run_dir, self.step, self.signum, self.world_size)
 
 
 class StopSignals:
