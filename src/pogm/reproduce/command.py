@@ -67,8 +67,10 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     try:
         reproduce(args.table, out=args.out, budget=args.budget, jobs=args.jobs, seeds=seeds, rows=args.rows, scale=args.scale)
     except (TrainingInterrupted, PoolTerminated, KeyboardInterrupt) as stop:
-        signum = getattr(stop, "signum", signal.SIGTERM if isinstance(stop, PoolTerminated) else signal.SIGINT)
-        where = f" at step {stop.step} of {stop.run_dir} (checkpoint saved)" if isinstance(stop, TrainingInterrupted) else ""
+        if isinstance(stop, TrainingInterrupted):
+            signum, where = stop.signum, f" at step {stop.step} of {stop.run_dir} (checkpoint saved)"
+        else:
+            signum, where = (signal.SIGTERM if isinstance(stop, PoolTerminated) else signal.SIGINT), ""
         print(f"pogm reproduce: stopped by {signal.Signals(signum).name}{where}; the same command continues the table", file=sys.stderr)
         return 128 + int(signum)
     return 0
