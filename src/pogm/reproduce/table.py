@@ -22,9 +22,9 @@ from typing import Any
 from pogm.reproduce.evaluations import resolve_evaluation
 from pogm.reproduce.runs import (
     check_run_settings,
+    chosen_budget_minutes,
     describe_machine,
     finished,
-    chosen_budget_minutes,
     machine,
     read_starts,
     run_in_pool,
