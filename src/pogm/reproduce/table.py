@@ -163,7 +163,7 @@ def _run_job(job: _Job) -> dict[str, Any]:
     if (run_dir / "state.pt").is_file():  # never reuse or resume a run of other settings
         seed = starts["chosen_seed"] if starts is not None else job.seed
         check_run_settings(run_dir, spec.model, seed, spec.model_options, spec.train_options, spec.data_options, spec.recipe)
-    own_minutes = chosen_budget_minutes(job.minutes, spec.starts, start_minutes) if spec.starts > 1 else job.minutes
+    own_minutes = chosen_budget_minutes(job.minutes, spec.starts, start_minutes)  # job.minutes with one start
     done = finished(run_dir, own_minutes * 60) and (spec.starts == 1 or starts is not None)
     if not done:
         state = "resumed" if (run_dir / "state.pt").is_file() else "started"
