@@ -12,8 +12,9 @@
 #    settings for as many epochs as fit in its --train-seconds, with the test error they reach and
 #    the projected time of the paper's 1000 epochs.
 # A second call, `benchmarks/gpu_check.sh --sections hali` (about 7 minutes with its tests), trains
-# semi-supervised HALI, two settings on Table 4's spatial network and the hali-mnist100 table's
-# convolutional row, 2 minutes each, and reports the test errors out of 10,000 (the paper: 73).
+# semi-supervised HALI, two settings on Table 4's spatial network and the hali-mnist100 table's two
+# convolutional rows (the second with virtual adversarial training), 90 seconds each, and reports the
+# test errors out of 10,000 (the paper: 73).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
